@@ -1,0 +1,89 @@
+"""The JSON API: `/tasks`, `/tasks/counts` and `/tasks/<id>`, for scripts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
+
+from app.clock import request_time
+from app.errors import invalid_query
+from app.filters import TaskFilter, format_timestamp, parse_filter, sign_cursor
+from app.models import db
+from app.query import TaskRow, count_facets, get_task, list_tasks
+
+bp = Blueprint("api", __name__)
+
+
+def json_value(value: Any) -> Any:
+    """Write values the one way the API promises: UTC `Z` timestamps, ids as strings."""
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def task_json(row: TaskRow) -> dict[str, Any]:
+    """One list item: the same fields whatever the task's type."""
+    fields = {name: json_value(getattr(row, name)) for name in row.__dataclass_fields__}
+    return {"id": fields.pop("id"), **fields}
+
+
+def api_filter() -> TaskFilter | Response:
+    """The request's filter, or the 422 that says what is wrong with it."""
+    parsed = parse_filter(request.args, secret_key=current_app.secret_key, strict=True)
+    return parsed.value if parsed.value is not None else invalid_query(parsed.errors)
+
+
+@bp.get("/tasks")
+def list_tasks_json() -> Response:
+    """Tasks of every type, one list, newest first, paginated by offset or cursor."""
+    task_filter = api_filter()
+    if isinstance(task_filter, Response):
+        return task_filter
+    page = list_tasks(db.session, task_filter, request_time())
+    next_cursor = None
+    if page.next_position is not None:
+        next_cursor = sign_cursor(*page.next_position, task_filter.order, current_app.secret_key)
+    response = jsonify(
+        {
+            "items": [task_json(row) for row in page.items],
+            "total": {"value": page.total.value, "relation": page.total.relation},
+            "limit": task_filter.limit,
+            "offset": task_filter.offset,
+            "next_cursor": next_cursor.token if next_cursor else None,
+        }
+    )
+    if next_cursor is not None:
+        next_args = task_filter.to_args(cursor=next_cursor, offset=0)
+        next_url = url_for("api.list_tasks_json", _external=True) + "?" + urlencode(next_args)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
+
+
+@bp.get("/tasks/counts")
+def count_tasks_json() -> Response:
+    """How many tasks match, by status and by type, each facet ignoring its own filter."""
+    task_filter = api_filter()
+    if isinstance(task_filter, Response):
+        return task_filter
+    facets = count_facets(db.session, task_filter, request_time())
+    return jsonify({"status": facets.status, "task_type": facets.task_type, "total": facets.total})
+
+
+@bp.get("/tasks/<task_id>")
+def show_task_json(task_id: str) -> Response:
+    """One task with its type-specific fields."""
+    try:
+        parsed_id = uuid.UUID(task_id)
+    except ValueError:
+        abort(404, description=f"{task_id!r} is not a task id (a UUID)")
+    detail = get_task(db.session, parsed_id)
+    if detail is None:
+        abort(404, description=f"no task has id {parsed_id}")
+    details = {name: json_value(value) for name, value in detail.details.items()}
+    return jsonify({**task_json(detail.row), "details": details})

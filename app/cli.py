@@ -1,0 +1,48 @@
+"""Commands: `flask --app wsgi init-db` and `flask --app wsgi seed-demo --tasks N`."""
+
+from __future__ import annotations
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+
+from app.clock import utcnow
+from app.demo import seed_demo
+from app.models import MODEL_FOR_TYPE, db
+
+
+def task_count() -> int:
+    """How many tasks the five tables hold."""
+    return sum(
+        db.session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
+        for model in MODEL_FOR_TYPE.values()
+    )
+
+
+@click.command("init-db")
+def init_db_command() -> None:
+    """Create the task tables (existing tables and rows are kept)."""
+    db.create_all()
+    click.echo(f"Tables ready in {db.engine.url.render_as_string(hide_password=True)}")
+
+
+@click.command("seed-demo")
+@click.option("--tasks", default=5000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--weeks", default=6, show_default=True, type=click.IntRange(1, 520))
+@click.option("--seed", type=int, help="Random seed, for the same tasks every time.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when tasks already exist.")
+def seed_demo_command(tasks: int, weeks: int, seed: int | None, if_empty: bool) -> None:
+    """Add realistic demo tasks over the last weeks, with active ones in the last hours."""
+    db.create_all()
+    if if_empty and (existing := task_count()):
+        click.echo(f"{existing} tasks already there; no demo tasks added.")
+        return
+    with click.progressbar(length=tasks, label="Adding demo tasks") as bar:
+        seed_demo(db.engine, tasks, utcnow(), weeks=weeks, seed=seed, on_progress=bar.update)
+    click.echo(f"Added {tasks} demo tasks.")
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands with `flask`."""
+    app.cli.add_command(init_db_command)
+    app.cli.add_command(seed_demo_command)

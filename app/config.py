@@ -1,0 +1,56 @@
+"""Settings read from the environment, with defaults that serve on a laptop."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+DRIVER_FOR_SCHEME = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
+def normalise_database_url(url: str) -> str:
+    """Give bare `postgresql://`, `mysql://` and `mariadb://` URLs the driver we install.
+
+    SQLAlchemy would otherwise pick psycopg2 or mysqlclient, which we do not ship.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "+" in scheme:
+        return url
+    return f"{DRIVER_FOR_SCHEME.get(scheme, scheme)}://{rest}"
+
+
+def load_secret_key(instance_path: Path) -> str:
+    """Use SECRET_KEY from the environment, else one kept in the instance folder.
+
+    Cursors are signed with it, so it must survive restarts and be shared by every
+    worker; a per-process random key would break cursors across gunicorn workers.
+    """
+    if key := os.environ.get("SECRET_KEY"):
+        return key
+    key_file = instance_path / "secret_key"
+    if not key_file.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def settings_from_environment(instance_path: Path) -> dict[str, object]:
+    """Build the app's settings; every one can be set by an environment variable."""
+    default_db = f"sqlite:///{instance_path / 'vectorize-tasks.sqlite3'}"
+    return {
+        "SECRET_KEY": load_secret_key(instance_path),
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(
+            os.environ.get("DATABASE_URL", default_db)
+        ),
+        # Origins allowed to frame /embed, separated by spaces; none when unset.
+        "EMBED_FRAME_ANCESTORS": os.environ.get("EMBED_FRAME_ANCESTORS", "").split(),
+        # Serve htmx only from static/ (no CDN), e.g. on a network without internet.
+        "HTMX_LOCAL_ONLY": os.environ.get("HTMX_LOCAL_ONLY", "").lower() in {"1", "true", "yes"},
+    }

@@ -1,0 +1,227 @@
+"""Realistic demo tasks: a mix of types, statuses, tags, errors and progress over weeks.
+
+Rows are built to the same rules the recorder keeps (a finished task has `finished_at`, a
+running one a `started_at`, timestamps in order, progress within 0..1) and bulk-inserted, so
+a million tasks take minutes rather than hours.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.models import MODEL_FOR_TYPE, Status, TaskModel
+
+TAGS = [f"exp-{n}" for n in range(1, 41)] + [
+    "nightly",
+    "baseline",
+    "ablation-lr",
+    "ablation-data",
+    "prod",
+    "customer-acme",
+    "customer-globex",
+    "release-2.3",
+]
+BASE_MODELS = [
+    "meta-llama/Llama-3.1-8B",
+    "mistralai/Mistral-7B-v0.3",
+    "Qwen/Qwen2.5-7B",
+    "google/gemma-2-9b",
+    "microsoft/phi-3-mini-4k",
+    "EleutherAI/pythia-1.4b",
+]
+DATASETS = [
+    "support-tickets-2026",
+    "code-review-comments",
+    "medical-qa-de",
+    "legal-contracts-en",
+    "product-descriptions",
+    "customer-chats-fr",
+    "math-word-problems",
+]
+BENCHMARKS = ["mmlu", "hellaswag", "gsm8k", "truthfulqa", "humaneval", "arc-challenge"]
+ERRORS = {
+    "model_upload": [
+        "HTTP 404 from huggingface.co: repository not found or gated",
+        "checksum mismatch on model-00002-of-00004.safetensors",
+        "GitHub release asset exceeds the 50 GB upload limit",
+    ],
+    "dataset_upload": [
+        "row 18342: expected 3 columns, found 5",
+        "UnicodeDecodeError: invalid start byte 0xff at offset 1048576",
+        "dataset is gated: accept the terms on the hub first",
+    ],
+    "training": [
+        "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity)",
+        "loss became NaN at step 1200; lower the learning rate",
+        "worker lost: node gpu-17 stopped responding",
+    ],
+    "evaluation": [
+        "benchmark harness timed out after 3600 s",
+        "tokenizer mismatch: model vocabulary 32000, checkpoint 32002",
+    ],
+    "synthesis": [
+        "generator returned 0 valid rows after 5 retries",
+        "rate limit exceeded on the generation endpoint",
+    ],
+}
+# Typical run time of each kind of task, in minutes (min, max).
+DURATION_MINUTES = {
+    "model_upload": (1, 40),
+    "dataset_upload": (1, 20),
+    "training": (30, 720),
+    "evaluation": (5, 120),
+    "synthesis": (10, 240),
+}
+
+
+def type_fields(task_type: str, rng: random.Random, finished_ok: bool) -> dict[str, Any]:
+    """The columns only one kind of task has, chosen as the platform would fill them."""
+    model = rng.choice(BASE_MODELS)
+    dataset = rng.choice(DATASETS)
+    if task_type == "model_upload":
+        source = rng.choice(["huggingface", "huggingface", "github", "local"])
+        uri = {
+            "huggingface": f"hf://{model}",
+            "github": f"https://github.com/acme-ml/{model.split('/')[1].lower()}",
+            "local": f"/uploads/{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}.safetensors",
+        }[source]
+        return {
+            "source": source,
+            "model_name": model,
+            "source_uri": uri,
+            "revision": rng.choice([None, "main", "v1.0", "refs/pr/12"]),
+            "size_bytes": rng.randint(1, 40) * 2**30 if finished_ok else None,
+        }
+    if task_type == "dataset_upload":
+        source = rng.choice(["huggingface", "local"])
+        return {
+            "source": source,
+            "dataset_name": dataset,
+            "source_uri": f"hf://datasets/acme/{dataset}"
+            if source == "huggingface"
+            else f"/uploads/{dataset}.parquet",
+            "row_count": rng.randint(1_000, 5_000_000) if finished_ok else None,
+            "size_bytes": rng.randint(1, 5000) * 2**20 if finished_ok else None,
+        }
+    if task_type == "training":
+        method = rng.choice(["lora", "lora", "qlora", "full"])
+        return {
+            "base_model": model,
+            "dataset_name": dataset,
+            "method": method,
+            "epochs": rng.randint(1, 5),
+            "output_model": f"acme/{model.split('/')[1]}-{dataset}-{method}"
+            if finished_ok
+            else None,
+        }
+    if task_type == "evaluation":
+        metrics = {"accuracy": round(rng.uniform(0.3, 0.9), 4)} if finished_ok else None
+        return {
+            "model_name": model,
+            "dataset_name": dataset,
+            "benchmark": rng.choice(BENCHMARKS),
+            "metrics": metrics,
+        }
+    target = rng.choice([1_000, 5_000, 10_000, 50_000])
+    return {
+        "generator_model": model,
+        "source_dataset": rng.choice([None, dataset]),
+        "output_dataset": f"synthetic-{dataset}",
+        "target_rows": target,
+        "generated_rows": target if finished_ok else None,
+    }
+
+
+def demo_task(task_type: str, now: datetime, span: timedelta, rng: random.Random) -> dict:
+    """One task at a random point of its life; recent tasks are more often still active."""
+    # Squaring the uniform draw crowds creation times towards now, as on a busy platform.
+    created = now - span * rng.random() ** 2 - timedelta(seconds=1)
+    age = now - created
+    low, high = DURATION_MINUTES[task_type]
+    duration = timedelta(minutes=rng.uniform(low, high))
+    queue_wait = timedelta(seconds=rng.uniform(1, 600))
+    row: dict[str, Any] = {
+        "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+        "tag": rng.choice(TAGS) if rng.random() < 0.7 else None,
+        "created_at": created,
+        "started_at": None,
+        "finished_at": None,
+        "progress": None,
+        "error_msg": None,
+    }
+    if age < queue_wait or (age < timedelta(hours=2) and rng.random() < 0.1):
+        status = Status.QUEUED
+    else:
+        started = created + min(queue_wait, age / 2)
+        row["started_at"] = started
+        outcome = rng.random()
+        if outcome < 0.06:
+            status, finished = Status.CANCELLED, started + duration * rng.random()
+        elif outcome < 0.16:
+            status, finished = Status.FAILED, started + duration * rng.random()
+        else:
+            status, finished = Status.COMPLETED, started + duration
+        if finished >= now:
+            status = Status.RUNNING
+            row["progress"] = round(min(0.99, (now - started) / duration), 3)
+        else:
+            row["finished_at"] = finished
+            if status is Status.COMPLETED:
+                row["progress"] = 1.0
+            elif status is Status.FAILED:
+                row["error_msg"] = rng.choice(ERRORS[task_type])
+                row["progress"] = round(rng.random(), 3)
+    row["status"] = status.value
+    row["updated_at"] = row["finished_at"] or row["started_at"] or created
+    row |= type_fields(task_type, rng, finished_ok=status is Status.COMPLETED)
+    return row
+
+
+def demo_rows(
+    model: TaskModel, count: int, now: datetime, span: timedelta, rng: random.Random
+) -> Iterator[dict]:
+    """`count` demo rows for one table."""
+    for _ in range(count):
+        yield demo_task(model.task_type, now, span, rng)
+
+
+def seed_demo(
+    engine: sa.Engine,
+    tasks: int,
+    now: datetime,
+    *,
+    weeks: int = 6,
+    seed: int | None = None,
+    batch: int = 5000,
+    on_progress: Callable[[int], None] = lambda _: None,
+) -> None:
+    """Insert `tasks` demo tasks spread over the five tables and the last `weeks` weeks."""
+    rng = random.Random(seed)
+    span = timedelta(weeks=weeks)
+    models = list(MODEL_FOR_TYPE.values())
+    shares = [tasks // len(models) + (i < tasks % len(models)) for i in range(len(models))]
+    for model, share in zip(models, shares, strict=True):
+        rows = demo_rows(model, share, now, span, rng)
+        while chunk := [row for _, row in zip(range(batch), rows, strict=False)]:
+            with engine.begin() as connection:
+                connection.execute(sa.insert(model.__table__), chunk)
+            on_progress(len(chunk))
+    refresh_statistics(engine)
+
+
+def refresh_statistics(engine: sa.Engine) -> None:
+    """Let the planner see the new data, so it picks the indexes at once."""
+    tables = [model.__tablename__ for model in MODEL_FOR_TYPE.values()]
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"VACUUM ANALYZE {', '.join(tables)}")
+        elif engine.dialect.name in {"mysql", "mariadb"}:
+            connection.exec_driver_sql(f"ANALYZE TABLE {', '.join(tables)}")
+        else:
+            connection.exec_driver_sql("ANALYZE")

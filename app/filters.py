@@ -1,0 +1,397 @@
+"""The one filter definition: a WTForms form bound to the query string.
+
+The API and the page both call `parse_filter` on `request.args`. It returns the bound form
+(for the page to render), the field errors, and, when there are none, a small immutable
+`TaskFilter` value: the only thing that crosses into the query module. `TaskFilter.to_args`
+turns the value back into query-string pairs for pager links, `hx-push-url` and `Link`
+headers, and parsing those pairs gives the same value back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from werkzeug.datastructures import MultiDict
+from wtforms import Field, Form, SelectField, SelectMultipleField, StringField
+from wtforms.validators import NumberRange, Optional, StopValidation, ValidationError
+
+from app.models import TAG_MAX_LENGTH, TASK_TYPES, Status
+
+STATUSES = tuple(status.value for status in Status)
+# The one-letter codes of the earlier /tasks implementation, still accepted.
+STATUS_ALIASES = {"Q": "queued", "R": "running", "D": "completed", "F": "failed", "C": "cancelled"}
+ORDERS = ("desc", "asc")
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_OFFSET = 10_000
+MAX_WITHIN_HOURS = 8760
+MAX_TAGS = 20
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+Order = Literal["desc", "asc"]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the (created_at, id) order: the last row of the page before."""
+
+    created_at: datetime
+    id: uuid.UUID
+    order: Order = "desc"
+    token: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """What to list. Empty tuples mean "no restriction" on that dimension."""
+
+    task_types: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    within_hours: int | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    tags: tuple[str, ...] = ()
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    cursor: Cursor | None = None
+    order: Order = "desc"
+    exact_count: bool = False
+
+    def to_args(self, **changes: Any) -> list[tuple[str, str]]:
+        """Query-string pairs that parse back to this filter (with `changes` applied).
+
+        Defaults are left out, so links stay short and a page URL reads like what the
+        user chose.
+        """
+        value = replace(self, **changes) if changes else self
+        args: list[tuple[str, str]] = [("task_type", t) for t in value.task_types]
+        args += [("status", s) for s in value.statuses]
+        if value.within_hours is not None:
+            args.append(("within_hours", str(value.within_hours)))
+        if value.created_after is not None:
+            args.append(("created_after", format_timestamp(value.created_after)))
+        if value.created_before is not None:
+            args.append(("created_before", format_timestamp(value.created_before)))
+        args += [("tag", tag) for tag in value.tags]
+        if value.order != "desc":
+            args.append(("order", value.order))
+        if value.limit != DEFAULT_LIMIT:
+            args.append(("limit", str(value.limit)))
+        if value.cursor is not None:
+            args.append(("cursor", value.cursor.token))
+        elif value.offset:
+            args.append(("offset", str(value.offset)))
+        if value.exact_count:
+            args.append(("count", "exact"))
+        return args
+
+    @property
+    def first_page(self) -> TaskFilter:
+        """The same filter, back at its first page."""
+        return replace(self, offset=0, cursor=None)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with `Z`, the one way the API writes instants."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# -- cursors ---------------------------------------------------------------------------------
+
+
+class CursorError(ValueError):
+    """A cursor that was not made by this server with this secret key."""
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(payload: str, secret_key: str) -> str:
+    digest = hmac.new(secret_key.encode(), payload.encode(), hashlib.sha256).digest()
+    return _b64(digest[:16])
+
+
+def sign_cursor(created_at: datetime, task_id: uuid.UUID, order: Order, secret_key: str) -> Cursor:
+    """Make the opaque, tamper-evident token for a position."""
+    payload = _b64(f"{order}|{format_timestamp(created_at)}|{task_id.hex}".encode())
+    token = f"{payload}.{_signature(payload, secret_key)}"
+    return Cursor(created_at.astimezone(UTC), task_id, order, token)
+
+
+def read_cursor(token: str, secret_key: str) -> Cursor:
+    """Check a token's signature and decode its position."""
+    payload, dot, signature = token.partition(".")
+    if not dot or not hmac.compare_digest(signature, _signature(payload, secret_key)):
+        raise CursorError("cursor is malformed or was altered; pass next_cursor back as is")
+    try:
+        order, created, task_hex = _unb64(payload).decode().split("|")
+        if order not in ORDERS:
+            raise ValueError(order)
+        return Cursor(datetime.fromisoformat(created), uuid.UUID(hex=task_hex), order, token)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as error:
+        raise CursorError("cursor is malformed; pass next_cursor back as is") from error
+
+
+# -- fields ----------------------------------------------------------------------------------
+
+ASCII_INTEGER = re.compile(r"-?[0-9]{1,12}")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class ParsedField(Field):
+    """A field whose parse error is its only error: no range check on a value never read."""
+
+    def pre_validate(self, form: Form) -> None:
+        if self.process_errors:
+            raise StopValidation()
+
+
+class StrictIntegerField(ParsedField):
+    """An integer written in plain ASCII digits.
+
+    Python's `int()` also takes "1_000", " 7 " and non-ASCII digits; a script author
+    passing those has a bug we should tell them about.
+    """
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist:
+            return
+        raw = valuelist[0]
+        if not ASCII_INTEGER.fullmatch(raw):
+            self.data = None
+            raise ValueError(f"{raw!r} is not a whole number")
+        self.data = int(raw)
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        return "" if self.data is None else str(self.data)
+
+
+class MultiChoiceField(SelectMultipleField):
+    """A repeatable parameter whose every value must be one of `choices`."""
+
+    def __init__(self, *args: Any, aliases: Mapping[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.aliases = dict(aliases or {})
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        self.data = [self.aliases.get(value, value) for value in valuelist]
+
+    def pre_validate(self, form: Form) -> None:
+        known = [value for value, _ in self.choices]
+        for value in self.data or ():
+            if value not in known:
+                raise ValidationError(
+                    f"unknown value {value!r}; expected one of: {', '.join(known)}"
+                )
+
+
+class TagListField(Field):
+    """A repeatable exact-match tag; several tags mean any of them."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        self.data = list(valuelist)
+
+    def pre_validate(self, form: Form) -> None:
+        tags = self.data or []
+        if len(tags) > MAX_TAGS:
+            raise ValidationError(f"at most {MAX_TAGS} tags at once")
+        for tag in tags:
+            if len(tag) > TAG_MAX_LENGTH:
+                raise ValidationError(f"a tag has at most {TAG_MAX_LENGTH} characters")
+            if CONTROL_CHARACTERS.search(tag):
+                raise ValidationError("a tag cannot contain control characters")
+
+    def _value(self) -> str:
+        return (self.data or [""])[0]
+
+
+class TimestampField(ParsedField):
+    """An ISO 8601 instant. Without a zone it is an error, or UTC where `assume_utc`."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist:
+            return
+        raw = valuelist[0]
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            self.data = None
+            raise ValueError(
+                f"{raw!r} is not an ISO 8601 timestamp such as 2026-11-28T09:00:00Z"
+            ) from None
+        if moment.tzinfo is None:
+            if not getattr(self.meta, "assume_utc", False):
+                self.data = None
+                raise ValueError(f"{raw!r} needs a time zone, such as Z or +01:00")
+            moment = moment.replace(tzinfo=UTC)
+        try:
+            self.data = moment.astimezone(UTC)
+        except OverflowError:
+            self.data = None
+            raise ValueError(f"{raw!r} is out of range") from None
+        if self.data < EARLIEST:
+            self.data = None
+            raise ValueError("must not be before 1970")
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        return "" if self.data is None else format_timestamp(self.data)
+
+
+class TaskFilterForm(Form):
+    """Every query parameter of `/tasks`, its type, its range and its message."""
+
+    class Meta:
+        assume_utc = False
+        secret_key = ""
+
+    task_type = MultiChoiceField("Task type", choices=[(t, t) for t in TASK_TYPES])
+    status = MultiChoiceField("Status", choices=[(s, s) for s in STATUSES], aliases=STATUS_ALIASES)
+    within_hours = StrictIntegerField(
+        "Active within (hours)",
+        validators=[
+            Optional(),
+            NumberRange(1, MAX_WITHIN_HOURS, message=f"must be from 1 to {MAX_WITHIN_HOURS}"),
+        ],
+    )
+    created_after = TimestampField("Created at or after")
+    created_before = TimestampField("Created before")
+    tag = TagListField("Tag")
+    limit = StrictIntegerField(
+        "Page size",
+        validators=[
+            Optional(),
+            NumberRange(1, MAX_LIMIT, message=f"must be from 1 to {MAX_LIMIT}"),
+        ],
+    )
+    offset = StrictIntegerField(
+        "Offset",
+        validators=[
+            Optional(),
+            NumberRange(
+                0,
+                MAX_OFFSET,
+                message=f"must be from 0 to {MAX_OFFSET}; reach deeper pages with cursor",
+            ),
+        ],
+    )
+    cursor = StringField("Cursor")
+    order = SelectField("Order", choices=[(o, o) for o in ORDERS], validate_choice=False)
+    count = SelectField("Count", choices=[("exact", "exact")], validate_choice=False)
+
+    def validate_order(self, field: Field) -> None:
+        if field.raw_data and field.data not in ORDERS:
+            raise ValidationError(f"unknown value {field.data!r}; expected one of: desc, asc")
+
+    def validate_count(self, field: Field) -> None:
+        if field.raw_data and field.data != "exact":
+            raise ValidationError(f"unknown value {field.data!r}; the only value is exact")
+
+    def validate_cursor(self, field: Field) -> None:
+        if not field.data:
+            return
+        if self.offset.data:
+            raise StopValidation("give either offset or cursor, not both")
+        try:
+            cursor = read_cursor(field.data, self.meta.secret_key)
+        except CursorError as error:
+            raise StopValidation(str(error)) from None
+        if self.order.raw_data and self.order.data != cursor.order:
+            raise StopValidation(f"this cursor belongs to order={cursor.order}")
+        field.position = cursor
+
+    def validate_created_before(self, field: Field) -> None:
+        after, before = self.created_after.data, field.data
+        if after is not None and before is not None and after >= before:
+            raise ValidationError("must be later than created_after")
+
+    def task_filter(self) -> TaskFilter:
+        """The validated form as a filter value, in canonical order."""
+        cursor: Cursor | None = getattr(self.cursor, "position", None)
+        order = cursor.order if cursor else (self.order.data if self.order.raw_data else "desc")
+        return TaskFilter(
+            task_types=_canonical(self.task_type.data, TASK_TYPES),
+            statuses=_canonical(self.status.data, STATUSES),
+            within_hours=self.within_hours.data,
+            created_after=self.created_after.data,
+            created_before=self.created_before.data,
+            tags=tuple(sorted(set(self.tag.data or ()))),
+            limit=self.limit.data or DEFAULT_LIMIT,
+            offset=self.offset.data or 0,
+            cursor=cursor,
+            order=order,
+            exact_count=bool(self.count.raw_data),
+        )
+
+
+def _canonical(values: Iterable[str] | None, order: Sequence[str]) -> tuple[str, ...]:
+    chosen = set(values or ())
+    return tuple(value for value in order if value in chosen)
+
+
+REPEATABLE = frozenset({"task_type", "status", "tag"})
+PARAMETERS = frozenset(TaskFilterForm().data)
+
+
+@dataclass
+class ParsedFilter:
+    """A bound form, its errors by parameter, and the filter value when there are none."""
+
+    form: TaskFilterForm
+    errors: dict[str, list[str]]
+    value: TaskFilter | None
+
+
+def strict_argument_errors(args: MultiDict[str, str]) -> dict[str, list[str]]:
+    """What the API refuses before field validation: typos, blanks and repeats."""
+    errors: dict[str, list[str]] = {}
+    for name in args:
+        values = args.getlist(name)
+        if name not in PARAMETERS:
+            errors[name] = [f"unknown parameter; known ones: {', '.join(sorted(PARAMETERS))}"]
+        elif any(value == "" for value in values):
+            errors[name] = ["must not be empty"]
+        elif len(values) > 1 and name not in REPEATABLE:
+            errors[name] = ["given more than once"]
+    return errors
+
+
+def lenient_arguments(args: MultiDict[str, str]) -> MultiDict[str, str]:
+    """What a plain HTML form sends, read kindly: blanks are "not set", unknown names ignored."""
+    return MultiDict(
+        [(name, value) for name, value in args.items(multi=True) if name in PARAMETERS and value]
+    )
+
+
+def parse_filter(args: MultiDict[str, str], *, secret_key: str, strict: bool) -> ParsedFilter:
+    """Validate query-string arguments into a filter value, or say what is wrong with them.
+
+    `strict` is the API's reading; the page passes False to accept what an HTML form submits.
+    """
+    early_errors = strict_argument_errors(args) if strict else {}
+    formdata = MultiDict(
+        [(k, v) for k, v in args.items(multi=True) if k not in early_errors and k in PARAMETERS]
+    )
+    if not strict:
+        formdata = lenient_arguments(formdata)
+    form = TaskFilterForm(formdata, meta={"secret_key": secret_key, "assume_utc": not strict})
+    form.validate()
+    errors = {**early_errors, **{name: list(msgs) for name, msgs in form.errors.items()}}
+    return ParsedFilter(form, errors, None if errors else form.task_filter())

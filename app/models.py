@@ -1,0 +1,280 @@
+"""The five task tables the platform's modules write, with the shared columns defined once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+
+class Status(StrEnum):
+    """A task's place in its life: queued → running → completed | failed | cancelled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+TAG_MAX_LENGTH = 128
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A UTC instant on every engine: aware datetimes in, aware UTC datetimes out.
+
+    PostgreSQL keeps `timestamptz`; SQLite and MariaDB have no zone, so they store the UTC
+    wall time (MariaDB with microseconds, which `DATETIME` drops by default).
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must carry a time zone")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# MariaDB's native UUID type sorts in its own segment order; CHAR(32) of the hex keeps the
+# same order as PostgreSQL's uuid and SQLite, so `id` breaks ties identically everywhere.
+UUIDType = sa.Uuid().with_variant(sa.Uuid(native_uuid=False), "mysql", "mariadb")
+
+# Tags match exactly: MariaDB's default collation ignores case and trailing spaces.
+TagType = sa.String(TAG_MAX_LENGTH).with_variant(
+    mysql.VARCHAR(TAG_MAX_LENGTH, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
+)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with one naming convention, so constraint names are stable."""
+
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+def _in_list(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+class TaskColumns:
+    """The columns, rules and indexes every task table shares."""
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUIDType, primary_key=True, default=uuid.uuid4, sort_order=-1
+    )
+    status: Mapped[str] = mapped_column(sa.String(16), default=Status.QUEUED.value, sort_order=-1)
+    tag: Mapped[str | None] = mapped_column(TagType, sort_order=-1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=-1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=-1)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, sort_order=-1)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, sort_order=-1)
+    progress: Mapped[float | None] = mapped_column(sa.Double, sort_order=-1)
+    error_msg: Mapped[str | None] = mapped_column(sa.Text, sort_order=-1)
+
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Any, ...]:
+        table = cls.__tablename__
+        return (
+            sa.CheckConstraint(f"status IN ({_in_list(tuple(Status))})", name="status"),
+            sa.CheckConstraint(
+                f"(status IN ({_in_list(TERMINAL_STATUSES)})) = (finished_at IS NOT NULL)",
+                name="finished_when_terminal",
+            ),
+            sa.CheckConstraint("progress >= 0 AND progress <= 1", name="progress"),
+            # Every listing walks one of these in (created_at, id) order.
+            sa.Index(f"ix_{table}_created", "created_at", "id"),
+            sa.Index(f"ix_{table}_status_created", "status", "created_at", "id"),
+            sa.Index(f"ix_{table}_tag_created", "tag", "created_at", "id"),
+            # The time window's "finished recently" half.
+            sa.Index(f"ix_{table}_finished", "finished_at"),
+            *cls.extra_table_args(),
+        )
+
+    @classmethod
+    def extra_table_args(cls) -> tuple[Any, ...]:
+        """Constraints and indexes of one kind of task only."""
+        return ()
+
+    def common_fields(self) -> dict[str, Any]:
+        """The fields every task has, by name."""
+        return {name: getattr(self, name) for name in COMMON_COLUMNS}
+
+    def detail_fields(self) -> dict[str, Any]:
+        """The fields only this kind of task has, by name."""
+        return {
+            column.key: getattr(self, column.key)
+            for column in sa.inspect(type(self)).columns
+            if column.key not in COMMON_COLUMNS
+        }
+
+
+COMMON_COLUMNS = (
+    "id",
+    "status",
+    "tag",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "progress",
+    "error_msg",
+)
+
+
+class UploadTask(TaskColumns, db.Model):
+    """A model brought onto the platform from Hugging Face, GitHub or a local file."""
+
+    __tablename__ = "upload_task"
+    task_type = "model_upload"
+
+    source: Mapped[str] = mapped_column(sa.String(16))
+    model_name: Mapped[str] = mapped_column(sa.String(200))
+    source_uri: Mapped[str] = mapped_column(sa.String(500))
+    revision: Mapped[str | None] = mapped_column(sa.String(100))
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+    @classmethod
+    def extra_table_args(cls) -> tuple[Any, ...]:
+        return (sa.CheckConstraint("source IN ('huggingface', 'github', 'local')", name="source"),)
+
+    @classmethod
+    def summary(cls) -> sa.ColumnElement[str]:
+        """Describe the task in a few words, in SQL so lists need no second query."""
+        return cls.model_name + " from " + cls.source
+
+
+class UploadDatasetTask(TaskColumns, db.Model):
+    """A dataset uploaded from a local file or downloaded from Hugging Face."""
+
+    __tablename__ = "upload_dataset_task"
+    task_type = "dataset_upload"
+
+    source: Mapped[str] = mapped_column(sa.String(16))
+    dataset_name: Mapped[str] = mapped_column(sa.String(200))
+    source_uri: Mapped[str] = mapped_column(sa.String(500))
+    row_count: Mapped[int | None] = mapped_column(sa.BigInteger)
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+    @classmethod
+    def extra_table_args(cls) -> tuple[Any, ...]:
+        return (sa.CheckConstraint("source IN ('huggingface', 'local')", name="source"),)
+
+    @classmethod
+    def summary(cls) -> sa.ColumnElement[str]:
+        """Describe the task in a few words, in SQL so lists need no second query."""
+        return cls.dataset_name + " from " + cls.source
+
+
+class TrainingTask(TaskColumns, db.Model):
+    """A training or fine-tuning run of a base model on a dataset."""
+
+    __tablename__ = "training_task"
+    task_type = "training"
+
+    base_model: Mapped[str] = mapped_column(sa.String(200))
+    dataset_name: Mapped[str] = mapped_column(sa.String(200))
+    method: Mapped[str] = mapped_column(sa.String(16))
+    epochs: Mapped[int] = mapped_column(sa.Integer)
+    output_model: Mapped[str | None] = mapped_column(sa.String(200))
+    dataset_task_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUIDType, sa.ForeignKey("upload_dataset_task.id"), index=True
+    )
+
+    @classmethod
+    def extra_table_args(cls) -> tuple[Any, ...]:
+        return (
+            sa.CheckConstraint("method IN ('full', 'lora', 'qlora')", name="method"),
+            sa.CheckConstraint("epochs >= 1", name="epochs"),
+        )
+
+    @classmethod
+    def summary(cls) -> sa.ColumnElement[str]:
+        """Describe the task in a few words, in SQL so lists need no second query."""
+        return cls.base_model + " on " + cls.dataset_name + " (" + cls.method + ")"
+
+
+class EvaluationTask(TaskColumns, db.Model):
+    """A model scored against a benchmark dataset."""
+
+    __tablename__ = "evaluation_task"
+    task_type = "evaluation"
+
+    model_name: Mapped[str] = mapped_column(sa.String(200))
+    dataset_name: Mapped[str] = mapped_column(sa.String(200))
+    benchmark: Mapped[str] = mapped_column(sa.String(100))
+    metrics: Mapped[dict[str, float] | None] = mapped_column(sa.JSON)
+    training_task_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUIDType, sa.ForeignKey("training_task.id"), index=True
+    )
+
+    @classmethod
+    def summary(cls) -> sa.ColumnElement[str]:
+        """Describe the task in a few words, in SQL so lists need no second query."""
+        return cls.model_name + " on " + cls.benchmark
+
+
+class SynthesisTask(TaskColumns, db.Model):
+    """Synthetic data generated by a model, optionally seeded from a dataset."""
+
+    __tablename__ = "synthesis_task"
+    task_type = "synthesis"
+
+    generator_model: Mapped[str] = mapped_column(sa.String(200))
+    source_dataset: Mapped[str | None] = mapped_column(sa.String(200))
+    output_dataset: Mapped[str] = mapped_column(sa.String(200))
+    target_rows: Mapped[int] = mapped_column(sa.Integer)
+    generated_rows: Mapped[int | None] = mapped_column(sa.Integer)
+
+    @classmethod
+    def extra_table_args(cls) -> tuple[Any, ...]:
+        return (sa.CheckConstraint("target_rows >= 1", name="target_rows"),)
+
+    @classmethod
+    def summary(cls) -> sa.ColumnElement[str]:
+        """Describe the task in a few words, in SQL so lists need no second query."""
+        return cls.output_dataset + " by " + cls.generator_model
+
+
+TaskModel = type[UploadTask | UploadDatasetTask | TrainingTask | EvaluationTask | SynthesisTask]
+
+# The API's task types, in the order the platform lists them.
+MODEL_FOR_TYPE: dict[str, TaskModel] = {
+    model.task_type: model
+    for model in (UploadTask, UploadDatasetTask, TrainingTask, EvaluationTask, SynthesisTask)
+}
+TASK_TYPES = tuple(MODEL_FOR_TYPE)
