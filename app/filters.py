@@ -193,7 +193,7 @@ class MultiChoiceField(SelectMultipleField):
         self.data = [self.aliases.get(value, value) for value in valuelist]
 
     def pre_validate(self, form: Form) -> None:
-        known = [value for value, _ in self.choices]
+        known = [str(choice) for choice in self.choices]
         for value in self.data or ():
             if value not in known:
                 raise ValidationError(
@@ -262,8 +262,8 @@ class TaskFilterForm(Form):
         assume_utc = False
         secret_key = ""
 
-    task_type = MultiChoiceField("Task type", choices=[(t, t) for t in TASK_TYPES])
-    status = MultiChoiceField("Status", choices=[(s, s) for s in STATUSES], aliases=STATUS_ALIASES)
+    task_type = MultiChoiceField("Task type", choices=list(TASK_TYPES))
+    status = MultiChoiceField("Status", choices=list(STATUSES), aliases=STATUS_ALIASES)
     within_hours = StrictIntegerField(
         "Active within (hours)",
         validators=[
@@ -293,8 +293,8 @@ class TaskFilterForm(Form):
         ],
     )
     cursor = StringField("Cursor")
-    order = SelectField("Order", choices=[(o, o) for o in ORDERS], validate_choice=False)
-    count = SelectField("Count", choices=[("exact", "exact")], validate_choice=False)
+    order = SelectField("Order", choices=list(ORDERS), validate_choice=False)
+    count = SelectField("Count", choices=["exact"], validate_choice=False)
 
     def validate_order(self, field: Field) -> None:
         if field.raw_data and field.data not in ORDERS:

@@ -1,0 +1,159 @@
+"""Engines, apps and clients over databases loaded with known tasks.
+
+SQLite always runs. PostgreSQL and MariaDB run when TEST_POSTGRESQL_URL and TEST_MARIADB_URL
+point at a server where we may create databases; each test session creates its own, fresh,
+and drops it afterwards. With CI set, a missing or unreachable engine fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from oracle import NOW, insert_tasks, known_tasks
+
+from app import create_app
+from app.config import normalise_database_url
+from app.models import Base
+
+SERVER_URL_VARIABLES = {"postgresql": "TEST_POSTGRESQL_URL", "mariadb": "TEST_MARIADB_URL"}
+ENGINES = ["sqlite", *SERVER_URL_VARIABLES]
+IN_CI = bool(os.environ.get("CI"))
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a laptop; fail in CI, where every engine must really run."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def server_database(kind: str) -> Iterator[str]:
+    """Create a fresh database on the PostgreSQL or MariaDB server; drop it afterwards."""
+    variable = SERVER_URL_VARIABLES[kind]
+    server_url = os.environ.get(variable)
+    if not server_url:
+        unavailable(f"{variable} is not set")
+    url = sa.make_url(normalise_database_url(server_url))
+    name = f"vt_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sa.exc.OperationalError as error:
+        unavailable(f"{kind} at {url.render_as_string()} cannot be reached: {error.orig}")
+    test_url = url.set(database=name)
+    if kind == "mariadb":
+        test_url = test_url.update_query_dict({"charset": "utf8mb4"})
+    try:
+        yield test_url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            force = " WITH (FORCE)" if kind == "postgresql" else ""
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+        admin.dispose()
+
+
+def database(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database of one kind, for the whole test session."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'tasks.sqlite3'}"
+    else:
+        yield from server_database(kind)
+
+
+def make_app(url: str, **config: Any) -> Flask:
+    """An app over `url` whose clock stands still at NOW."""
+    return create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": "test-secret",
+            "CLOCK": lambda: NOW,
+            **config,
+        }
+    )
+
+
+def reset_tables(engine: sa.Engine) -> None:
+    """Drop and create the task tables, empty."""
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine_kind(request: pytest.FixtureRequest) -> str:
+    """Each test that uses a database runs once per engine."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def known_database(
+    engine_kind: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, list[dict]]]:
+    """A database holding the known tasks, shared by the tests that only read."""
+    for url in database(engine_kind, tmp_path_factory):
+        engine = sa.create_engine(url)
+        reset_tables(engine)
+        tasks = known_tasks()
+        insert_tasks(engine, tasks)
+        engine.dispose()
+        yield url, tasks
+
+
+@pytest.fixture(scope="session")
+def scratch_url(engine_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second database per engine, for tests that write."""
+    yield from database(engine_kind, tmp_path_factory)
+
+
+@pytest.fixture
+def tasks(known_database: tuple[str, list[dict]]) -> list[dict]:
+    """The known tasks, as the oracle sees them."""
+    return known_database[1]
+
+
+@pytest.fixture
+def app(known_database: tuple[str, list[dict]]) -> Iterator[Flask]:
+    """The app over the known tasks."""
+    app = make_app(known_database[0])
+    yield app
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app over the known tasks."""
+    return app.test_client()
+
+
+@pytest.fixture
+def scratch_app(scratch_url: str) -> Iterator[Flask]:
+    """An app over empty tables, for tests that record or insert tasks."""
+    app = make_app(scratch_url)
+    with app.app_context():
+        engine = app.extensions["sqlalchemy"].engine
+        reset_tables(engine)
+    yield app
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+
+
+@pytest.fixture
+def scratch_engine(scratch_app: Flask) -> sa.Engine:
+    """The engine of the scratch app's database."""
+    with scratch_app.app_context():
+        return scratch_app.extensions["sqlalchemy"].engine
+
+
+@pytest.fixture
+def runner(app: Flask):
+    """A CLI runner for the app's commands."""
+    return app.test_cli_runner()

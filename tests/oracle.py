@@ -1,0 +1,112 @@
+"""Known tasks, and a plain-Python filter-and-sort over them that the API must agree with."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.demo import type_fields
+from app.filters import TaskFilter
+from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Status
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+STATUSES = [s.value for s in Status]
+KNOWN_TAGS = ["exp-1", "exp-2", "nightly", "Exp-1", "exp-1 ", "<b>bold</b>", "ünïcode-✓"]
+
+
+def make_task(
+    task_type: str,
+    status: str,
+    created_at: datetime,
+    *,
+    tag: str | None = None,
+    finished_after: timedelta = timedelta(minutes=30),
+    rng: random.Random,
+) -> dict[str, Any]:
+    """One task row that keeps the recorder's rules, with a random id."""
+    terminal = status in {s.value for s in TERMINAL_STATUSES}
+    started = None if status == "queued" else created_at + timedelta(minutes=1)
+    finished = created_at + finished_after if terminal else None
+    return {
+        "task_type": task_type,
+        "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+        "status": status,
+        "tag": tag,
+        "created_at": created_at,
+        "updated_at": finished or started or created_at,
+        "started_at": started,
+        "finished_at": finished,
+        "progress": {"running": 0.5, "completed": 1.0}.get(status),
+        "error_msg": "Traceback: <script>alert(1)</script> & more" if status == "failed" else None,
+        **type_fields(task_type, rng, finished_ok=status == "completed"),
+    }
+
+
+def known_tasks(seed: int = 7) -> list[dict[str, Any]]:
+    """About 300 tasks: every type and status, ties on created_at, tags, edges of windows."""
+    rng = random.Random(seed)
+    tasks = []
+    for index in range(250):
+        task_type = TASK_TYPES[index % len(TASK_TYPES)]
+        status = STATUSES[(index // len(TASK_TYPES)) % len(STATUSES)]
+        created = NOW - timedelta(minutes=rng.randint(1, 60 * 24 * 60))
+        tag = rng.choice([None, None, *KNOWN_TAGS])
+        after = timedelta(minutes=rng.randint(1, 60 * 48))
+        after = min(after, NOW - created - timedelta(seconds=1))
+        tasks.append(make_task(task_type, status, created, tag=tag, finished_after=after, rng=rng))
+    # Tasks created at the very same instant, in every table: only `id` orders them.
+    tie = NOW - timedelta(hours=5)
+    for index in range(25):
+        task_type = TASK_TYPES[index % len(TASK_TYPES)]
+        status = STATUSES[index % len(STATUSES)]
+        finished_after = timedelta(minutes=10)
+        tasks.append(make_task(task_type, status, tie, finished_after=finished_after, rng=rng))
+    return tasks
+
+
+def insert_tasks(engine: sa.Engine, tasks: Iterable[dict[str, Any]]) -> None:
+    """Bulk-insert task dicts into their tables."""
+    by_type: dict[str, list[dict[str, Any]]] = {t: [] for t in TASK_TYPES}
+    for task in tasks:
+        row = {key: value for key, value in task.items() if key != "task_type"}
+        by_type[task["task_type"]].append(row)
+    with engine.begin() as connection:
+        for task_type, rows in by_type.items():
+            if rows:
+                connection.execute(sa.insert(MODEL_FOR_TYPE[task_type].__table__), rows)
+
+
+def matches(task: dict[str, Any], f: TaskFilter, now: datetime = NOW) -> bool:
+    """Whether a task passes the filter, by the API's documented rules."""
+    if f.task_types and task["task_type"] not in f.task_types:
+        return False
+    if f.statuses and task["status"] not in f.statuses:
+        return False
+    if f.tags and task["tag"] not in f.tags:
+        return False
+    if f.within_hours is not None:
+        active = task["status"] in {"queued", "running"}
+        cutoff = now - timedelta(hours=f.within_hours)
+        if not active and task["finished_at"] < cutoff:
+            return False
+    if f.created_after is not None and task["created_at"] < f.created_after:
+        return False
+    return not (f.created_before is not None and task["created_at"] >= f.created_before)
+
+
+def sort_key(task: dict[str, Any]) -> tuple[datetime, str]:
+    """The listing's order: created_at, then the id's hex digits."""
+    return (task["created_at"], task["id"].hex)
+
+
+def expected(tasks: Iterable[dict[str, Any]], f: TaskFilter, now: datetime = NOW) -> list[str]:
+    """Ids of every matching task, in the order the API lists them."""
+    chosen = sorted(
+        (t for t in tasks if matches(t, f, now)), key=sort_key, reverse=f.order == "desc"
+    )
+    return [str(t["id"]) for t in chosen]
