@@ -116,12 +116,14 @@ class TaskColumns:
                 name="finished_when_terminal",
             ),
             sa.CheckConstraint("progress >= 0 AND progress <= 1", name="progress"),
-            # Every listing walks one of these in (created_at, id) order.
-            sa.Index(f"ix_{table}_created", "created_at", "id"),
-            sa.Index(f"ix_{table}_status_created", "status", "created_at", "id"),
-            sa.Index(f"ix_{table}_tag_created", "tag", "created_at", "id"),
-            # The time window's "finished recently" half.
-            sa.Index(f"ix_{table}_finished", "finished_at"),
+            # Every listing walks one of these in (created_at, id) order. Each also holds
+            # the other filtered columns, so a walk reads only the rows it returns, and
+            # counts by status with a tag read the tag's index alone.
+            sa.Index(f"ix_{table}_created", "created_at", "id", "status", "finished_at"),
+            sa.Index(f"ix_{table}_status_created", "status", "created_at", "id", "finished_at"),
+            sa.Index(f"ix_{table}_tag_created", "tag", "created_at", "id", "status", "finished_at"),
+            # Counts by status, and the time window's "finished recently" half, by status.
+            sa.Index(f"ix_{table}_status_finished", "status", "finished_at"),
             *cls.extra_table_args(),
         )
 

@@ -1,17 +1,26 @@
 """The only module that writes SQL: branches, UNION ALL, pages, cursors and counts.
 
 Every listing is one `UNION ALL` with one member per table asked for. Each member carries
-every filter, the cursor, its own ORDER BY (created_at, id) and its own LIMIT, so each engine
-walks one index in order and stops after a page's worth of rows; the outer query merges those
-few rows. When a table is read for several statuses or several tags, the member is split into
-one per status (or tag): `status IN (a, b)` cannot walk the (status, created_at, id) index in
-created_at order, but each `status = a` can.
+every filter and the cursor, so each engine walks one index in (created_at, id) order. When
+a table is read for several statuses or several tags, the member is split into one per
+status (or tag): `status IN (a, b)` cannot walk the (status, created_at, id) index in
+created_at order, but each `status = a` can. How the members are ordered and limited is the
+first of the two things that differ between engines; `engine_shape` chooses both.
+
+Counts read indexes alone: the time window is split into its active half (queued, running:
+no time condition) and its finished half (a range of the (status, finished_at) index), and
+a capped total stops reading once past the threshold (the second engine difference).
+
+Statements are built once per `Shape` (what a filter's SQL looks like, without its values)
+and kept: building SQLAlchemy expressions costs more than running a first page. The values
+travel as bound parameters.
 
 Nothing here reads `request`: callers pass a `TaskFilter`, a connection and the time.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -21,11 +30,12 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from app.filters import Cursor, TaskFilter
+from app.filters import Cursor, Order, TaskFilter
 from app.models import (
     ACTIVE_STATUSES,
     MODEL_FOR_TYPE,
     TASK_TYPES,
+    TERMINAL_STATUSES,
     Status,
     TaskModel,
 )
@@ -33,7 +43,13 @@ from app.models import (
 # Totals are exact up to here, then reported as "at least this many" unless asked for exact.
 TOTAL_EXACT_UP_TO = 10_000
 
+ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
+TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
+STATUSES = tuple(status.value for status in Status)
+
 Executor = Session | sa.Connection
+PageShape = Literal["merge", "limited", "keys"]
+Values = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -90,90 +106,215 @@ class TaskDetail:
     details: dict[str, Any]
 
 
+# -- the one engine-specific choice ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineShape:
+    """How the statements are written for one engine (see `engine_shape`)."""
+
+    page: PageShape
+    count_in_one_statement: bool
+
+
+def engine_shape(dialect_name: str | None) -> EngineShape:
+    """The one place where engines get different SQL, keyed on the dialect's name.
+
+    Pages. "merge" (SQLite): members are plain filtered selects; ORDER BY, LIMIT and OFFSET
+    sit outside. SQLite flattens the union and merges its members in index order, so a page
+    reads only the rows it shows (plus the offset), from whichever tables they come from.
+    "limited" (PostgreSQL, and any engine not named): each member has its own ORDER BY and
+    LIMIT (offset + limit + 1) and the outer query sorts those few rows. PostgreSQL does
+    not pull a UNION ALL member that has a WHERE clause into its append plan, so with plain
+    members it plans each alone, without the outer order, and sorts every match.
+    "keys" (MariaDB): the limited shape over (task_type, created_at, id) alone, which the
+    indexes hold, then the page's rows by id. MariaDB materialises a UNION ALL derived
+    table, so members need their own limits; and its rows live in the primary key, so
+    reading offset + limit whole rows per table costs a random read each.
+
+    Capped counts. SQLite and PostgreSQL stop a UNION ALL at its LIMIT, so one statement
+    counts up to the threshold. MariaDB materialises the union first, so each member is
+    counted on its own, told how many rows are still wanted, until the threshold is passed.
+    """
+    if dialect_name == "sqlite":
+        return EngineShape(page="merge", count_in_one_statement=True)
+    if dialect_name in {"mysql", "mariadb"}:
+        return EngineShape(page="keys", count_in_one_statement=False)
+    return EngineShape(page="limited", count_in_one_statement=True)
+
+
+def dialect_name(executor: Executor) -> str:
+    """The engine an executor talks to: sqlite, postgresql, mariadb or mysql."""
+    bind = executor if isinstance(executor, sa.Connection) else executor.get_bind()
+    return bind.dialect.name
+
+
+# -- what a filter's SQL looks like, apart from its values -----------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The parts of a filter that change the SQL; values are bound parameters.
+
+    `tags` holds the names of the tag parameters. `after`, `before` and `cursor` say which
+    created_at bounds are written (see `created_bounds`).
+    """
+
+    task_types: tuple[str, ...]
+    statuses: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    window: bool = False
+    after: bool = False
+    before: bool = False
+    cursor: bool = False
+    order: Order = "desc"
+
+
+def created_bounds(
+    task_filter: TaskFilter,
+) -> tuple[datetime | None, datetime | None, Cursor | None]:
+    """The created_at range and the cursor, with a bound left out where another implies it.
+
+    An engine takes one bound per side of an index range; given both `created_at < :before`
+    and the cursor's `created_at <= :ts`, SQLite may pick the looser one and step over every
+    row in between. So only the tighter bound on each side is written.
+    """
+    after, before, cursor = task_filter.created_after, task_filter.created_before, None
+    if task_filter.cursor is not None:
+        cursor = task_filter.cursor
+        if cursor.order == "desc":
+            if before is not None and before <= cursor.created_at:
+                cursor = None  # every row before `before` is past the cursor
+            else:
+                before = None  # created_at <= :ts < before
+        elif after is not None and after > cursor.created_at:
+            cursor = None  # every row from `after` on is past the cursor
+        else:
+            after = None  # created_at >= :ts >= after
+    return after, before, cursor
+
+
+def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
+    """The filter's shape, and the values of its parameters."""
+    after, before, cursor = created_bounds(task_filter)
+    tags = tuple(f"tag_{index}" for index in range(len(task_filter.tags)))
+    values: Values = dict(zip(tags, task_filter.tags, strict=True))
+    if task_filter.within_hours is not None:
+        values["since"] = now - timedelta(hours=task_filter.within_hours)
+    if after is not None:
+        values["after"] = after
+    if before is not None:
+        values["before"] = before
+    if cursor is not None:
+        values["cursor_at"], values["cursor_id"] = cursor.created_at, cursor.id
+    shape = Shape(
+        task_types=task_filter.task_types or TASK_TYPES,
+        statuses=task_filter.statuses,
+        tags=tags,
+        window=task_filter.within_hours is not None,
+        after=after is not None,
+        before=before is not None,
+        cursor=cursor is not None,
+        order=task_filter.order,
+    )
+    return shape, values
+
+
 # -- building blocks -------------------------------------------------------------------------
 
 
-def chosen_models(task_filter: TaskFilter) -> list[TaskModel]:
+def chosen_models(shape: Shape) -> list[TaskModel]:
     """The tables the filter asks for; the others are not queried at all."""
-    return [MODEL_FOR_TYPE[t] for t in task_filter.task_types or TASK_TYPES]
+    return [MODEL_FOR_TYPE[task_type] for task_type in shape.task_types]
 
 
-def keyset_condition(model: TaskModel, cursor: Cursor) -> sa.ColumnElement[bool]:
-    """Rows strictly after the cursor in the listing's order.
+def keyset_condition(model: TaskModel, order: Order) -> sa.ColumnElement[bool]:
+    """Rows strictly after the cursor (:cursor_at, :cursor_id) in the listing's order.
 
     Written as `created_at <= :ts AND (created_at < :ts OR id < :id)`: the leading range on
     created_at is what lets every engine use the index as a range, which neither the bare OR
     form nor (on MariaDB) the row-value form `(created_at, id) < (:ts, :id)` does.
     """
-    if cursor.order == "desc":
-        return sa.and_(
-            model.created_at <= cursor.created_at,
-            sa.or_(model.created_at < cursor.created_at, model.id < cursor.id),
-        )
-    return sa.and_(
-        model.created_at >= cursor.created_at,
-        sa.or_(model.created_at > cursor.created_at, model.id > cursor.id),
-    )
+    at, task_id = sa.bindparam("cursor_at"), sa.bindparam("cursor_id")
+    if order == "desc":
+        return sa.and_(model.created_at <= at, sa.or_(model.created_at < at, model.id < task_id))
+    return sa.and_(model.created_at >= at, sa.or_(model.created_at > at, model.id > task_id))
 
 
-def window_condition(model: TaskModel, hours: int, now: datetime) -> sa.ColumnElement[bool]:
-    """Active within the last `hours`: still queued or running, or finished since then."""
-    return sa.or_(
-        model.status.in_([s.value for s in ACTIVE_STATUSES]),
-        model.finished_at >= now - timedelta(hours=hours),
-    )
+def window_condition(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[bool] | None:
+    """Active since :since: still queued or running, or finished since then.
+
+    Knowing the statuses a member reads (empty: any) drops the half that cannot apply, so a
+    member of finished statuses has a plain range on finished_at and one of active statuses
+    no time condition at all (None).
+    """
+    finished = model.finished_at >= sa.bindparam("since")
+    if statuses and set(statuses) <= set(ACTIVE):
+        return None
+    if statuses and set(statuses) <= set(TERMINAL):
+        return finished
+    return sa.or_(model.status.in_(ACTIVE), finished)
 
 
-def branch_conditions(
-    model: TaskModel,
-    task_filter: TaskFilter,
-    now: datetime,
-    *,
-    with_status: bool = True,
-) -> list[sa.ColumnElement[bool]]:
-    """The WHERE clause of one table's member (status left out for the status facet)."""
+def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bool]]:
+    """The WHERE clause of one table's member."""
     conditions: list[sa.ColumnElement[bool]] = []
-    if with_status and task_filter.statuses:
-        conditions.append(_one_or_in(model.status, task_filter.statuses))
-    if task_filter.tags:
-        conditions.append(_one_or_in(model.tag, task_filter.tags))
-    if task_filter.within_hours is not None:
-        conditions.append(window_condition(model, task_filter.within_hours, now))
-    if task_filter.created_after is not None:
-        conditions.append(model.created_at >= task_filter.created_after)
-    if task_filter.created_before is not None:
-        conditions.append(model.created_at < task_filter.created_before)
-    if task_filter.cursor is not None:
-        conditions.append(keyset_condition(model, task_filter.cursor))
+    if shape.statuses:
+        conditions.append(_one_or_in(model.status, shape.statuses))
+    if shape.tags:
+        tags = [sa.bindparam(name, type_=model.tag.type) for name in shape.tags]
+        conditions.append(_one_or_in(model.tag, tags))
+    if shape.window and (window := window_condition(model, shape.statuses)) is not None:
+        conditions.append(window)
+    if shape.after:
+        conditions.append(model.created_at >= sa.bindparam("after"))
+    if shape.before:
+        conditions.append(model.created_at < sa.bindparam("before"))
+    if shape.cursor:
+        conditions.append(keyset_condition(model, shape.order))
     return conditions
 
 
-def _one_or_in(column: Any, values: Sequence[str]) -> sa.ColumnElement[bool]:
+def _one_or_in(column: Any, values: Sequence[Any]) -> sa.ColumnElement[bool]:
     return column == values[0] if len(values) == 1 else column.in_(values)
 
 
-def split_by_index(task_filter: TaskFilter) -> list[TaskFilter]:
-    """One filter per index walk: one per tag if tags are given, else one per status.
+def split_by_index(shape: Shape) -> list[Shape]:
+    """One shape per index walk: one per tag if tags are given, else one per status.
 
     Tags come first because a tag is usually the more selective of the two.
     """
-    if len(task_filter.tags) > 1:
-        return [replace(task_filter, tags=(tag,)) for tag in task_filter.tags]
-    if len(task_filter.statuses) > 1 and not task_filter.tags:
-        return [replace(task_filter, statuses=(status,)) for status in task_filter.statuses]
-    return [task_filter]
+    if len(shape.tags) > 1:
+        return [replace(shape, tags=(tag,)) for tag in shape.tags]
+    if len(shape.statuses) > 1 and not shape.tags:
+        return [replace(shape, statuses=(status,)) for status in shape.statuses]
+    return [shape]
 
 
-def order_columns(columns: Any, order: str) -> list[sa.UnaryExpression[Any]]:
+def split_by_window(shape: Shape) -> list[Shape]:
+    """For counting: the active and the finished statuses apart when a time window is set.
+
+    Each half then counts a range of one index: the active half by status alone, the
+    finished half by status and finished_at; together they are the window's OR.
+    """
+    if not shape.window:
+        return [shape]
+    wanted = shape.statuses or STATUSES
+    halves = [tuple(s for s in wanted if s in half) for half in (ACTIVE, TERMINAL)]
+    return [replace(shape, statuses=half) for half in halves if half]
+
+
+def order_columns(created_at: Any, task_id: Any, order: str) -> list[sa.UnaryExpression[Any]]:
     """The listing's order, newest first unless ascending was asked for."""
     if order == "asc":
-        return [columns.created_at.asc(), columns.id.asc()]
-    return [columns.created_at.desc(), columns.id.desc()]
+        return [created_at.asc(), task_id.asc()]
+    return [created_at.desc(), task_id.desc()]
 
 
-def list_columns(model: TaskModel) -> list[sa.ColumnElement[Any]]:
+@functools.cache
+def list_columns(model: TaskModel) -> tuple[sa.ColumnElement[Any], ...]:
     """The labelled columns every member selects, in the same order."""
-    return [
+    return (
         sa.literal_column(f"'{model.task_type}'", sa.String).label("task_type"),
         model.id.label("id"),
         model.status.label("status"),
@@ -185,63 +326,113 @@ def list_columns(model: TaskModel) -> list[sa.ColumnElement[Any]]:
         model.progress.label("progress"),
         model.error_msg.label("error_msg"),
         model.summary().label("summary"),
-    ]
-
-
-def task_branches(task_filter: TaskFilter, now: datetime, rows: int) -> list[sa.Select[Any]]:
-    """One ordered, limited member per table (and per status or tag) asked for.
-
-    Each member is wrapped in a subquery: SQLite refuses ORDER BY/LIMIT on a bare member.
-    """
-    branches = []
-    for model in chosen_models(task_filter):
-        for part in split_by_index(task_filter):
-            member = (
-                sa.select(*list_columns(model))
-                .where(*branch_conditions(model, part, now))
-                .order_by(*order_columns(model, task_filter.order))
-                .limit(rows)
-                .subquery()
-            )
-            branches.append(sa.select(member))
-    return branches
-
-
-def page_statement(task_filter: TaskFilter, now: datetime) -> sa.Select[Any]:
-    """The statement for one page, with one extra row to tell whether another page follows."""
-    rows = task_filter.offset + task_filter.limit + 1
-    union = sa.union_all(*task_branches(task_filter, now, rows)).subquery("tasks")
-    return (
-        sa.select(*(union.c[name] for name in LIST_COLUMNS))
-        .order_by(*order_columns(union.c, task_filter.order))
-        .limit(task_filter.limit + 1)
-        .offset(task_filter.offset)
     )
 
 
-def capped_count_statement(task_filter: TaskFilter, now: datetime) -> sa.Select[Any]:
-    """Count matches, but stop each table after one more than the exact threshold."""
-    members = [
-        sa.select(
-            sa.select(sa.literal_column("1").label("hit"))
-            .select_from(model)
-            .where(*branch_conditions(model, task_filter.first_page, now))
-            .limit(TOTAL_EXACT_UP_TO + 1)
-            .subquery()
+@functools.cache
+def key_columns(model: TaskModel) -> tuple[sa.ColumnElement[Any], ...]:
+    """What places a task in the listing, all held by the indexes a page walks."""
+    task_type = list_columns(model)[0]
+    return (task_type, model.created_at.label("created_at"), model.id.label("id"))
+
+
+def outer_columns(members: tuple[sa.ColumnElement[Any], ...]) -> dict[str, sa.ColumnClause[Any]]:
+    """A union's columns by name, typed so results convert as the members' would."""
+    return {column.name: sa.column(column.name, column.type) for column in members}
+
+
+def _integer(name: str) -> sa.BindParameter[int]:
+    return sa.bindparam(name, type_=sa.Integer, literal_execute=True)
+
+
+# -- statements, built once per shape --------------------------------------------------------
+
+
+def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> list[sa.Select[Any]]:
+    """One member per table (and per status or tag) asked for, selecting `columns(model)`.
+
+    `limited` members are ordered and cut to :member_rows rows, each wrapped in a subquery:
+    SQLite refuses ORDER BY/LIMIT on a bare member.
+    """
+    branches = []
+    for model in chosen_models(shape):
+        for part in split_by_index(shape):
+            member = sa.select(*columns(model)).where(*branch_conditions(model, part))
+            if limited:
+                order = order_columns(model.created_at, model.id, shape.order)
+                cut = member.order_by(*order).limit(_integer("member_rows"))
+                member = sa.select(cut.subquery())
+            branches.append(member)
+    return branches
+
+
+def ordered_page(union: sa.Subquery, columns: dict[str, Any], order: Order) -> sa.Select[Any]:
+    """The union's :page_rows rows after :page_offset, in the listing's order."""
+    return (
+        sa.select(*columns.values())
+        .select_from(union)
+        .order_by(*order_columns(columns["created_at"], columns["id"], order))
+        .limit(_integer("page_rows"))
+        .offset(_integer("page_offset"))
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def page_template(shape: Shape, merged: bool) -> sa.Select[Any]:
+    """One page of a shape, whole rows, members merged or each limited (see engine_shape)."""
+    union = sa.union_all(*task_branches(shape, not merged)).subquery("tasks")
+    columns = outer_columns(list_columns(next(iter(MODEL_FOR_TYPE.values()))))
+    return ordered_page(union, columns, shape.order)
+
+
+@functools.lru_cache(maxsize=512)
+def keys_template(shape: Shape) -> sa.Select[Any]:
+    """One page of a shape as (task_type, created_at, id), each member limited."""
+    union = sa.union_all(*task_branches(shape, True, key_columns)).subquery("tasks")
+    columns = outer_columns(key_columns(next(iter(MODEL_FOR_TYPE.values()))))
+    return ordered_page(union, columns, shape.order)
+
+
+@functools.lru_cache(maxsize=64)
+def rows_template(task_types: tuple[str, ...]) -> sa.CompoundSelect:
+    """Whole rows by id from the given tables: :ids_<task_type> for each."""
+    return sa.union_all(
+        *(
+            sa.select(*list_columns(model)).where(
+                model.id.in_(sa.bindparam(f"ids_{model.task_type}", expanding=True))
+            )
+            for model in (MODEL_FOR_TYPE[task_type] for task_type in task_types)
         )
-        for model in chosen_models(task_filter)
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def capped_count_templates(shape: Shape, one_statement: bool) -> tuple[sa.Select[Any], ...]:
+    """Counts that stop after :cap rows: of the whole union, or one per member."""
+    members = [
+        sa.select(sa.literal_column("1").label("hit"))
+        .select_from(model)
+        .where(*branch_conditions(model, half))
+        for model in chosen_models(shape)
+        for half in split_by_window(shape)
     ]
-    return sa.select(sa.func.count()).select_from(sa.union_all(*members).subquery())
+    if one_statement:
+        hits = [sa.union_all(*members).limit(_integer("cap")).subquery("hits")]
+    else:
+        hits = [member.limit(_integer("cap")).subquery("hits") for member in members]
+    return tuple(sa.select(sa.func.count()).select_from(part) for part in hits)
 
 
-def exact_count_statement(task_filter: TaskFilter, now: datetime) -> sa.Select[Any]:
-    """Count every match: a sum of one COUNT(*) per table, the cheapest exact shape."""
+@functools.lru_cache(maxsize=512)
+def exact_count_template(shape: Shape) -> sa.Select[Any]:
+    """Count every match: a sum of one COUNT(*) per member, the cheapest exact shape."""
     counts = [
         sa.select(sa.func.count())
         .select_from(model)
-        .where(*branch_conditions(model, task_filter.first_page, now))
+        .where(*branch_conditions(model, half))
         .scalar_subquery()
-        for model in chosen_models(task_filter)
+        for model in chosen_models(shape)
+        for half in split_by_window(shape)
     ]
     total = counts[0]
     for count in counts[1:]:
@@ -249,20 +440,119 @@ def exact_count_statement(task_filter: TaskFilter, now: datetime) -> sa.Select[A
     return sa.select(total)
 
 
-def facet_statement(task_filter: TaskFilter, now: datetime) -> sa.Select[Any]:
-    """Counts by (type, status) over every table, with neither of those two filters applied."""
-    everything = replace(task_filter.first_page, task_types=(), statuses=())
-    members = [
-        sa.select(
-            sa.literal_column(f"'{model.task_type}'", sa.String).label("task_type"),
-            model.status.label("status"),
-            sa.func.count().label("tasks"),
-        )
-        .where(*branch_conditions(model, everything, now))
+def facet_parts(shape: Shape) -> list[Shape]:
+    """The counts the facets are made of, for one table.
+
+    Without tags, one count per status: each reads one range of an index that leads with
+    the status. The tag index holds the status, so with tags one pass per half of the time
+    window reads it alone, grouped by status.
+    """
+    everything = replace(shape, statuses=())
+    if shape.tags:
+        return split_by_window(everything)
+    return [replace(everything, statuses=(status,)) for status in STATUSES]
+
+
+def facet_member(model: TaskModel, part: Shape) -> sa.Select[Any]:
+    """(task_type, status, count) rows of one table for one part of the facets.
+
+    A part of one status names it as a literal: grouping by a column known to be constant
+    still reads it from every row, which doubles the cost of a plain COUNT.
+    """
+    task_type = list_columns(model)[0]
+    conditions = branch_conditions(model, part)
+    if len(part.statuses) == 1:
+        status = sa.literal_column(f"'{part.statuses[0]}'", sa.String).label("status")
+        return sa.select(task_type, status, sa.func.count()).select_from(model).where(*conditions)
+    return (
+        sa.select(task_type, model.status.label("status"), sa.func.count())
+        .where(*conditions)
         .group_by(model.status)
-        for model in MODEL_FOR_TYPE.values()
-    ]
-    return sa.union_all(*members)  # type: ignore[return-value]
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def facet_template(shape: Shape) -> sa.CompoundSelect:
+    """Counts by (type, status) over every table, with neither of those two filters applied."""
+    return sa.union_all(
+        *(
+            facet_member(model, part)
+            for model in MODEL_FOR_TYPE.values()
+            for part in facet_parts(shape)
+        )
+    )
+
+
+def page_query(
+    task_filter: TaskFilter, now: datetime, dialect: str | None
+) -> tuple[sa.Select[Any], Values]:
+    """The page's statement for an engine, and the values of its parameters.
+
+    One statement of whole rows; the "keys" engines get the limited shape here, and read
+    a page in two steps in `fetch_page`.
+    """
+    shape, values = shape_of(task_filter, now)
+    merged = engine_shape(dialect).page == "merge"
+    return page_template(shape, merged), values | page_values(task_filter)
+
+
+def page_values(task_filter: TaskFilter) -> Values:
+    """The limits of one page, with one extra row to tell whether another page follows."""
+    return {
+        "member_rows": task_filter.offset + task_filter.limit + 1,
+        "page_rows": task_filter.limit + 1,
+        "page_offset": task_filter.offset,
+    }
+
+
+def page_statement(
+    task_filter: TaskFilter, now: datetime, *, dialect: str | None = None
+) -> sa.Select[Any]:
+    """The statement for one page, with one extra row to tell whether another page follows.
+
+    `dialect` picks the shape (see `engine_shape`); the default shape runs on every engine.
+    """
+    statement, values = page_query(task_filter, now, dialect)
+    return statement.params(values)
+
+
+def fetch_page(executor: Executor, task_filter: TaskFilter, now: datetime) -> list[TaskRow]:
+    """The page's rows, plus one when another page follows, read as the engine does best."""
+    dialect = dialect_name(executor)
+    if engine_shape(dialect).page != "keys":
+        statement, values = page_query(task_filter, now, dialect)
+        return [TaskRow(*row) for row in executor.execute(statement, values)]
+    shape, values = shape_of(task_filter, now)
+    keys = executor.execute(keys_template(shape), values | page_values(task_filter)).all()
+    return rows_by_key(executor, [(key.task_type, key.id) for key in keys])
+
+
+def rows_by_key(executor: Executor, keys: list[tuple[str, uuid.UUID]]) -> list[TaskRow]:
+    """Whole rows for (task_type, id) keys, in the keys' order."""
+    if not keys:
+        return []
+    ids: dict[str, list[uuid.UUID]] = {}
+    for task_type, task_id in keys:
+        ids.setdefault(task_type, []).append(task_id)
+    types = tuple(t for t in TASK_TYPES if t in ids)
+    values = {f"ids_{task_type}": ids[task_type] for task_type in types}
+    rows = {
+        (row.task_type, row.id): TaskRow(*row)
+        for row in executor.execute(rows_template(types), values)
+    }
+    return [rows[key] for key in keys]
+
+
+def exact_count_statement(task_filter: TaskFilter, now: datetime) -> sa.Select[Any]:
+    """The exact count of every match, as one statement."""
+    shape, values = shape_of(task_filter.first_page, now)
+    return exact_count_template(shape).params(values)
+
+
+def facet_statement(task_filter: TaskFilter, now: datetime) -> sa.CompoundSelect:
+    """Counts by (type, status) over every table, with neither of those two filters applied."""
+    shape, values = shape_of(task_filter.first_page, now)
+    return facet_template(shape).params(values)
 
 
 # -- what the blueprints call ----------------------------------------------------------------
@@ -270,36 +560,55 @@ def facet_statement(task_filter: TaskFilter, now: datetime) -> sa.Select[Any]:
 
 def list_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> TaskPage:
     """A page of tasks, its total and the position the next page starts after."""
-    rows = [TaskRow(**row._mapping) for row in executor.execute(page_statement(task_filter, now))]
+    rows = fetch_page(executor, task_filter, now)
     items = rows[: task_filter.limit]
     has_more = len(rows) > task_filter.limit
     last = items[-1] if items else None
     return TaskPage(
         items=items,
-        total=count_tasks(executor, task_filter, now),
+        total=page_total(executor, task_filter, now, len(items), has_more),
         next_position=(last.created_at, last.id) if has_more and last else None,
     )
 
 
+def page_total(
+    executor: Executor, task_filter: TaskFilter, now: datetime, shown: int, has_more: bool
+) -> Total:
+    """The page's total; a first page that holds every match is its own exact count."""
+    if task_filter.offset == 0 and task_filter.cursor is None and not has_more:
+        return Total(shown, "eq")
+    return count_tasks(executor, task_filter, now)
+
+
 def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> Total:
-    """How many tasks match, exact up to TOTAL_EXACT_UP_TO unless exact was asked for."""
+    """How many tasks match, exact up to TOTAL_EXACT_UP_TO unless exact was asked for.
+
+    The capped count reads at most one more row than the threshold, in one statement or
+    one member at a time (see `engine_shape`).
+    """
+    shape, values = shape_of(task_filter.first_page, now)
     if task_filter.exact_count:
-        return Total(executor.execute(exact_count_statement(task_filter, now)).scalar_one(), "eq")
-    value = executor.execute(capped_count_statement(task_filter, now)).scalar_one()
-    if value > TOTAL_EXACT_UP_TO:
-        return Total(TOTAL_EXACT_UP_TO, "gte")
-    return Total(value, "eq")
+        return Total(executor.execute(exact_count_template(shape), values).scalar_one(), "eq")
+    one_statement = engine_shape(dialect_name(executor)).count_in_one_statement
+    found = 0
+    for statement in capped_count_templates(shape, one_statement):
+        cap = TOTAL_EXACT_UP_TO + 1 - found
+        found += executor.execute(statement, {**values, "cap": cap}).scalar_one()
+        if found > TOTAL_EXACT_UP_TO:
+            return Total(TOTAL_EXACT_UP_TO, "gte")
+    return Total(found, "eq")
 
 
 def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
     """Zero-filled counts per status and per type that predict what selecting each gives."""
-    matrix = {(t, s.value): 0 for t in TASK_TYPES for s in Status}
-    for task_type, status, tasks in executor.execute(facet_statement(task_filter, now)):
-        matrix[(task_type, status)] = tasks
+    shape, values = shape_of(task_filter.first_page, now)
+    matrix = {(t, s): 0 for t in TASK_TYPES for s in STATUSES}
+    for task_type, status, tasks in executor.execute(facet_template(shape), values):
+        matrix[(task_type, status)] += tasks
     types = task_filter.task_types or TASK_TYPES
-    statuses = task_filter.statuses or tuple(s.value for s in Status)
+    statuses = task_filter.statuses or STATUSES
     return Facets(
-        status={s.value: sum(matrix[(t, s.value)] for t in types) for s in Status},
+        status={s: sum(matrix[(t, s)] for t in types) for s in STATUSES},
         task_type={t: sum(matrix[(t, s)] for s in statuses) for t in TASK_TYPES},
         total=sum(matrix[(t, s)] for t in types for s in statuses),
     )
@@ -322,10 +631,35 @@ def iter_tasks(
     """Every matching task, in order, fetched a batch at a time by keyset."""
     part = replace(task_filter.first_page, limit=batch)
     while True:
-        statement = page_statement(part, now)
-        rows = [TaskRow(**row._mapping) for row in executor.execute(statement)]
+        rows = fetch_page(executor, part, now)
         yield from rows[:batch]
         if len(rows) <= batch:
             return
         last = rows[batch - 1]
         part = replace(part, cursor=Cursor(last.created_at, last.id, task_filter.order))
+
+
+def known_tags(executor: Executor, limit: int = 50, recent: int = 2000) -> list[str]:
+    """The tags most used by recent tasks, most used first, for the page's tag suggestions.
+
+    Only the newest `recent` tagged tasks of each table are read: a short walk of the
+    created_at index at any table size, where a DISTINCT over every row would not be.
+    """
+    members = [
+        sa.select(
+            sa.select(model.tag.label("tag"))
+            .where(model.tag.is_not(None))
+            .order_by(model.created_at.desc())
+            .limit(recent)
+            .subquery()
+        )
+        for model in MODEL_FOR_TYPE.values()
+    ]
+    tagged = sa.union_all(*members).subquery("tagged")
+    statement = (
+        sa.select(tagged.c.tag)
+        .group_by(tagged.c.tag)
+        .order_by(sa.func.count().desc(), tagged.c.tag)
+        .limit(limit)
+    )
+    return list(executor.execute(statement).scalars())

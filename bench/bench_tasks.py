@@ -1,0 +1,505 @@
+"""Time `/tasks` and `/tasks/counts` at a million tasks, and the earlier query shape beside them.
+
+    .venv/bin/python bench/bench_tasks.py
+    .venv/bin/python bench/bench_tasks.py --no-sqlite \\
+        --postgresql postgresql://postgres@127.0.0.1:5432/vt_bench \\
+        --mariadb 'mariadb://root@127.0.0.1:3306/vt_bench?charset=utf8mb4'
+
+Each database is seeded once with N demo tasks (a fixed random seed and a fixed clock, so the
+data and the time window are the same on every run) and reused while it holds exactly those N
+tasks; `--reseed` starts afresh. Indexes are brought in line with app/models.py before timing.
+
+For every filter case the script times, through the Flask test client: the first page, page 50
+by offset (offset 980, limit 20), a page DEPTH rows deep by cursor (or as deep as the matches
+go), and `/tasks/counts`. On the same connection it times the SQL alone: the module's first
+page (`fetch_page`, the statements `list_tasks` runs for a page, without its total) against
+the baseline's, and the module's cursor page against the baseline at the same depth by
+offset; both must return the same ids. The baseline is the earlier implementation's shape:
+status and time
+filters inside each table's branch; the tag filter, ORDER BY, LIMIT and OFFSET outside one
+UNION ALL subquery. It prints medians of warm runs, in milliseconds, as one markdown table per
+engine, then the worst case of each kind beside its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.datastructures import MultiDict
+
+from app import create_app
+from app.config import normalise_database_url
+from app.demo import refresh_statistics, seed_demo
+from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
+from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, Base, db
+from app.query import count_tasks, fetch_page, list_columns
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE = ROOT / "instance" / "vt_bench.sqlite3"
+# The bench's clock stands still, so a rerun next week measures the same time window.
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+SEED = 20261128
+SECRET_KEY = "bench-secret"
+PAGE = 20
+OFFSET_PAGE_50 = 980
+
+Args = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One filter, as the query string a client would send."""
+
+    name: str
+    args: Args
+
+
+CASES = (
+    Case("no filter", ()),
+    Case("task_type", (("task_type", "training"),)),
+    Case("two task types", (("task_type", "training"), ("task_type", "evaluation"))),
+    Case("status", (("status", "failed"),)),
+    Case("two statuses", (("status", "failed"), ("status", "cancelled"))),
+    Case("within_hours=24", (("within_hours", "24"),)),
+    Case(
+        "created range",
+        (
+            ("created_after", format_timestamp(NOW - timedelta(days=20))),
+            ("created_before", format_timestamp(NOW - timedelta(days=5))),
+        ),
+    ),
+    Case("tag", (("tag", "exp-7"),)),
+    Case("two tags", (("tag", "exp-7"), ("tag", "nightly"))),
+    Case("completed, 24 h", (("status", "completed"), ("within_hours", "24"))),
+    Case(
+        "training, failed, 1 week",
+        (("task_type", "training"), ("status", "failed"), ("within_hours", "168")),
+    ),
+)
+RATIO_A_CASE = "completed, 24 h"
+RATIO_B_CASE = "no filter"
+
+# Issue targets per engine: first page, cursor, offset 1,000, broadest counts (ms).
+TARGETS = {
+    "sqlite": (3, 3, 15, 60),
+    "postgresql": (5, 5, 15, 200),
+    "mariadb": (10, 10, 30, 300),
+}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How many warm runs make one median; statements slower than a second get fewer."""
+
+    runs: int
+    warmups: int
+    slow_runs: int = 3
+    slow_seconds: float = 1.0
+
+    def median_ms(self, action: Callable[[], object]) -> float:
+        """Run `action` warmups + runs times; the median of the timed runs in ms."""
+        runs = self.runs
+        for warmup in range(self.warmups):
+            start = time.perf_counter()
+            action()
+            if warmup == 0 and time.perf_counter() - start > self.slow_seconds:
+                runs = min(runs, self.slow_runs)
+        samples = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            action()
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples) * 1000
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Medians (ms) of one case on one engine."""
+
+    case: Case
+    matches: int
+    depth: int
+    first_page: float
+    offset_page: float
+    cursor_page: float
+    counts: float
+    module_first_sql: float
+    baseline_first_sql: float
+    module_deep_sql: float
+    baseline_deep_sql: float
+
+
+# -- the database ----------------------------------------------------------------------------
+
+
+def engine_kind(url: str) -> str:
+    """sqlite, postgresql or mariadb, as the targets name them."""
+    name = sa.make_url(url).get_backend_name()
+    return "mariadb" if name in {"mysql", "mariadb"} else name
+
+
+def create_database_if_missing(url: str) -> None:
+    """Make the bench database (or the SQLite file's folder) if it is not there yet."""
+    parsed = sa.make_url(url)
+    kind = engine_kind(url)
+    if kind == "sqlite":
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+        return
+    name = parsed.database
+    server = parsed.set(database="postgres" if kind == "postgresql" else "mysql")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        if kind == "postgresql":
+            exists = connection.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if not exists:
+                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        else:
+            connection.exec_driver_sql(
+                f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"
+            )
+    admin.dispose()
+
+
+def seeded_tasks(engine: sa.Engine) -> int | None:
+    """How many tasks this script seeded there, or None if the tables are not its own."""
+    inspector = sa.inspect(engine)
+    if not all(inspector.has_table(model.__tablename__) for model in MODEL_FOR_TYPE.values()):
+        return None
+    total = 0
+    newest: list[datetime] = []
+    with engine.connect() as connection:
+        for model in MODEL_FOR_TYPE.values():
+            total += connection.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
+            latest = connection.execute(sa.select(sa.func.max(model.created_at))).scalar_one()
+            newest += [latest] if latest is not None else []
+    # Demo tasks are created up to one second before the seeding clock.
+    if newest and not NOW - timedelta(hours=1) < max(newest) < NOW:
+        return None
+    return total
+
+
+def seed(engine: sa.Engine, tasks: int) -> None:
+    """Recreate the tables and fill them with `tasks` demo tasks, showing progress."""
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    done = 0
+    started = time.perf_counter()
+
+    def progress(rows: int) -> None:
+        nonlocal done
+        done += rows
+        if done % 100_000 < rows or done == tasks:
+            elapsed = time.perf_counter() - started
+            print(f"  seeded {done:,} of {tasks:,} tasks ({elapsed:.0f} s)", file=sys.stderr)
+
+    seed_demo(engine, tasks, NOW, seed=SEED, on_progress=progress)
+
+
+def sync_indexes(engine: sa.Engine) -> bool:
+    """Make the `ix_` indexes what app/models.py declares: create, drop or rebuild them."""
+    inspector = sa.inspect(engine)
+    changed = False
+    for table in Base.metadata.sorted_tables:
+        present = {
+            index["name"]: list(index["column_names"])
+            for index in inspector.get_indexes(table.name)
+            if index["name"] and index["name"].startswith("ix_")
+        }
+        declared = {index.name: index for index in table.indexes}
+        for name, columns in present.items():
+            wanted = declared.get(name)
+            if wanted is None or [column.name for column in wanted.columns] != columns:
+                print(f"  dropping index {name}", file=sys.stderr)
+                # Built on a scratch table, so the models' metadata stays as declared.
+                sa.Index(name, _table=sa.Table(table.name, sa.MetaData())).drop(engine)
+                changed = True
+        present = {index["name"] for index in sa.inspect(engine).get_indexes(table.name)}
+        for name in sorted(set(declared) - present):
+            print(f"  creating index {name}", file=sys.stderr)
+            declared[name].create(engine)
+            changed = True
+    return changed
+
+
+def prepare(url: str, tasks: int, reseed: bool) -> None:
+    """Make sure the database holds exactly `tasks` bench tasks and the declared indexes."""
+    create_database_if_missing(url)
+    engine = sa.create_engine(url)
+    try:
+        if reseed or seeded_tasks(engine) != tasks:
+            print(f"Seeding {tasks:,} tasks into {engine.url!r}", file=sys.stderr)
+            seed(engine, tasks)
+        elif sync_indexes(engine):
+            refresh_statistics(engine)
+    finally:
+        engine.dispose()
+
+
+# -- the baseline ----------------------------------------------------------------------------
+
+
+def baseline_statement(
+    task_filter: TaskFilter, now: datetime, *, limit: int, offset: int
+) -> sa.Select[Any]:
+    """The earlier implementation's query over the same tables and filter.
+
+    Status and time filters sit inside each table's branch; the tag filter and the ORDER BY,
+    LIMIT and OFFSET sit outside one UNION ALL subquery.
+    """
+    types = task_filter.task_types or tuple(MODEL_FOR_TYPE)
+    active = [status.value for status in ACTIVE_STATUSES]
+    branches = []
+    for model in (MODEL_FOR_TYPE[task_type] for task_type in types):
+        conditions = []
+        if task_filter.statuses:
+            conditions.append(model.status.in_(task_filter.statuses))
+        if task_filter.within_hours is not None:
+            since = now - timedelta(hours=task_filter.within_hours)
+            conditions.append(sa.or_(model.status.in_(active), model.finished_at >= since))
+        if task_filter.created_after is not None:
+            conditions.append(model.created_at >= task_filter.created_after)
+        if task_filter.created_before is not None:
+            conditions.append(model.created_at < task_filter.created_before)
+        branches.append(sa.select(*list_columns(model)).where(*conditions))
+    tasks = sa.union_all(*branches).subquery("tasks")
+    statement = sa.select(tasks)
+    if task_filter.tags:
+        statement = statement.where(tasks.c.tag.in_(task_filter.tags))
+    return (
+        statement.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit).offset(offset)
+    )
+
+
+# -- one case --------------------------------------------------------------------------------
+
+
+def case_filter(case: Case) -> TaskFilter:
+    """The filter value the API builds from the case's query string."""
+    parsed = parse_filter(MultiDict(case.args), secret_key=SECRET_KEY, strict=True)
+    if parsed.value is None:
+        raise ValueError(f"{case.name}: {parsed.errors}")
+    return parsed.value
+
+
+def fetch_ids(connection: sa.Connection, statement: sa.Select[Any], rows: int) -> list[Any]:
+    """The ids of the statement's first `rows` rows."""
+    return [row.id for row in connection.execute(statement).all()[:rows]]
+
+
+def deep_cursor(
+    connection: sa.Connection, task_filter: TaskFilter, depth: int
+) -> tuple[Cursor, list[Any]]:
+    """A signed cursor to the page starting `depth` rows in, and that page's ids by offset."""
+    before = baseline_statement(task_filter, NOW, limit=1, offset=depth - 1)
+    row = connection.execute(before).one()
+    cursor = sign_cursor(row.created_at, row.id, "desc", SECRET_KEY)
+    expected = fetch_ids(
+        connection, baseline_statement(task_filter, NOW, limit=PAGE, offset=depth), PAGE
+    )
+    return cursor, expected
+
+
+def get_ok(client: FlaskClient, path: str, args: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """GET a JSON page and insist on 200."""
+    response = client.get(f"{path}?{urlencode(list(args))}")
+    if response.status_code != 200:
+        raise RuntimeError(f"{path} {args}: {response.status_code} {response.get_data(True)}")
+    return response.get_json()
+
+
+def check_same_ids(label: str, module_ids: list[Any], baseline_ids: list[Any]) -> None:
+    """Stop the run if the module and the baseline disagree on a page."""
+    if [str(i) for i in module_ids] != [str(i) for i in baseline_ids]:
+        raise AssertionError(f"{label}: the module's page differs from the baseline's")
+
+
+def run_case(
+    case: Case,
+    client: FlaskClient,
+    connection: sa.Connection,
+    timing: Timing,
+    depth: int,
+) -> CaseResult:
+    """Time one case through the client and as bare statements."""
+    task_filter = case_filter(case)
+    matches = count_tasks(connection, replace(task_filter, exact_count=True), NOW).value
+    depth = max(1, min(depth, matches - PAGE))
+    cursor, deep_ids = deep_cursor(connection, task_filter, depth)
+
+    deep_filter = replace(task_filter, cursor=cursor)
+    baseline_first = baseline_statement(task_filter, NOW, limit=PAGE, offset=0)
+    baseline_deep = baseline_statement(task_filter, NOW, limit=PAGE, offset=depth)
+
+    first_ids = [item["id"] for item in get_ok(client, "/tasks", case.args)["items"]]
+    check_same_ids(
+        f"{case.name} first page", first_ids, fetch_ids(connection, baseline_first, PAGE)
+    )
+    module_deep_ids = [row.id for row in fetch_page(connection, deep_filter, NOW)[:PAGE]]
+    check_same_ids(f"{case.name} deep page", module_deep_ids, deep_ids)
+
+    offset_args = (*case.args, ("offset", str(OFFSET_PAGE_50)), ("limit", str(PAGE)))
+    cursor_args = (*case.args, ("cursor", cursor.token))
+    return CaseResult(
+        case=case,
+        matches=matches,
+        depth=depth,
+        first_page=timing.median_ms(lambda: get_ok(client, "/tasks", case.args)),
+        offset_page=timing.median_ms(lambda: get_ok(client, "/tasks", offset_args)),
+        cursor_page=timing.median_ms(lambda: get_ok(client, "/tasks", cursor_args)),
+        counts=timing.median_ms(lambda: get_ok(client, "/tasks/counts", case.args)),
+        module_first_sql=timing.median_ms(lambda: fetch_page(connection, task_filter, NOW)),
+        baseline_first_sql=timing.median_ms(lambda: connection.execute(baseline_first).all()),
+        module_deep_sql=timing.median_ms(lambda: fetch_page(connection, deep_filter, NOW)),
+        baseline_deep_sql=timing.median_ms(lambda: connection.execute(baseline_deep).all()),
+    )
+
+
+# -- one engine ------------------------------------------------------------------------------
+
+
+def bench_app(url: str) -> Flask:
+    """The app over the bench database, its clock fixed at the seeding time."""
+    return create_app(
+        {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET_KEY, "CLOCK": lambda: NOW}
+    )
+
+
+def run_engine(url: str, cases: Sequence[Case], timing: Timing, depth: int) -> list[CaseResult]:
+    """Every case on one database, the client and the bare statements side by side."""
+    app = bench_app(url)
+    client = app.test_client()
+    with app.app_context():
+        engine = db.engine
+    results = []
+    try:
+        with engine.connect() as connection:
+            for case in cases:
+                print(f"  {case.name}", file=sys.stderr)
+                results.append(run_case(case, client, connection, timing, depth))
+    finally:
+        engine.dispose()
+    return results
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def ms(value: float) -> str:
+    """A duration in ms, to two significant places below 10."""
+    return f"{value:.2f}" if value < 10 else f"{value:.0f}"
+
+
+def ratio(slow: float, fast: float) -> str:
+    """How many times faster `fast` is than `slow`."""
+    return f"{slow / fast:.0f}x" if slow / fast >= 10 else f"{slow / fast:.1f}x"
+
+
+def markdown_table(kind: str, tasks: int, timing: Timing, results: Sequence[CaseResult]) -> str:
+    """The engine's results as a markdown table, medians in ms."""
+    lines = [
+        f"### {kind}: {tasks:,} tasks, medians of {timing.runs} warm runs (ms; "
+        f"{timing.slow_runs} runs where one takes over {timing.slow_seconds:g} s)",
+        "",
+        "| case | matches | first page | offset 980 | cursor (depth) | counts "
+        "| SQL first page: module / baseline | SQL deep page: cursor / offset |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        first_sql = f"{ms(r.module_first_sql)} / {ms(r.baseline_first_sql)}"
+        deep_sql = f"{ms(r.module_deep_sql)} / {ms(r.baseline_deep_sql)}"
+        lines.append(
+            f"| {r.case.name} | {r.matches:,} | {ms(r.first_page)} | {ms(r.offset_page)} "
+            f"| {ms(r.cursor_page)} ({r.depth:,}) | {ms(r.counts)} "
+            f"| {first_sql} ({ratio(r.baseline_first_sql, r.module_first_sql)}) "
+            f"| {deep_sql} ({ratio(r.baseline_deep_sql, r.module_deep_sql)}) |"
+        )
+    return "\n".join(lines)
+
+
+def target_summary(kind: str, results: Sequence[CaseResult]) -> str:
+    """The worst case of each kind beside its target, and the two ratios."""
+    first, cursor, offset, counts = TARGETS[kind]
+    by_name = {r.case.name: r for r in results}
+    rows = [
+        ("first page, worst case", max(r.first_page for r in results), first),
+        ("cursor page, worst case", max(r.cursor_page for r in results), cursor),
+        ("offset 980, worst case", max(r.offset_page for r in results), offset),
+        ("counts, worst case", max(r.counts for r in results), counts),
+    ]
+    lines = [
+        f"- {label}: {ms(value)} ms (target ≤ {limit} ms: {'met' if value <= limit else 'MISSED'})"
+        for label, value, limit in rows
+    ]
+    if (a := by_name.get(RATIO_A_CASE)) is not None:
+        lines.append(
+            f"- (a) first page {RATIO_A_CASE}, module vs baseline statement: "
+            f"{ms(a.module_first_sql)} vs {ms(a.baseline_first_sql)} ms, "
+            f"{ratio(a.baseline_first_sql, a.module_first_sql)} faster"
+        )
+    if (b := by_name.get(RATIO_B_CASE)) is not None:
+        lines.append(
+            f"- (b) page {b.depth:,} rows deep, {RATIO_B_CASE}, module cursor vs baseline "
+            f"offset: {ms(b.module_deep_sql)} vs {ms(b.baseline_deep_sql)} ms, "
+            f"{ratio(b.baseline_deep_sql, b.module_deep_sql)} faster"
+        )
+    return "\n".join(lines)
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=1_000_000, help="tasks to seed")
+    parser.add_argument("--reseed", action="store_true", help="seed even if the data is there")
+    parser.add_argument("--sqlite", default=str(DEFAULT_SQLITE), help="SQLite file to use")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
+    parser.add_argument("--postgresql", metavar="URL", help="a PostgreSQL database to use")
+    parser.add_argument("--mariadb", metavar="URL", help="a MariaDB database to use")
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per median")
+    parser.add_argument("--warmups", type=int, default=2, help="untimed runs first")
+    parser.add_argument("--depth", type=int, default=100_000, help="rows before the deep page")
+    parser.add_argument("--case", action="append", help="only these cases (by name)")
+    return parser.parse_args(argv)
+
+
+def database_urls(options: argparse.Namespace) -> list[str]:
+    """The databases to bench, SQLAlchemy URLs with the drivers we ship."""
+    urls = [] if options.no_sqlite else [f"sqlite:///{Path(options.sqlite).resolve()}"]
+    urls += [url for url in (options.postgresql, options.mariadb) if url]
+    return [normalise_database_url(url) for url in urls]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Seed, time every case on every engine asked for, and print the tables."""
+    options = parse_args(argv)
+    timing = Timing(options.runs, options.warmups)
+    cases = [c for c in CASES if not options.case or c.name in options.case]
+    for url in database_urls(options):
+        kind = engine_kind(url)
+        print(f"{kind}: preparing {sa.make_url(url)!r}", file=sys.stderr)
+        prepare(url, options.tasks, options.reseed)
+        results = run_engine(url, cases, timing, options.depth)
+        print(markdown_table(kind, options.tasks, timing, results))
+        print()
+        print(target_summary(kind, results))
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The plans the engines choose for the query module's statements, and why shapes differ.
+
+Each engine gets its own database of demo tasks, enough rows per table for the planners to
+prefer indexes, analysed after seeding. The tests read EXPLAIN output, not timings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import database, reset_tables
+
+from app.demo import seed_demo
+from app.filters import TaskFilter
+from app.query import (
+    capped_count_templates,
+    keys_template,
+    page_statement,
+    page_template,
+    page_values,
+    shape_of,
+)
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+TASKS = 20_000
+FAILED = TaskFilter(statuses=("failed",))
+
+
+@pytest.fixture(scope="module")
+def seeded(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[sa.Engine]:
+    """An engine (named by the test's parameter) over freshly seeded, analysed demo tasks."""
+    for url in database(request.param, tmp_path_factory):
+        engine = sa.create_engine(url)
+        reset_tables(engine)
+        seed_demo(engine, TASKS, NOW, seed=11)
+        yield engine
+        engine.dispose()
+
+
+def sql_of(engine: sa.Engine, statement: Any) -> str:
+    """The statement as the engine would run it, values written in."""
+    compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+    return str(compiled)
+
+
+def template_sql(engine: sa.Engine, template: Any, values: dict[str, Any]) -> str:
+    """A cached template with its parameter values written in."""
+    return sql_of(engine, template.params(values))
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def sqlite_plan(engine: sa.Engine, sql: str) -> list[str]:
+    """The detail column of EXPLAIN QUERY PLAN."""
+    with engine.connect() as connection:
+        return [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_first_page_by_status_walks_status_indexes_without_sorting(seeded):
+    plan = sqlite_plan(seeded, sql_of(seeded, page_statement(FAILED, NOW, dialect="sqlite")))
+    searches = [step for step in plan if step.startswith("SEARCH")]
+    assert len(searches) == 5
+    assert all("_status_created" in step and "(status=?)" in step for step in searches)
+    assert not any("TEMP B-TREE" in step for step in plan)
+    assert any("MERGE (UNION ALL)" in step for step in plan)
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_sorts_each_member_again_when_members_are_limited(seeded):
+    """Why SQLite gets the merged shape: the limited one adds a sort per member."""
+    shape, values = shape_of(FAILED, NOW)
+    values |= page_values(FAILED)
+    merged = sqlite_plan(seeded, template_sql(seeded, page_template(shape, True), values))
+    limited = sqlite_plan(seeded, template_sql(seeded, page_template(shape, False), values))
+    assert sum("TEMP B-TREE FOR ORDER BY" in step for step in merged) == 0
+    assert sum("TEMP B-TREE FOR ORDER BY" in step for step in limited) == 5
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def postgresql_plan(engine: sa.Engine, sql: str) -> dict[str, Any]:
+    """The root node of EXPLAIN (FORMAT JSON)."""
+    with engine.connect() as connection:
+        document = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}").scalar_one()
+    if isinstance(document, str):
+        document = json.loads(document)
+    return document[0]["Plan"]
+
+
+def nodes(plan: dict[str, Any], above: tuple[str, ...] = ()) -> Iterator[tuple[dict, tuple]]:
+    """Every node of a plan, with the node types above it."""
+    yield plan, above
+    for child in plan.get("Plans", ()):
+        yield from nodes(child, (*above, plan["Node Type"]))
+
+
+def table_scans(plan: dict[str, Any]) -> list[tuple[dict, tuple]]:
+    """The nodes that read a task table, with what is above each."""
+    return [(node, above) for node, above in nodes(plan) if node.get("Relation Name")]
+
+
+def below_nearest_limit(above: tuple[str, ...]) -> tuple[str, ...]:
+    """The nodes between a scan and the nearest Limit above it (all of them if none)."""
+    if "Limit" not in above:
+        return above
+    return above[len(above) - above[::-1].index("Limit") :]
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_first_page_by_status_walks_status_indexes_without_sorting(seeded):
+    sql = sql_of(seeded, page_statement(FAILED, NOW, dialect="postgresql"))
+    scans = table_scans(postgresql_plan(seeded, sql))
+    assert len(scans) == 5
+    for node, above in scans:
+        assert node["Node Type"] in {"Index Scan", "Index Only Scan"}
+        assert node["Index Name"].endswith("_status_created")
+        # A page's worth of rows is cut from the index walk before anything is sorted.
+        assert "Limit" in above
+        assert "Sort" not in below_nearest_limit(above)
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_sorts_every_match_of_plain_filtered_members(seeded):
+    """Why PostgreSQL gets limited members: plain ones with a WHERE are sorted whole."""
+    shape, values = shape_of(FAILED, NOW)
+    values |= page_values(FAILED)
+    scans = table_scans(
+        postgresql_plan(seeded, template_sql(seeded, page_template(shape, True), values))
+    )
+    assert scans
+    for _, above in scans:
+        assert "Sort" in below_nearest_limit(above)
+
+
+# -- MariaDB ---------------------------------------------------------------------------------
+
+
+def mariadb_tables(engine: sa.Engine, sql: str) -> list[dict[str, Any]]:
+    """The table accesses of ANALYZE FORMAT=JSON (the statement really runs)."""
+    with engine.connect() as connection:
+        document = json.loads(connection.exec_driver_sql(f"ANALYZE FORMAT=JSON {sql}").scalar())
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "table_name" in node and not node["table_name"].startswith("<"):
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+    return found
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_reads_a_whole_union_before_its_limit(seeded):
+    """Why MariaDB counts one member at a time: a union's LIMIT does not stop the reading."""
+    shape, values = shape_of(TaskFilter(), NOW)
+    values["cap"] = 100
+    (union,) = capped_count_templates(shape, True)
+    per_member = capped_count_templates(shape, False)
+    union_rows = sum(
+        table["r_rows"] for table in mariadb_tables(seeded, template_sql(seeded, union, values))
+    )
+    member_rows = [
+        table["r_rows"]
+        for member in per_member
+        for table in mariadb_tables(seeded, template_sql(seeded, member, values))
+    ]
+    assert union_rows == TASKS
+    assert all(rows <= 100 for rows in member_rows)
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_finds_a_page_in_the_indexes_alone(seeded):
+    """Why MariaDB reads keys first: the limited walk over keys never touches a row."""
+    task_filter = TaskFilter(statuses=("failed",), within_hours=24)
+    shape, values = shape_of(task_filter, NOW)
+    values |= page_values(task_filter)
+    tables = mariadb_tables(seeded, template_sql(seeded, keys_template(shape), values))
+    assert len(tables) == 5
+    for table in tables:
+        assert table["key"].endswith("_status_created")
+        assert table.get("using_index") is True
