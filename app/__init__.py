@@ -29,13 +29,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from app import api, cli, errors
+    from app import api, cli, errors, pages
     from app.models import db
 
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
     app.register_blueprint(api.bp)
+    pages.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
     return app

@@ -1,4 +1,4 @@
-"""The JSON API: `/tasks`, `/tasks/counts` and `/tasks/<id>`, for scripts."""
+"""The JSON API: `/tasks`, `/tasks/counts`, `/tasks/<id>` and the exports, for scripts."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, url
 
 from app.clock import request_time
 from app.errors import invalid_query
+from app.export import EXPORT_FORMATS, export_response, page_parameter_errors
 from app.filters import TaskFilter, format_timestamp, parse_filter, sign_cursor
 from app.models import db
-from app.query import TaskRow, count_facets, get_task, list_tasks
+from app.query import TaskRow, count_facets, get_task, iter_tasks, list_tasks
 
 bp = Blueprint("api", __name__)
 
@@ -73,6 +74,30 @@ def count_tasks_json() -> Response:
         return task_filter
     facets = count_facets(db.session, task_filter, request_time())
     return jsonify({"status": facets.status, "task_type": facets.task_type, "total": facets.total})
+
+
+def export_tasks(kind: str) -> Response:
+    """Every task the filter matches, streamed in one format; paging parameters are refused."""
+    parsed = parse_filter(request.args, secret_key=current_app.secret_key, strict=True)
+    # A paging parameter is refused whatever its value, so its own parse error is moot.
+    errors = {**parsed.errors, **page_parameter_errors(request.args)}
+    if errors or parsed.value is None:
+        return invalid_query(errors)
+    now = request_time()
+    rows = iter_tasks(db.session, parsed.value, now)
+    return export_response(rows, EXPORT_FORMATS[kind], task_json, now)
+
+
+@bp.get("/tasks.csv")
+def export_csv() -> Response:
+    """Every matching task as CSV, one header line then a record per task."""
+    return export_tasks("csv")
+
+
+@bp.get("/tasks.ndjson")
+def export_ndjson() -> Response:
+    """Every matching task as newline-delimited JSON, one list item per line."""
+    return export_tasks("ndjson")
 
 
 @bp.get("/tasks/<task_id>")

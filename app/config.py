@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 DRIVER_FOR_SCHEME = {
@@ -41,6 +43,24 @@ def load_secret_key(instance_path: Path) -> str:
     return key_file.read_text().strip()
 
 
+# A CSP source expression: an origin such as https://portal.example.com:8443, a scheme such as
+# https:, a host wildcard, or 'self'. Anything else (a ';' above all) could smuggle in a directive.
+FRAME_SOURCE = re.compile(r"'self'|[a-z][a-z0-9+.-]*:|([a-z][a-z0-9+.-]*://)?[\w*.:\[\]-]+", re.I)
+
+
+def frame_ancestor_sources(value: str | Iterable[str]) -> list[str]:
+    """The origins allowed to frame /embed, from a space-separated string or a list.
+
+    Raises ValueError on an entry that is not a CSP source, so a typo fails at start-up
+    rather than in the portal's browser.
+    """
+    sources = value.split() if isinstance(value, str) else [str(item) for item in value]
+    for source in sources:
+        if not FRAME_SOURCE.fullmatch(source):
+            raise ValueError(f"EMBED_FRAME_ANCESTORS: {source!r} is not an origin")
+    return sources
+
+
 def settings_from_environment(instance_path: Path) -> dict[str, object]:
     """Build the app's settings; every one can be set by an environment variable."""
     default_db = f"sqlite:///{instance_path / 'vectorize-tasks.sqlite3'}"
@@ -50,7 +70,11 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
             os.environ.get("DATABASE_URL", default_db)
         ),
         # Origins allowed to frame /embed, separated by spaces; none when unset.
-        "EMBED_FRAME_ANCESTORS": os.environ.get("EMBED_FRAME_ANCESTORS", "").split(),
+        "EMBED_FRAME_ANCESTORS": frame_ancestor_sources(
+            os.environ.get("EMBED_FRAME_ANCESTORS", "")
+        ),
         # Serve htmx only from static/ (no CDN), e.g. on a network without internet.
         "HTMX_LOCAL_ONLY": os.environ.get("HTMX_LOCAL_ONLY", "").lower() in {"1", "true", "yes"},
+        # How often the list refreshes itself while the shown page holds queued or running tasks.
+        "LIVE_REFRESH_SECONDS": int(os.environ.get("LIVE_REFRESH_SECONDS", "5")),
     }

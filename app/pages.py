@@ -1,0 +1,666 @@
+"""The web page: the task list with htmx filters, the task page and the embed view.
+
+`/` and `/embed` read the JSON API's query parameters with the same form, leniently (a blank
+field is "not set", an unknown name is ignored), and list tasks through the same query
+module. One template renders both the page and, for an htmx request that targets the
+results region, that region alone. Every link, the pushed URL and the JSON and export links
+are built from the filter value's `to_args()`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import shlex
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.datastructures import MultiDict
+from werkzeug.http import generate_etag, quote_etag
+
+from app.clock import request_time
+from app.config import frame_ancestor_sources
+from app.errors import (
+    DATABASE_ERRORS,
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_DETAIL,
+    log_database_error,
+)
+from app.filters import (
+    DEFAULT_LIMIT,
+    MAX_OFFSET,
+    STATUSES,
+    ParsedFilter,
+    TaskFilter,
+    format_timestamp,
+    lenient_arguments,
+    parse_filter,
+    sign_cursor,
+)
+from app.models import ACTIVE_STATUSES, TASK_TYPES, db
+from app.query import Facets, TaskPage, Total, count_facets, get_task, known_tags, list_tasks
+
+bp = Blueprint("pages", __name__)
+
+HTMX_VERSION = "2.0.11"
+HTMX_FILE = f"vendor/htmx-{HTMX_VERSION}.min.js"
+HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
+# What htmx does with each answer: skip a 304 (the results have not changed) and swap the
+# 503 page, so a database outage shows its message in the results region. History is never
+# cached in the browser: Back asks the server, since the tasks may have moved on meanwhile.
+HTMX_CONFIG = {
+    "historyCacheSize": 0,
+    "responseHandling": [
+        {"code": "204", "swap": False},
+        {"code": "304", "swap": False},
+        {"code": "[23]..", "swap": True},
+        {"code": "503", "swap": True, "error": False},
+        {"code": "[45]..", "swap": False, "error": True},
+    ],
+}
+
+RESULTS_ID = "results"
+EMBED_ENDPOINTS = frozenset({"pages.embed", "pages.embed_task"})
+# Every header the list's response depends on besides its URL.
+VARY = ("HX-Request", "HX-Target", "HX-History-Restore-Request", "HX-Current-URL")
+TAG_SUGGESTIONS = 50
+ERROR_PREVIEW_CHARACTERS = 80
+
+TYPE_LABELS = {
+    "model_upload": "Model upload",
+    "dataset_upload": "Dataset upload",
+    "training": "Training",
+    "evaluation": "Evaluation",
+    "synthesis": "Synthesis",
+}
+STATUS_LABELS = {
+    "queued": "Queued",
+    "running": "Running",
+    "completed": "Completed",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+# Shown beside the status text, never instead of it.
+STATUS_ICONS = {"queued": "◷", "running": "▶", "completed": "✓", "failed": "✕", "cancelled": "⊘"}
+WINDOW_CHOICES = (
+    (1, "Last hour"),
+    (6, "Last 6 hours"),
+    (24, "Last 24 hours"),
+    (168, "Last 7 days"),
+    (720, "Last 30 days"),
+)
+PAGE_SIZES = (10, 20, 50, 100)
+LIVE_STATUSES = frozenset(status.value for status in ACTIVE_STATUSES)
+
+
+# -- htmx, served from the CDN with a hash of the copy we ship --------------------------------
+
+
+@dataclass(frozen=True)
+class HtmxAsset:
+    """Where htmx is loaded from, and the hash every copy must match."""
+
+    cdn_url: str
+    local_file: str
+    integrity: str
+    local_only: bool
+
+
+def subresource_integrity(path: Path) -> str:
+    """The `integrity` value of a file: its SHA-384, base64, as browsers check it."""
+    digest = hashlib.sha384(path.read_bytes()).digest()
+    return "sha384-" + base64.b64encode(digest).decode()
+
+
+def htmx_asset(app: Flask) -> HtmxAsset:
+    """Hash the vendored htmx once at start-up: the CDN serves the same bytes."""
+    local = Path(app.static_folder or "static") / HTMX_FILE
+    return HtmxAsset(
+        cdn_url=HTMX_CDN_URL,
+        local_file=HTMX_FILE,
+        integrity=subresource_integrity(local),
+        local_only=bool(app.config.get("HTMX_LOCAL_ONLY")),
+    )
+
+
+# -- time, as people read it -----------------------------------------------------------------
+
+
+def display_now(now: datetime) -> datetime:
+    """The request time to the minute: relative times then change once a minute, not on
+    every request, so an unchanged list keeps its ETag (the page's script counts on)."""
+    return now.replace(second=0, microsecond=0)
+
+
+def time_ago(moment: datetime, now: datetime) -> str:
+    """ "5 min ago", "3 h ago", "12 d ago": how long ago, in the largest useful unit."""
+    seconds = (now - moment).total_seconds()
+    if seconds < 60:
+        return "just now"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} h ago"
+    return f"{hours // 24} d ago"
+
+
+def duration_text(seconds: float) -> str:
+    """ "42 s", "12 min 5 s", "3 h 20 min", "2 d 4 h": two units at most."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, whole = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {whole} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def task_duration(started: datetime | None, finished: datetime | None, now: datetime) -> str:
+    """How long a task ran, or has been running; empty when it never started."""
+    if started is None:
+        return ""
+    return duration_text(((finished or now) - started).total_seconds())
+
+
+def utc_text(moment: datetime) -> str:
+    """The exact instant, for tooltips: 2026-11-28 09:14:03 UTC."""
+    return format_timestamp(moment)[:19].replace("T", " ") + " UTC"
+
+
+def thousands(number: int) -> str:
+    """1234 as "1,234"."""
+    return f"{number:,}"
+
+
+# -- which list, and its URLs ----------------------------------------------------------------
+
+
+def with_query(path: str, args: Sequence[tuple[str, str]]) -> str:
+    """A path with its query string, or the bare path when there are no arguments."""
+    return f"{path}?{urlencode(list(args))}" if args else path
+
+
+@dataclass(frozen=True)
+class ListView:
+    """The full page or the embed: its endpoints, its template, what its links keep."""
+
+    endpoint: str
+    task_endpoint: str
+    template: str
+    embed: bool = False
+    hide_filters: bool = False
+
+    def extra_args(self) -> list[tuple[str, str]]:
+        """The embed's own parameter, kept on every link inside the frame."""
+        return [("hide", "filters")] if self.hide_filters else []
+
+    def url(self, task_filter: TaskFilter, **changes: Any) -> str:
+        """This view's URL for a filter (with `changes` applied)."""
+        args = task_filter.to_args(**changes) + self.extra_args()
+        return with_query(url_for(self.endpoint), args)
+
+    def task_url(self, task_id: uuid.UUID, task_filter: TaskFilter) -> str:
+        """A task's page, carrying the list's filter so its back link returns to this view."""
+        path = url_for(self.task_endpoint, task_id=task_id)
+        return with_query(path, task_filter.to_args() + self.extra_args())
+
+
+FULL_VIEW = ListView("pages.index", "pages.show_task", "index.html")
+
+
+def embed_view() -> ListView:
+    """The embed, with the filter form hidden when the portal asks for it."""
+    hide = request.args.get("hide") == "filters"
+    return ListView("pages.embed", "pages.embed_task", "embed.html", embed=True, hide_filters=hide)
+
+
+# -- reading the query string ----------------------------------------------------------------
+
+
+def page_filter(args: MultiDict[str, str]) -> tuple[ParsedFilter, TaskFilter]:
+    """The form bound to `args`, and the filter to list by.
+
+    When a parameter is bad, the form keeps it (to show the value and its message) and the
+    list is shown for the other parameters, with that one left out.
+    """
+    secret_key = current_app.secret_key
+    parsed = parse_filter(args, secret_key=secret_key, strict=False)
+    if parsed.value is not None:
+        return parsed, parsed.value
+    usable = MultiDict([(k, v) for k, v in args.items(multi=True) if k not in parsed.errors])
+    fallback = parse_filter(usable, secret_key=secret_key, strict=False)
+    return parsed, fallback.value or TaskFilter()
+
+
+def form_state(parsed: ParsedFilter) -> dict[str, Any]:
+    """What the filter form shows: the values as given (bad ones too) and their messages.
+
+    The form is rendered from it, and the results region carries it too: after a chip or a
+    link changed the filter, the page's script brings the form (outside the region) in line.
+    """
+    form = parsed.form
+    return {
+        "task_type": list(form.task_type.data or []),
+        "status": list(form.status.data or []),
+        "within_hours": form.within_hours._value(),
+        "created_after": form.created_after._value(),
+        "created_before": form.created_before._value(),
+        "tag": list(form.tag.data or []),
+        "limit": form.limit._value(),
+        "order": form.order.data if form.order.raw_data else "desc",
+        "count": "exact" if form.count.raw_data else "",
+        "errors": parsed.errors,
+    }
+
+
+def history_url(
+    view: ListView, parsed: ParsedFilter, task_filter: TaskFilter, args: MultiDict[str, str]
+) -> str:
+    """The URL that shows this very view again: canonical, or as given while it has errors."""
+    if not parsed.errors:
+        return view.url(task_filter)
+    given = list(lenient_arguments(args).items(multi=True))
+    return with_query(url_for(view.endpoint), given + view.extra_args())
+
+
+def wants_results_fragment() -> bool:
+    """An htmx request that swaps the results region; a history restore needs the page."""
+    headers = request.headers
+    return (
+        headers.get("HX-Request") == "true"
+        and headers.get("HX-Target") == RESULTS_ID
+        and headers.get("HX-History-Restore-Request") != "true"
+    )
+
+
+def history_headers(view: ListView, url: str) -> dict[str, str]:
+    """How an htmx request moves the address bar.
+
+    A new view is pushed, so Back returns to the one before. A refresh of the view already
+    shown pushes nothing. The embed only replaces its URL: pushing inside an iframe would
+    add steps to the portal's own Back button.
+    """
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    if urlunsplit(("", "", current.path, current.query, "")) == url:
+        return {"HX-Push-Url": "false"}
+    shown = MultiDict(parse_qsl(current.query, keep_blank_values=True))
+    same_view = current.path == url_for(view.endpoint) and (
+        history_url(view, *page_filter(shown), shown) == url
+    )
+    if view.embed or same_view:
+        return {"HX-Replace-Url": url}
+    return {"HX-Push-Url": url}
+
+
+# -- what the results region shows -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    """A labelled URL, marked when it is the one being shown."""
+
+    label: str
+    url: str
+    current: bool = False
+
+
+@dataclass(frozen=True)
+class Chip:
+    """A count above the table that toggles its value in the filter."""
+
+    dimension: str
+    value: str
+    label: str
+    count: int
+    selected: bool
+    url: str
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Previous/next, page numbers and "showing 41 to 60 of 1,234" (with an en dash).
+
+    Pages within the first MAX_OFFSET tasks go by offset, so they have numbers; past that,
+    "Older" follows the signed cursor, as fast on page 10,000 as on page 2.
+    """
+
+    status: str
+    previous: str | None
+    next: str | None
+    next_label: str
+    numbers: list[Link | None]
+    first_page: str | None
+
+
+def toggled(chosen: tuple[str, ...], value: str, order: Sequence[str]) -> tuple[str, ...]:
+    """`chosen` with `value` added or removed, in the canonical order."""
+    wanted = set(chosen) ^ {value}
+    return tuple(item for item in order if item in wanted)
+
+
+def facet_chips(view: ListView, task_filter: TaskFilter, facets: Facets) -> dict[str, list[Chip]]:
+    """One chip per status and per type, each a link that toggles it (back to page one)."""
+    start = task_filter.first_page
+    statuses = [
+        Chip(
+            "status",
+            value,
+            STATUS_LABELS[value],
+            facets.status[value],
+            value in start.statuses,
+            view.url(start, statuses=toggled(start.statuses, value, STATUSES)),
+        )
+        for value in STATUSES
+    ]
+    types = [
+        Chip(
+            "task_type",
+            value,
+            TYPE_LABELS[value],
+            facets.task_type[value],
+            value in start.task_types,
+            view.url(start, task_types=toggled(start.task_types, value, TASK_TYPES)),
+        )
+        for value in TASK_TYPES
+    ]
+    return {"status": statuses, "task_type": types}
+
+
+def applied_filters(view: ListView, task_filter: TaskFilter) -> list[Link]:
+    """Each filter in words, with the URL that removes just that one."""
+    start = task_filter.first_page
+    applied: list[Link] = []
+    if start.task_types:
+        names = " or ".join(TYPE_LABELS[t] for t in start.task_types)
+        applied.append(Link(f"type is {names}", view.url(start, task_types=())))
+    if start.statuses:
+        names = " or ".join(STATUS_LABELS[s] for s in start.statuses)
+        applied.append(Link(f"status is {names}", view.url(start, statuses=())))
+    if start.within_hours is not None:
+        window = f"active within the last {start.within_hours} h"
+        applied.append(Link(window, view.url(start, within_hours=None)))
+    if start.created_after is not None:
+        after = f"created at or after {utc_text(start.created_after)}"
+        applied.append(Link(after, view.url(start, created_after=None)))
+    if start.created_before is not None:
+        before = f"created before {utc_text(start.created_before)}"
+        applied.append(Link(before, view.url(start, created_before=None)))
+    for tag in start.tags:
+        remaining = tuple(other for other in start.tags if other != tag)
+        applied.append(Link(f"tag is “{tag}”", view.url(start, tags=remaining)))
+    return applied
+
+
+def total_text(total: Total) -> str:
+    """ "1,234", or "10,000+" when only a lower bound is known."""
+    return thousands(total.value) + ("+" if total.relation == "gte" else "")
+
+
+def page_numbers(view: ListView, task_filter: TaskFilter, total: Total) -> list[Link | None]:
+    """Numbered pages around the current one, with None where numbers are skipped."""
+    limit = task_filter.limit
+    current = task_filter.offset // limit
+    reachable = MAX_OFFSET // limit
+    exact = total.relation == "eq"
+    last = min(max(math.ceil(total.value / limit) - 1, 0), reachable) if exact else reachable
+    if last == 0:
+        return []
+    wanted = {0, *range(current - 2, current + 3)} | ({last} if exact else set())
+    numbers: list[Link | None] = []
+    previous = -1
+    for index in sorted(i for i in wanted if 0 <= i <= last):
+        if index > previous + 1:
+            numbers.append(None)
+        url = view.url(task_filter, offset=index * limit, cursor=None)
+        numbers.append(Link(str(index + 1), url, current=index == current))
+        previous = index
+    if previous < last:
+        numbers.append(None)
+    return numbers
+
+
+def build_pager(view: ListView, task_filter: TaskFilter, page: TaskPage) -> Pager:
+    """The pager for this page of results."""
+    limit, offset, shown = task_filter.limit, task_filter.offset, len(page.items)
+    by_cursor = task_filter.cursor is not None
+    next_url, next_label = None, "Next"
+    if page.next_position is not None:
+        if not by_cursor and offset + limit <= MAX_OFFSET:
+            next_url = view.url(task_filter, offset=offset + limit)
+        else:
+            cursor = sign_cursor(*page.next_position, task_filter.order, current_app.secret_key)
+            next_url = view.url(task_filter, cursor=cursor, offset=0)
+            next_label = "Older" if task_filter.order == "desc" else "Newer"
+    of_total = f"of {total_text(page.total)}"
+    if by_cursor:
+        assert task_filter.cursor is not None
+        side = "before" if task_filter.order == "desc" else "after"
+        when = utc_text(task_filter.cursor.created_at)
+        status = f"Showing {shown} tasks created {side} {when}, {of_total}"
+        first = view.url(task_filter.first_page)
+        return Pager(status, None, next_url, next_label, [], first)
+    status = f"Showing {thousands(offset + 1)}\N{EN DASH}{thousands(offset + shown)} {of_total}"
+    if not shown:
+        status = f"No tasks on this page, {of_total}" if offset else "No tasks match"
+    previous = view.url(task_filter, offset=max(0, offset - limit)) if offset else None
+    first = view.url(task_filter.first_page) if offset else None
+    numbers = page_numbers(view, task_filter, page.total)
+    return Pager(status, previous, next_url, next_label, numbers, first)
+
+
+def engineer_links(task_filter: TaskFilter) -> dict[str, str]:
+    """The same query as JSON, as a curl command, and as CSV and NDJSON downloads."""
+    args = task_filter.to_args()
+    absolute = with_query(url_for("api.list_tasks_json", _external=True), args)
+    # Exports stream every match, so they take no page: limit, offset and cursor go.
+    export_args = task_filter.to_args(limit=DEFAULT_LIMIT, offset=0, cursor=None)
+    return {
+        "json": with_query(url_for("api.list_tasks_json"), args),
+        "curl": f"curl -sS {shlex.quote(absolute)}",
+        "csv": with_query(url_for("api.export_csv"), export_args),
+        "ndjson": with_query(url_for("api.export_ndjson"), export_args),
+    }
+
+
+def results_context(
+    view: ListView,
+    parsed: ParsedFilter,
+    task_filter: TaskFilter,
+    page: TaskPage | None,
+    facets: Facets | None,
+) -> dict[str, Any]:
+    """Everything `_results.html` renders, from the filter and what the query module said."""
+    url = history_url(view, parsed, task_filter, request.args)
+    context: dict[str, Any] = {
+        "view": view,
+        "state": form_state(parsed),
+        "task_filter": task_filter,
+        "self_url": url,
+        "clear_url": view.url(TaskFilter()),
+        "now": display_now(request_time()),
+        "refresh_seconds": current_app.config["LIVE_REFRESH_SECONDS"],
+        "unavailable": page is None or facets is None,
+        "full_view_url": FULL_VIEW.url(task_filter),
+        "links": engineer_links(task_filter),
+        "applied": applied_filters(view, task_filter),
+    }
+    if page is not None and facets is not None:
+        context |= {
+            "rows": page.items,
+            "chips": facet_chips(view, task_filter, facets),
+            "pager": build_pager(view, task_filter, page),
+            "live": any(row.status in LIVE_STATUSES for row in page.items),
+        }
+    return context
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+def results_etag(html: str) -> str:
+    """The ETag the results region would have if sent alone (Flask's `add_etag` hash)."""
+    return quote_etag(generate_etag(str(html).encode()))
+
+
+def render_list(view: ListView) -> Response:
+    """The list page, or only its results region for an htmx request that targets it."""
+    parsed, task_filter = page_filter(request.args)
+    fragment = wants_results_fragment()
+    now = request_time()
+    page: TaskPage | None = None
+    facets: Facets | None = None
+    tags: list[str] = []
+    try:
+        page = list_tasks(db.session, task_filter, now)
+        facets = count_facets(db.session, task_filter, now)
+        if not fragment:
+            tags = known_tags(db.session, TAG_SUGGESTIONS)
+    except DATABASE_ERRORS as error:
+        log_database_error(error)
+        db.session.rollback()
+        page = facets = None
+    context = results_context(view, parsed, task_filter, page, facets)
+    template = "_results.html" if fragment else view.template
+    body = render_template(template, **context, known_tags=tags)
+    response = make_response(body, 503 if page is None else 200)
+    response.vary.update(VARY)
+    response.headers["Cache-Control"] = "no-cache"
+    if fragment:
+        response.headers.update(history_headers(view, context["self_url"]))
+    if page is None:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+@bp.get("/")
+def index() -> Response:
+    """Every task, filterable, paginated, refreshing itself while tasks are active."""
+    return render_list(FULL_VIEW)
+
+
+@bp.get("/embed")
+def embed() -> Response:
+    """The same list, compact, for the portal's iframe (`hide=filters` drops the form)."""
+    return render_list(embed_view())
+
+
+def render_task(view: ListView, task_id: str) -> Response:
+    """One task: every field, the full error, and the way back to the list it came from."""
+    try:
+        parsed_id = uuid.UUID(task_id)
+    except ValueError:
+        abort(404, description=f"{task_id!r} is not a task id.")
+    detail = get_task(db.session, parsed_id)
+    if detail is None:
+        abort(404, description=f"No task has the id {parsed_id}.")
+    _, back_filter = page_filter(request.args)
+    row = detail.row
+    body = render_template(
+        "task.html",
+        view=view,
+        row=row,
+        details=detail.details,
+        now=display_now(request_time()),
+        back_url=view.url(back_filter),
+        json_url=url_for("api.show_task_json", task_id=parsed_id),
+        full_view_url=url_for("pages.show_task", task_id=parsed_id),
+        tag_url=view.url(TaskFilter(tags=(row.tag,))) if row.tag else None,
+    )
+    response = make_response(body)
+    response.headers["Cache-Control"] = "no-cache"
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+@bp.get("/task/<task_id>")
+def show_task(task_id: str) -> Response:
+    """A task's own page."""
+    return render_task(FULL_VIEW, task_id)
+
+
+@bp.get("/embed/task/<task_id>")
+def embed_task(task_id: str) -> Response:
+    """A task's page inside the portal's frame."""
+    return render_task(embed_view(), task_id)
+
+
+# -- framing ---------------------------------------------------------------------------------
+
+
+def frame_policy(response: Response) -> Response:
+    """Only this site may frame its pages; the embed only the portal origins configured."""
+    if request.endpoint in EMBED_ENDPOINTS:
+        origins = current_app.config["EMBED_FRAME_ANCESTORS"]
+        sources = " ".join(origins) if origins else "'none'"
+        response.headers["Content-Security-Policy"] = f"frame-ancestors {sources}"
+        response.headers.pop("X-Frame-Options", None)
+        return response
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
+    # For browsers that predate CSP's frame-ancestors.
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    return response
+
+
+# -- registration ----------------------------------------------------------------------------
+
+
+def template_helpers(asset: HtmxAsset) -> dict[str, Any]:
+    """Names every template may use."""
+    return {
+        "htmx": asset,
+        "htmx_config": HTMX_CONFIG,
+        "results_id": RESULTS_ID,
+        "type_labels": TYPE_LABELS,
+        "status_labels": STATUS_LABELS,
+        "status_icons": STATUS_ICONS,
+        "window_choices": WINDOW_CHOICES,
+        "page_sizes": PAGE_SIZES,
+        "task_types": TASK_TYPES,
+        "statuses": STATUSES,
+        "live_statuses": LIVE_STATUSES,
+        "error_preview": ERROR_PREVIEW_CHARACTERS,
+        "unavailable_detail": UNAVAILABLE_DETAIL,
+        "time_ago": time_ago,
+        "task_duration": task_duration,
+    }
+
+
+def init_app(app: Flask) -> None:
+    """Register the pages, their template helpers and the framing policy."""
+    app.config["EMBED_FRAME_ANCESTORS"] = frame_ancestor_sources(
+        app.config.get("EMBED_FRAME_ANCESTORS", [])
+    )
+    app.config.setdefault("LIVE_REFRESH_SECONDS", 5)
+    asset = htmx_asset(app)
+    app.register_blueprint(bp)
+    app.context_processor(lambda: template_helpers(asset))
+    app.add_template_filter(format_timestamp, "iso")
+    app.add_template_filter(utc_text, "utc")
+    app.add_template_filter(thousands, "thousands")
+    app.add_template_filter(results_etag, "results_etag")
+    app.after_request(frame_policy)
