@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
+from flask.cli import with_appcontext
 
-from app.clock import utcnow
 from app.demo import seed_demo
 from app.models import MODEL_FOR_TYPE, db
 
@@ -20,6 +20,7 @@ def task_count() -> int:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create the task tables (existing tables and rows are kept)."""
     db.create_all()
@@ -31,6 +32,7 @@ def init_db_command() -> None:
 @click.option("--weeks", default=6, show_default=True, type=click.IntRange(1, 520))
 @click.option("--seed", type=int, help="Random seed, for the same tasks every time.")
 @click.option("--if-empty", is_flag=True, help="Do nothing when tasks already exist.")
+@with_appcontext
 def seed_demo_command(tasks: int, weeks: int, seed: int | None, if_empty: bool) -> None:
     """Add realistic demo tasks over the last weeks, with active ones in the last hours."""
     db.create_all()
@@ -38,7 +40,8 @@ def seed_demo_command(tasks: int, weeks: int, seed: int | None, if_empty: bool) 
         click.echo(f"{existing} tasks already there; no demo tasks added.")
         return
     with click.progressbar(length=tasks, label="Adding demo tasks") as bar:
-        seed_demo(db.engine, tasks, utcnow(), weeks=weeks, seed=seed, on_progress=bar.update)
+        now = current_app.config["CLOCK"]()
+        seed_demo(db.engine, tasks, now, weeks=weeks, seed=seed, on_progress=bar.update)
     click.echo(f"Added {tasks} demo tasks.")
 
 

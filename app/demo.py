@@ -70,6 +70,7 @@ ERRORS = {
         "rate limit exceeded on the generation endpoint",
     ],
 }
+RECENT = timedelta(days=1)
 # Typical run time of each kind of task, in minutes (min, max).
 DURATION_MINUTES = {
     "model_upload": (1, 40),
@@ -140,8 +141,10 @@ def type_fields(task_type: str, rng: random.Random, finished_ok: bool) -> dict[s
 
 def demo_task(task_type: str, now: datetime, span: timedelta, rng: random.Random) -> dict:
     """One task at a random point of its life; recent tasks are more often still active."""
-    # Squaring the uniform draw crowds creation times towards now, as on a busy platform.
-    created = now - span * rng.random() ** 2 - timedelta(seconds=1)
+    # A fifth of the tasks come from the last day, the rest spread evenly over the span:
+    # recent work is busier, yet the newest minutes are not all queued tasks.
+    recent = rng.random() < 0.2
+    created = now - (RECENT if recent else span) * rng.random() - timedelta(seconds=1)
     age = now - created
     low, high = DURATION_MINUTES[task_type]
     duration = timedelta(minutes=rng.uniform(low, high))

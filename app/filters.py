@@ -135,7 +135,9 @@ def sign_cursor(created_at: datetime, task_id: uuid.UUID, order: Order, secret_k
 def read_cursor(token: str, secret_key: str) -> Cursor:
     """Check a token's signature and decode its position."""
     payload, dot, signature = token.partition(".")
-    if not dot or not hmac.compare_digest(signature, _signature(payload, secret_key)):
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+    expected = _signature(payload, secret_key).encode()
+    if not dot or not hmac.compare_digest(signature.encode(), expected):
         raise CursorError("cursor is malformed or was altered; pass next_cursor back as is")
     try:
         order, created, task_hex = _unb64(payload).decode().split("|")

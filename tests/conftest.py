@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from oracle import NOW, insert_tasks, known_tasks
+from oracle import NOW, delete_all_tasks, insert_tasks, known_tasks
 
 from app import create_app
 from app.config import normalise_database_url
@@ -151,6 +151,25 @@ def scratch_engine(scratch_app: Flask) -> sa.Engine:
     """The engine of the scratch app's database."""
     with scratch_app.app_context():
         return scratch_app.extensions["sqlalchemy"].engine
+
+
+@pytest.fixture(scope="module")
+def module_engine(scratch_url: str) -> Iterator[sa.Engine]:
+    """The scratch database's engine (configured as the app configures it), its tables
+    created once per test module."""
+    app = make_app(scratch_url)
+    with app.app_context():
+        engine = app.extensions["sqlalchemy"].engine
+    reset_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def empty_engine(module_engine: sa.Engine) -> sa.Engine:
+    """Empty task tables, for tests that write without an app: rows deleted, tables kept."""
+    delete_all_tasks(module_engine)
+    return module_engine
 
 
 @pytest.fixture

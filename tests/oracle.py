@@ -5,14 +5,15 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from app.demo import type_fields
-from app.filters import TaskFilter
-from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Status
+from app.filters import TaskFilter, format_timestamp
+from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base, Status
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STATUSES = [s.value for s in Status]
@@ -110,3 +111,52 @@ def expected(tasks: Iterable[dict[str, Any]], f: TaskFilter, now: datetime = NOW
         (t for t in tasks if matches(t, f, now)), key=sort_key, reverse=f.order == "desc"
     )
     return [str(t["id"]) for t in chosen]
+
+
+def delete_all_tasks(engine: sa.Engine) -> None:
+    """Empty the five tables (children first), keeping the tables themselves."""
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+def facets(tasks: list[dict[str, Any]], f: TaskFilter, now: datetime = NOW) -> dict[str, Any]:
+    """What `/tasks/counts` answers: each facet counted without its own dimension's filter."""
+    return {
+        "status": {s: len(expected(tasks, replace(f, statuses=(s,)), now)) for s in STATUSES},
+        "task_type": {
+            t: len(expected(tasks, replace(f, task_types=(t,)), now)) for t in TASK_TYPES
+        },
+        "total": len(expected(tasks, f, now)),
+    }
+
+
+# What each type's `summary` says, from its own fields.
+SUMMARIES = {
+    "model_upload": "{model_name} from {source}",
+    "dataset_upload": "{dataset_name} from {source}",
+    "training": "{base_model} on {dataset_name} ({method})",
+    "evaluation": "{model_name} on {benchmark}",
+    "synthesis": "{output_dataset} by {generator_model}",
+}
+
+
+def item_json(task: dict[str, Any]) -> dict[str, Any]:
+    """The list item the API must answer for a task, as JSON."""
+
+    def instant(moment: datetime | None) -> str | None:
+        return None if moment is None else format_timestamp(moment)
+
+    return {
+        "id": str(task["id"]),
+        "task_type": task["task_type"],
+        "status": task["status"],
+        "tag": task["tag"],
+        "created_at": instant(task["created_at"]),
+        "updated_at": instant(task["updated_at"]),
+        "started_at": instant(task["started_at"]),
+        "finished_at": instant(task["finished_at"]),
+        "progress": task["progress"],
+        "error_msg": task["error_msg"],
+        "summary": SUMMARIES[task["task_type"]].format(**task),
+    }
