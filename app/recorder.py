@@ -34,8 +34,9 @@ class TaskNotFound(LookupError):
 class IllegalTransition(RuntimeError):
     """The task is not in a status the requested move may start from."""
 
-    def __init__(self, task_id: uuid.UUID, current: str, target: Status):
-        super().__init__(f"task {task_id} is {current}; it cannot become {target.value}")
+    def __init__(self, task_id: uuid.UUID, current: str, target: Status, action: str | None = None):
+        action = action or f"become {target.value}"
+        super().__init__(f"task {task_id} is {current}; it cannot {action}")
         self.task_id, self.current, self.target = task_id, current, target
 
 
@@ -66,7 +67,14 @@ class Recorder:
         """Record how far a running task has got, from 0.0 to 1.0."""
         if not 0.0 <= progress <= 1.0:
             raise ValueError(f"progress must be from 0.0 to 1.0, not {progress}")
-        self._move(task_type, task_id, Status.RUNNING, allowed=(Status.RUNNING,), progress=progress)
+        self._move(
+            task_type,
+            task_id,
+            Status.RUNNING,
+            allowed=(Status.RUNNING,),
+            action="report progress (only a running task can)",
+            progress=progress,
+        )
 
     def complete(self, task_type: str, task_id: uuid.UUID, **results: Any) -> None:
         """Move a running task to completed, with the results its type records."""
@@ -95,6 +103,7 @@ class Recorder:
         target: Status,
         *,
         allowed: tuple[Status, ...] | None = None,
+        action: str | None = None,
         **values: Any,
     ) -> None:
         """Compare-and-set: update only if the task is in an allowed status right now."""
@@ -113,4 +122,4 @@ class Recorder:
             ).scalar_one_or_none()
         if current is None:
             raise TaskNotFound(f"no {task_type} task has id {task_id}")
-        raise IllegalTransition(task_id, current, target)
+        raise IllegalTransition(task_id, current, target, action)
