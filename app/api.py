@@ -14,7 +14,7 @@ from app.errors import invalid_query
 from app.export import EXPORT_FORMATS, export_response, page_parameter_errors
 from app.filters import TaskFilter, format_timestamp, parse_filter, sign_cursor
 from app.models import db
-from app.query import TaskRow, count_facets, get_task, iter_tasks, list_tasks
+from app.query import TaskDetail, TaskRow, count_facets, get_task, iter_tasks, list_tasks
 
 bp = Blueprint("api", __name__)
 
@@ -100,9 +100,8 @@ def export_ndjson() -> Response:
     return export_tasks("ndjson")
 
 
-@bp.get("/tasks/<task_id>")
-def show_task_json(task_id: str) -> Response:
-    """One task with its type-specific fields."""
+def task_or_404(task_id: str) -> TaskDetail:
+    """The task with this id, or a 404 that says whether the id or the task is wrong."""
     try:
         parsed_id = uuid.UUID(task_id)
     except ValueError:
@@ -110,5 +109,12 @@ def show_task_json(task_id: str) -> Response:
     detail = get_task(db.session, parsed_id)
     if detail is None:
         abort(404, description=f"no task has id {parsed_id}")
+    return detail
+
+
+@bp.get("/tasks/<task_id>")
+def show_task_json(task_id: str) -> Response:
+    """One task with its type-specific fields."""
+    detail = task_or_404(task_id)
     details = {name: json_value(value) for name, value in detail.details.items()}
     return jsonify({**task_json(detail.row), "details": details})

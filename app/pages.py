@@ -25,7 +25,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    abort,
     current_app,
     make_response,
     render_template,
@@ -35,6 +34,7 @@ from flask import (
 from werkzeug.datastructures import MultiDict
 from werkzeug.http import generate_etag, quote_etag
 
+from app.api import task_or_404
 from app.clock import request_time
 from app.config import frame_ancestor_sources
 from app.errors import (
@@ -55,7 +55,7 @@ from app.filters import (
     sign_cursor,
 )
 from app.models import ACTIVE_STATUSES, TASK_TYPES, db
-from app.query import Facets, TaskPage, Total, count_facets, get_task, known_tags, list_tasks
+from app.query import Facets, TaskPage, Total, count_facets, known_tags, list_tasks
 
 bp = Blueprint("pages", __name__)
 
@@ -361,32 +361,32 @@ def toggled(chosen: tuple[str, ...], value: str, order: Sequence[str]) -> tuple[
     return tuple(item for item in order if item in wanted)
 
 
+# For each facet: the filter field it toggles, its values in order, and their labels.
+FACETS = {
+    "status": ("statuses", STATUSES, STATUS_LABELS),
+    "task_type": ("task_types", TASK_TYPES, TYPE_LABELS),
+}
+
+
 def facet_chips(view: ListView, task_filter: TaskFilter, facets: Facets) -> dict[str, list[Chip]]:
     """One chip per status and per type, each a link that toggles it (back to page one)."""
     start = task_filter.first_page
-    statuses = [
-        Chip(
-            "status",
-            value,
-            STATUS_LABELS[value],
-            facets.status[value],
-            value in start.statuses,
-            view.url(start, statuses=toggled(start.statuses, value, STATUSES)),
-        )
-        for value in STATUSES
-    ]
-    types = [
-        Chip(
-            "task_type",
-            value,
-            TYPE_LABELS[value],
-            facets.task_type[value],
-            value in start.task_types,
-            view.url(start, task_types=toggled(start.task_types, value, TASK_TYPES)),
-        )
-        for value in TASK_TYPES
-    ]
-    return {"status": statuses, "task_type": types}
+    chips: dict[str, list[Chip]] = {}
+    for dimension, (field, values, labels) in FACETS.items():
+        chosen: tuple[str, ...] = getattr(start, field)
+        counts: dict[str, int] = getattr(facets, dimension)
+        chips[dimension] = [
+            Chip(
+                dimension,
+                value,
+                labels[value],
+                counts[value],
+                value in chosen,
+                view.url(start, **{field: toggled(chosen, value, values)}),
+            )
+            for value in values
+        ]
+    return chips
 
 
 def applied_filters(view: ListView, task_filter: TaskFilter) -> list[Link]:
@@ -571,13 +571,8 @@ def embed() -> Response:
 
 def render_task(view: ListView, task_id: str) -> Response:
     """One task: every field, the full error, and the way back to the list it came from."""
-    try:
-        parsed_id = uuid.UUID(task_id)
-    except ValueError:
-        abort(404, description=f"{task_id!r} is not a task id.")
-    detail = get_task(db.session, parsed_id)
-    if detail is None:
-        abort(404, description=f"No task has the id {parsed_id}.")
+    detail = task_or_404(task_id)
+    parsed_id = detail.row.id
     _, back_filter = page_filter(request.args)
     row = detail.row
     body = render_template(
