@@ -91,11 +91,12 @@ CASES = (
 RATIO_A_CASE = "completed, 24 h"
 RATIO_B_CASE = "no filter"
 
-# Issue targets per engine: first page, cursor, offset 1,000, broadest counts (ms).
-TARGETS = {
-    "sqlite": (3, 3, 15, 60),
-    "postgresql": (5, 5, 15, 200),
-    "mariadb": (10, 10, 30, 300),
+# Targets per engine: first page, cursor, offset 1,000, broadest counts, and the page's
+# results fragment (ms; None: measured and reported, no target).
+TARGETS: dict[str, tuple[float, float, float, float, float | None]] = {
+    "sqlite": (3, 3, 15, 60, 80),
+    "postgresql": (5, 5, 15, 200, 250),
+    "mariadb": (10, 10, 30, 300, None),
 }
 
 
@@ -135,6 +136,7 @@ class CaseResult:
     offset_page: float
     cursor_page: float
     counts: float
+    fragment: float
     module_first_sql: float
     baseline_first_sql: float
     module_deep_sql: float
@@ -321,6 +323,16 @@ def get_ok(client: FlaskClient, path: str, args: Sequence[tuple[str, str]]) -> d
     return response.get_json()
 
 
+def get_fragment(client: FlaskClient, args: Sequence[tuple[str, str]]) -> str:
+    """GET the page's results region (table, counts, pager) as htmx asks for it."""
+    response = client.get(
+        f"/?{urlencode(list(args))}", headers={"HX-Request": "true", "HX-Target": "results"}
+    )
+    if response.status_code != 200 or "data-task-id" not in response.get_data(True):
+        raise RuntimeError(f"results fragment {args}: {response.status_code}")
+    return response.get_data(True)
+
+
 def check_same_ids(label: str, module_ids: list[Any], baseline_ids: list[Any]) -> None:
     """Stop the run if the module and the baseline disagree on a page."""
     if [str(i) for i in module_ids] != [str(i) for i in baseline_ids]:
@@ -361,6 +373,7 @@ def run_case(
         offset_page=timing.median_ms(lambda: get_ok(client, "/tasks", offset_args)),
         cursor_page=timing.median_ms(lambda: get_ok(client, "/tasks", cursor_args)),
         counts=timing.median_ms(lambda: get_ok(client, "/tasks/counts", case.args)),
+        fragment=timing.median_ms(lambda: get_fragment(client, case.args)),
         module_first_sql=timing.median_ms(lambda: fetch_page(connection, task_filter, NOW)),
         baseline_first_sql=timing.median_ms(lambda: connection.execute(baseline_first).all()),
         module_deep_sql=timing.median_ms(lambda: fetch_page(connection, deep_filter, NOW)),
@@ -414,36 +427,41 @@ def markdown_table(kind: str, tasks: int, timing: Timing, results: Sequence[Case
         f"### {kind}: {tasks:,} tasks, medians of {timing.runs} warm runs (ms; "
         f"{timing.slow_runs} runs where one takes over {timing.slow_seconds:g} s)",
         "",
-        "| case | matches | first page | offset 980 | cursor (depth) | counts "
+        "| case | matches | first page | offset 980 | cursor (depth) | counts | page fragment "
         "| SQL first page: module / baseline | SQL deep page: cursor / offset |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
         first_sql = f"{ms(r.module_first_sql)} / {ms(r.baseline_first_sql)}"
         deep_sql = f"{ms(r.module_deep_sql)} / {ms(r.baseline_deep_sql)}"
         lines.append(
             f"| {r.case.name} | {r.matches:,} | {ms(r.first_page)} | {ms(r.offset_page)} "
-            f"| {ms(r.cursor_page)} ({r.depth:,}) | {ms(r.counts)} "
+            f"| {ms(r.cursor_page)} ({r.depth:,}) | {ms(r.counts)} | {ms(r.fragment)} "
             f"| {first_sql} ({ratio(r.baseline_first_sql, r.module_first_sql)}) "
             f"| {deep_sql} ({ratio(r.baseline_deep_sql, r.module_deep_sql)}) |"
         )
     return "\n".join(lines)
 
 
+def verdict(value: float, limit: float | None) -> str:
+    """Whether a worst case meets its target, or that it has none."""
+    if limit is None:
+        return "no target; reported"
+    return f"target ≤ {limit:g} ms: {'met' if value <= limit else 'MISSED'}"
+
+
 def target_summary(kind: str, results: Sequence[CaseResult]) -> str:
     """The worst case of each kind beside its target, and the two ratios."""
-    first, cursor, offset, counts = TARGETS[kind]
+    first, cursor, offset, counts, fragment = TARGETS[kind]
     by_name = {r.case.name: r for r in results}
     rows = [
         ("first page, worst case", max(r.first_page for r in results), first),
         ("cursor page, worst case", max(r.cursor_page for r in results), cursor),
         ("offset 980, worst case", max(r.offset_page for r in results), offset),
         ("counts, worst case", max(r.counts for r in results), counts),
+        ("page results fragment, worst case", max(r.fragment for r in results), fragment),
     ]
-    lines = [
-        f"- {label}: {ms(value)} ms (target ≤ {limit} ms: {'met' if value <= limit else 'MISSED'})"
-        for label, value, limit in rows
-    ]
+    lines = [f"- {label}: {ms(value)} ms ({verdict(value, limit)})" for label, value, limit in rows]
     if (a := by_name.get(RATIO_A_CASE)) is not None:
         lines.append(
             f"- (a) first page {RATIO_A_CASE}, module vs baseline statement: "
