@@ -12,9 +12,9 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, url
 from app.clock import request_time
 from app.errors import invalid_query
 from app.export import EXPORT_FORMATS, export_response, page_parameter_errors
-from app.filters import TaskFilter, format_timestamp, parse_filter, sign_cursor
+from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
 from app.models import db
-from app.query import TaskDetail, TaskRow, count_facets, get_task, iter_tasks, list_tasks
+from app.query import TaskDetail, TaskPage, TaskRow, count_facets, get_task, iter_tasks, list_tasks
 
 bp = Blueprint("api", __name__)
 
@@ -34,6 +34,13 @@ def task_json(row: TaskRow) -> dict[str, Any]:
     return {"id": fields.pop("id"), **fields}
 
 
+def next_page_cursor(task_filter: TaskFilter, page: TaskPage) -> Cursor | None:
+    """The signed cursor of the page after this one; None on the last page."""
+    if page.next_position is None:
+        return None
+    return sign_cursor(*page.next_position, task_filter.order, current_app.secret_key)
+
+
 def api_filter() -> TaskFilter | Response:
     """The request's filter, or the 422 that says what is wrong with it."""
     parsed = parse_filter(request.args, secret_key=current_app.secret_key, strict=True)
@@ -47,9 +54,7 @@ def list_tasks_json() -> Response:
     if isinstance(task_filter, Response):
         return task_filter
     page = list_tasks(db.session, task_filter, request_time())
-    next_cursor = None
-    if page.next_position is not None:
-        next_cursor = sign_cursor(*page.next_position, task_filter.order, current_app.secret_key)
+    next_cursor = next_page_cursor(task_filter, page)
     response = jsonify(
         {
             "items": [task_json(row) for row in page.items],

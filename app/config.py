@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,11 +37,25 @@ def load_secret_key(instance_path: Path) -> str:
     if key := os.environ.get("SECRET_KEY"):
         return key
     key_file = instance_path / "secret_key"
-    if not key_file.exists():
-        instance_path.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: of workers starting together exactly one writes the key, readable by us alone.
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_secret_key(key_file)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return read_secret_key(key_file)
+
+
+def read_secret_key(key_file: Path, wait_seconds: float = 5.0) -> str:
+    """Read the kept key, waiting briefly for a worker that is still writing it."""
+    deadline = time.monotonic() + wait_seconds
+    while not (key := key_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not key:
+        raise RuntimeError(f"{key_file} is empty; delete it or set SECRET_KEY")
+    return key
 
 
 # A CSP source expression: an origin such as https://portal.example.com:8443, a scheme such as
@@ -75,6 +90,9 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
         ),
         # Serve htmx only from static/ (no CDN), e.g. on a network without internet.
         "HTMX_LOCAL_ONLY": os.environ.get("HTMX_LOCAL_ONLY", "").lower() in {"1", "true", "yes"},
+        # Reverse proxies in front of the app whose X-Forwarded-* headers are believed, so
+        # that absolute URLs (the Link header, the curl command) carry the public scheme/host.
+        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
         # How often the list refreshes itself while the shown page holds queued or running tasks.
         "LIVE_REFRESH_SECONDS": int(os.environ.get("LIVE_REFRESH_SECONDS", "5")),
     }

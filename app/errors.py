@@ -5,15 +5,25 @@ Never a stack trace: a database that cannot be reached is a 503 that says so.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_TYPE = "application/problem+json"
-# What SQLAlchemy raises when the database cannot be reached or drops the connection.
+# What SQLAlchemy raises when the database cannot be reached or drops the connection; the
+# same classes also carry schema errors on some drivers (SQLite's "no such table").
 DATABASE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
+# A database reached but whose tables are missing or older than the app's, on any engine.
+SCHEMA_PROBLEM = re.compile(
+    r"no such (table|column)|does not exist|doesn't exist|unknown column", re.IGNORECASE
+)
+SCHEMA_TITLE = "Task tables missing or out of date"
+SCHEMA_DETAIL = (
+    "The database lacks the task tables this version needs; run `flask --app wsgi init-db`."
+)
 UNAVAILABLE_TITLE = "Database unavailable"
 UNAVAILABLE_DETAIL = "The task database cannot be reached right now; try again shortly."
 RETRY_AFTER_SECONDS = 5
@@ -42,21 +52,40 @@ def invalid_query(errors: dict[str, list[str]]) -> Response:
 
 def wants_problem_json() -> bool:
     """API paths, and clients that prefer JSON to HTML, get problem documents."""
-    if request.blueprint == "api" or request.path.startswith("/tasks"):
+    if request.blueprint == "api" or request.path.startswith(url_for("api.list_tasks_json")):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"
 
 
 def error_page(status: int, title: str, detail: str) -> Response:
-    """The same failure as a page a person can read, with a way back to the list."""
-    body = render_template("error.html", status=status, title=title, detail=detail)
+    """The same failure as a page a person can read, with a way back to the list.
+
+    Inside the portal's frame the way back is the embed, the one page the frame may show.
+    """
+    embed = (request.endpoint or "").startswith("pages.embed")
+    body = render_template("error.html", status=status, title=title, detail=detail, embed=embed)
     return Response(body, status=status, mimetype="text/html")
+
+
+def is_unreachable(error: sa.exc.DBAPIError) -> bool:
+    """Whether a database error means "try again later" rather than a schema to fix."""
+    return isinstance(error, DATABASE_ERRORS) and not SCHEMA_PROBLEM.search(str(error.orig))
 
 
 def log_database_error(error: sa.exc.DBAPIError) -> None:
     """Keep the driver's message for the operator; the visitor gets a plain sentence."""
     current_app.logger.error("database unavailable: %s", error.orig)
+
+
+def error_response(status: int, title: str, detail: str) -> Response:
+    """A problem document for scripts, a page for people."""
+    if wants_problem_json():
+        return problem(status, title, detail)
+    response = error_page(status, title, detail)
+    # Outside the API the answer's form depends on Accept.
+    response.vary.add("Accept")
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -66,24 +95,29 @@ def init_app(app: Flask) -> None:
     def http_error(error: HTTPException) -> Any:
         if error.code is None or error.code < 400:
             return error
-        if wants_problem_json():
-            response = problem(error.code, error.name, error.description or error.name)
-        else:
-            response = error_page(error.code, error.name, error.description or error.name)
+        response = error_response(error.code, error.name, error.description or error.name)
         # Keep what the exception adds, such as the Allow header of a 405.
         for name, value in error.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response
 
-    def database_unavailable(error: sa.exc.DBAPIError) -> Any:
-        log_database_error(error)
-        if wants_problem_json():
-            response = problem(503, UNAVAILABLE_TITLE, UNAVAILABLE_DETAIL)
-        else:
-            response = error_page(503, UNAVAILABLE_TITLE, UNAVAILABLE_DETAIL)
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+    def database_error(error: sa.exc.DBAPIError) -> Any:
+        if is_unreachable(error):
+            log_database_error(error)
+            response = error_response(503, UNAVAILABLE_TITLE, UNAVAILABLE_DETAIL)
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        if SCHEMA_PROBLEM.search(str(error.orig)):
+            current_app.logger.error("task tables out of date: %s", error.orig)
+            return error_response(500, SCHEMA_TITLE, SCHEMA_DETAIL)
+        raise error
 
-    for database_error in DATABASE_ERRORS:
-        app.register_error_handler(database_error, database_unavailable)
+    for error_class in (*DATABASE_ERRORS, sa.exc.ProgrammingError):
+        app.register_error_handler(error_class, database_error)
+
+    @app.after_request
+    def content_type_options(response: Response) -> Response:
+        # Browsers must take our JSON, CSV and text for what we say they are.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response

@@ -309,7 +309,7 @@ class TaskFilterForm(Form):
     def validate_cursor(self, field: Field) -> None:
         if not field.data:
             return
-        if self.offset.data:
+        if self.offset.raw_data:
             raise StopValidation("give either offset or cursor, not both")
         try:
             cursor = read_cursor(field.data, self.meta.secret_key)
@@ -376,9 +376,15 @@ def strict_argument_errors(args: MultiDict[str, str]) -> dict[str, list[str]]:
 
 
 def lenient_arguments(args: MultiDict[str, str]) -> MultiDict[str, str]:
-    """What a plain HTML form sends, read kindly: blanks are "not set", unknown names ignored."""
+    """What a plain HTML form sends, read kindly: blanks are "not set", unknown names ignored.
+
+    Of a single-valued parameter sent twice the last value counts: the page's form sends the
+    time window's preset and then its custom box, and a number typed in the box is meant.
+    """
+    kept = [(name, value) for name, value in args.items(multi=True) if name in PARAMETERS and value]
+    last = {name: value for name, value in kept if name not in REPEATABLE}
     return MultiDict(
-        [(name, value) for name, value in args.items(multi=True) if name in PARAMETERS and value]
+        [(name, value) for name, value in kept if name in REPEATABLE or last[name] == value]
     )
 
 

@@ -34,13 +34,14 @@ from flask import (
 from werkzeug.datastructures import MultiDict
 from werkzeug.http import generate_etag, quote_etag
 
-from app.api import task_or_404
+from app.api import next_page_cursor, task_or_404
 from app.clock import request_time
 from app.config import frame_ancestor_sources
 from app.errors import (
     DATABASE_ERRORS,
     RETRY_AFTER_SECONDS,
     UNAVAILABLE_DETAIL,
+    is_unreachable,
     log_database_error,
 )
 from app.filters import (
@@ -52,7 +53,6 @@ from app.filters import (
     format_timestamp,
     lenient_arguments,
     parse_filter,
-    sign_cursor,
 )
 from app.models import ACTIVE_STATUSES, TASK_TYPES, db
 from app.query import Facets, TaskPage, Total, count_facets, known_tags, list_tasks
@@ -303,7 +303,10 @@ def history_headers(view: ListView, url: str) -> dict[str, str]:
     shown pushes nothing. The embed only replaces its URL: pushing inside an iframe would
     add steps to the portal's own Back button.
     """
-    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    try:
+        current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    except ValueError:  # a header no browser sends; treat the view as new
+        return {"HX-Push-Url": url}
     if urlunsplit(("", "", current.path, current.query, "")) == url:
         return {"HX-Push-Url": "false"}
     shown = MultiDict(parse_qsl(current.query, keep_blank_values=True))
@@ -425,10 +428,12 @@ def page_numbers(view: ListView, task_filter: TaskFilter, total: Total) -> list[
     current = task_filter.offset // limit
     reachable = MAX_OFFSET // limit
     exact = total.relation == "eq"
-    last = min(max(math.ceil(total.value / limit) - 1, 0), reachable) if exact else reachable
+    final = max(math.ceil(total.value / limit) - 1, 0)
+    last = min(final, reachable) if exact else reachable
     if last == 0:
         return []
-    wanted = {0, *range(current - 2, current + 3)} | ({last} if exact else set())
+    # The last page gets a number only when it is truly the last: deeper ones go by cursor.
+    wanted = {0, *range(current - 2, current + 3)} | ({last} if exact and last == final else set())
     numbers: list[Link | None] = []
     previous = -1
     for index in sorted(i for i in wanted if 0 <= i <= last):
@@ -437,7 +442,7 @@ def page_numbers(view: ListView, task_filter: TaskFilter, total: Total) -> list[
         url = view.url(task_filter, offset=index * limit, cursor=None)
         numbers.append(Link(str(index + 1), url, current=index == current))
         previous = index
-    if previous < last:
+    if not exact or previous < final:
         numbers.append(None)
     return numbers
 
@@ -445,20 +450,18 @@ def page_numbers(view: ListView, task_filter: TaskFilter, total: Total) -> list[
 def build_pager(view: ListView, task_filter: TaskFilter, page: TaskPage) -> Pager:
     """The pager for this page of results."""
     limit, offset, shown = task_filter.limit, task_filter.offset, len(page.items)
-    by_cursor = task_filter.cursor is not None
+    position = task_filter.cursor
     next_url, next_label = None, "Next"
     if page.next_position is not None:
-        if not by_cursor and offset + limit <= MAX_OFFSET:
+        if position is None and offset + limit <= MAX_OFFSET:
             next_url = view.url(task_filter, offset=offset + limit)
         else:
-            cursor = sign_cursor(*page.next_position, task_filter.order, current_app.secret_key)
-            next_url = view.url(task_filter, cursor=cursor, offset=0)
+            next_url = view.url(task_filter, cursor=next_page_cursor(task_filter, page), offset=0)
             next_label = "Older" if task_filter.order == "desc" else "Newer"
     of_total = f"of {total_text(page.total)}"
-    if by_cursor:
-        assert task_filter.cursor is not None
+    if position is not None:
         side = "before" if task_filter.order == "desc" else "after"
-        when = utc_text(task_filter.cursor.created_at)
+        when = utc_text(position.created_at)
         status = f"Showing {shown} tasks created {side} {when}, {of_total}"
         first = view.url(task_filter.first_page)
         return Pager(status, None, next_url, next_label, [], first)
@@ -539,6 +542,8 @@ def render_list(view: ListView) -> Response:
         if not fragment:
             tags = known_tags(db.session, TAG_SUGGESTIONS)
     except DATABASE_ERRORS as error:
+        if not is_unreachable(error):
+            raise
         log_database_error(error)
         db.session.rollback()
         page = facets = None
@@ -582,6 +587,7 @@ def render_task(view: ListView, task_id: str) -> Response:
         details=detail.details,
         now=display_now(request_time()),
         back_url=view.url(back_filter),
+        back_filter=back_filter,
         json_url=url_for("api.show_task_json", task_id=parsed_id),
         full_view_url=url_for("pages.show_task", task_id=parsed_id),
         tag_url=view.url(TaskFilter(tags=(row.tag,))) if row.tag else None,
@@ -650,7 +656,6 @@ def init_app(app: Flask) -> None:
     app.config["EMBED_FRAME_ANCESTORS"] = frame_ancestor_sources(
         app.config.get("EMBED_FRAME_ANCESTORS", [])
     )
-    app.config.setdefault("LIVE_REFRESH_SECONDS", 5)
     asset = htmx_asset(app)
     app.register_blueprint(bp)
     app.context_processor(lambda: template_helpers(asset))

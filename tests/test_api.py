@@ -257,3 +257,25 @@ def test_cursor_signed_with_another_key_is_422(client, app):
 
     forged = sign_cursor(NOW, __import__("uuid").uuid4(), "desc", "another-key")
     assert client.get("/tasks", query_string={"cursor": forged.token}).status_code == 422
+
+
+def test_offset_zero_with_a_cursor_is_422(client):
+    cursor = client.get("/tasks", query_string={"limit": 2}).get_json()["next_cursor"]
+    response = client.get("/tasks", query_string={"cursor": cursor, "offset": "0"})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["parameter"] == "cursor"
+
+
+def test_link_header_carries_the_public_address_behind_a_trusted_proxy(known_database):
+    from conftest import make_app
+
+    app = make_app(known_database[0], TRUSTED_PROXIES=1)
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "tasks.example.com"}
+    response = app.test_client().get("/tasks?limit=1", headers=headers)
+    assert response.headers["Link"].startswith("<https://tasks.example.com/tasks?")
+
+
+def test_forwarded_headers_are_ignored_without_a_trusted_proxy(client):
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example.com"}
+    response = client.get("/tasks?limit=1", headers=headers)
+    assert response.headers["Link"].startswith("<http://localhost/tasks?")

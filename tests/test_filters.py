@@ -312,9 +312,11 @@ def test_cursor_with_offset_is_refused():
     assert errors == {"cursor": ["give either offset or cursor, not both"]}
 
 
-def test_cursor_with_offset_zero_is_accepted():
+def test_cursor_with_offset_zero_is_refused_too():
     token = sign_cursor(datetime(2026, 11, 28, tzinfo=UTC), uuid.uuid4(), "desc", KEY).token
-    assert parse([("cursor", token), ("offset", "0")]).errors == {}
+    assert parse([("cursor", token), ("offset", "0")]).errors == {
+        "cursor": ["give either offset or cursor, not both"]
+    }
 
 
 def test_timestamps_are_written_in_utc_with_z():

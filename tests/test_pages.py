@@ -672,3 +672,66 @@ def test_database_down_on_the_task_page_is_a_503_page(unreachable_client):
     assert response.status_code == 503
     assert response.mimetype == "text/html"
     assert "cannot be reached" in response.get_data(as_text=True)
+
+
+def test_malformed_current_url_header_is_not_an_error(client):
+    headers = {"HX-Request": "true", "HX-Target": "results", "HX-Current-URL": "http://[x/"}
+    response = client.get("/", query_string={"status": "R"}, headers=headers)
+    assert response.status_code == 200
+    assert response.headers["HX-Push-Url"] == "/?status=running"
+
+
+def test_custom_hours_typed_beside_a_preset_win(client):
+    body = client.get("/?within_hours=24&within_hours=48").get_data(as_text=True)
+    assert "active within the last 48 h" in body
+
+
+def test_embed_error_page_leads_back_into_the_embed(client):
+    response = client.get("/embed/task/not-a-task")
+    assert response.status_code == 404
+    body = response.get_data(as_text=True)
+    assert 'href="/embed"' in body
+    assert 'href="/"' not in body
+
+
+def test_embed_task_page_opens_json_outside_the_frame(client, tasks):
+    body = client.get(f"/embed/task/{tasks[0]['id']}").get_data(as_text=True)
+    link = body[body.index('id="json-link"') :].split(">", 1)[0]
+    assert 'target="_blank"' in link
+
+
+def test_related_task_link_keeps_the_list_filter(scratch_app, scratch_engine):
+    from app.recorder import Recorder
+
+    recorder = Recorder(scratch_engine)
+    training = recorder.create(
+        "training", base_model="m", dataset_name="d", method="lora", epochs=1
+    )
+    evaluation = recorder.create(
+        "evaluation",
+        model_name="m",
+        dataset_name="d",
+        benchmark="mmlu",
+        training_task_id=training,
+    )
+    client = scratch_app.test_client()
+    body = client.get(f"/embed/task/{evaluation}?status=failed&hide=filters").get_data(True)
+    href = body.split(f"<code>{training}</code>")[0].rsplit('href="', 1)[1].split('"')[0]
+    assert href == f"/embed/task/{training}?status=failed&amp;hide=filters"
+
+
+@pytest.mark.parametrize(
+    ("offset", "total", "numbers"),
+    [
+        (0, Total(50_000, "eq"), ["1", "2", "3", None]),
+        (9_980, Total(50_000, "eq"), ["1", None, "498", "499", "500", "501", None]),
+        (0, Total(10_000, "gte"), ["1", "2", "3", None]),
+        (80, Total(100, "eq"), ["1", None, "3", "4", "5"]),
+    ],
+)
+def test_page_numbers_end_with_a_gap_while_more_pages_follow(app, offset, total, numbers):
+    from app.pages import FULL_VIEW, page_numbers
+
+    with app.test_request_context("/"):
+        links = page_numbers(FULL_VIEW, TaskFilter(offset=offset), total)
+    assert [link.label if link else None for link in links] == numbers
