@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -10,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 
@@ -26,6 +28,16 @@ class Status(StrEnum):
 ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 TAG_MAX_LENGTH = 128
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def tag_problem(tag: str) -> str | None:
+    """What makes a tag unusable, or None: the recorder and the filter form share the rule."""
+    if len(tag) > TAG_MAX_LENGTH:
+        return f"a tag has at most {TAG_MAX_LENGTH} characters"
+    if CONTROL_CHARACTERS.search(tag):
+        return "a tag cannot contain control characters"
+    return None
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -69,6 +81,38 @@ TagType = sa.String(TAG_MAX_LENGTH).with_variant(
 )
 
 
+class SecondsBetween(sa.sql.functions.FunctionElement[float]):
+    """Seconds from one timestamp column to another, as each engine computes it in a column.
+
+    Used only as the expression of a generated column, so the arguments are bare column
+    names. SQLite's and MariaDB's values may fall short of the true span by under a second
+    (day fractions in floating point; whole seconds): readers allow for that.
+    """
+
+    type = sa.Double()
+    name = "seconds_between"
+    inherit_cache = True
+
+
+@compiles(SecondsBetween)
+def _seconds_between_postgresql(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"CAST(EXTRACT(EPOCH FROM {end} - {start}) AS DOUBLE PRECISION)"
+
+
+@compiles(SecondsBetween, "sqlite")
+def _seconds_between_sqlite(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"(julianday({end}) - julianday({start})) * 86400.0"
+
+
+@compiles(SecondsBetween, "mysql")
+@compiles(SecondsBetween, "mariadb")
+def _seconds_between_mariadb(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"TIMESTAMPDIFF(SECOND, {start}, {end})"
+
+
 class Base(DeclarativeBase):
     """Declarative base with one naming convention, so constraint names are stable."""
 
@@ -104,6 +148,17 @@ class TaskColumns:
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, sort_order=-1)
     progress: Mapped[float | None] = mapped_column(sa.Double, sort_order=-1)
     error_msg: Mapped[str | None] = mapped_column(sa.Text, sort_order=-1)
+    # Kept by the database, never written: how long a finished task took from creation.
+    # Its longest value per status bounds how old a task finished inside a time window can
+    # be, which lets a page stop walking the created_at order there (see app/query.py).
+    seconds_to_finish: Mapped[float | None] = mapped_column(
+        sa.Double,
+        sa.Computed(
+            SecondsBetween(sa.column("created_at"), sa.column("finished_at")), persisted=True
+        ),
+        deferred=True,
+        sort_order=-1,
+    )
 
     @declared_attr.directive
     @classmethod
@@ -124,6 +179,8 @@ class TaskColumns:
             sa.Index(f"ix_{table}_tag_created", "tag", "created_at", "id", "status", "finished_at"),
             # Counts by status, and the time window's "finished recently" half, by status.
             sa.Index(f"ix_{table}_status_finished", "status", "finished_at"),
+            # The longest time to finish per status, read in one step (app/query.py).
+            sa.Index(f"ix_{table}_status_seconds", "status", "seconds_to_finish"),
             *cls.extra_table_args(),
         )
 
@@ -141,7 +198,7 @@ class TaskColumns:
         return {
             column.key: getattr(self, column.key)
             for column in sa.inspect(type(self)).columns
-            if column.key not in COMMON_COLUMNS
+            if column.key not in COMMON_COLUMNS and column.computed is None
         }
 
 

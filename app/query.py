@@ -7,6 +7,12 @@ status (or tag): `status IN (a, b)` cannot walk the (status, created_at, id) ind
 created_at order, but each `status = a` can. How the members are ordered and limited is the
 first of the two things that differ between engines; `engine_shape` chooses both.
 
+A time window keeps tasks still queued or running and tasks finished since its start, so
+a page's last matches can be tasks created long before that start. A page's members that
+read finished statuses only get a floor on created_at below which no match can lie (from
+the longest time to finish of their statuses, see `window_floor`), so a walk that runs out
+of matches stops there instead of at the end of the table.
+
 Counts read indexes alone: the time window is split into its active half (queued, running:
 no time condition) and its finished half (a range of the (status, finished_at) index), and
 a capped total stops reading once past the threshold (the second engine difference).
@@ -28,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 
 from app.filters import Cursor, Order, TaskFilter
@@ -38,6 +45,7 @@ from app.models import (
     TERMINAL_STATUSES,
     Status,
     TaskModel,
+    UTCDateTime,
 )
 
 # Totals are exact up to here, then reported as "at least this many" unless asked for exact.
@@ -159,7 +167,8 @@ class Shape:
     """The parts of a filter that change the SQL; values are bound parameters.
 
     `tags` holds the names of the tag parameters. `after`, `before` and `cursor` say which
-    created_at bounds are written (see `created_bounds`).
+    created_at bounds are written (see `created_bounds`). `floors` says that members with a
+    time window get their created_at floor (see `window_floor`); only pages use them.
     """
 
     task_types: tuple[str, ...]
@@ -170,6 +179,7 @@ class Shape:
     before: bool = False
     cursor: bool = False
     order: Order = "desc"
+    floors: bool = False
 
 
 def created_bounds(
@@ -222,6 +232,19 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
     return shape, values
 
 
+def page_shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
+    """The shape and values of a page: `shape_of`, with window floors where they pay.
+
+    A floor costs a little on every page and pays when a walk reaches the oldest matches:
+    an ascending page starts there, a later page may end there. A newest-first first page
+    starts at the newest task and fills long before the floor on all but the sparsest
+    filters, so it goes without. Counts have no floors.
+    """
+    shape, values = shape_of(task_filter, now)
+    later = task_filter.cursor is not None or task_filter.offset > 0
+    return replace(shape, floors=later or task_filter.order == "asc"), values
+
+
 # -- building blocks -------------------------------------------------------------------------
 
 
@@ -258,6 +281,88 @@ def window_condition(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElem
     return sa.or_(model.status.in_(ACTIVE), finished)
 
 
+def has_floor(shape: Shape) -> bool:
+    """Whether a member gets a created_at floor: a page's window over finished statuses only.
+
+    A member that also reads queued or running tasks has no floor: those match at any age.
+    An ascending page after a cursor already starts among the oldest matches, so it keeps
+    the cursor as its one lower bound.
+    """
+    finished_only = bool(shape.statuses) and set(shape.statuses) <= set(TERMINAL)
+    return (
+        shape.floors
+        and shape.window
+        and finished_only
+        and not (shape.order == "asc" and shape.cursor)
+    )
+
+
+# A stored time to finish may fall short of the true one by under a second, and a moment
+# computed by an engine may be off by a little more (see `SecondsBefore`): floors are lowered
+# by this much so that none is ever too high.
+FLOOR_MARGIN_SECONDS = 2
+
+
+class SecondsBefore(sa.sql.functions.FunctionElement[datetime]):
+    """A moment less a number of seconds, as each engine writes it (see the compilers below)."""
+
+    type = UTCDateTime()
+    name = "seconds_before"
+    inherit_cache = True
+
+
+@compiles(SecondsBefore)
+def _seconds_before_postgresql(element: SecondsBefore, compiler: Any, **kw: Any) -> str:
+    moment, seconds = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"(CAST({moment} AS TIMESTAMP WITH TIME ZONE) - make_interval(secs => {seconds}))"
+
+
+@compiles(SecondsBefore, "sqlite")
+def _seconds_before_sqlite(element: SecondsBefore, compiler: Any, **kw: Any) -> str:
+    # Written in the stored text form, rounded to the millisecond (well within the margin).
+    moment, seconds = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"strftime('%Y-%m-%d %H:%M:%f', julianday({moment}) - ({seconds}) / 86400.0)"
+
+
+@compiles(SecondsBefore, "mysql")
+@compiles(SecondsBefore, "mariadb")
+def _seconds_before_mariadb(element: SecondsBefore, compiler: Any, **kw: Any) -> str:
+    moment, seconds = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"({moment} - INTERVAL ({seconds}) SECOND)"
+
+
+def longest_to_finish(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[float]:
+    """The longest seconds_to_finish among the statuses, 0 if none finished: index steps."""
+    per_status = [
+        sa.select(sa.func.max(model.seconds_to_finish).label("seconds")).where(
+            model.status == status
+        )
+        for status in statuses
+    ]
+    if len(per_status) == 1:
+        longest = per_status[0].scalar_subquery()
+    else:
+        each = sa.union_all(*per_status).subquery()
+        longest = sa.select(sa.func.max(each.c.seconds)).scalar_subquery()
+    return sa.func.coalesce(longest, 0)
+
+
+def window_floor(model: TaskModel, shape: Shape) -> sa.ColumnElement[datetime]:
+    """No task of the member created before this can match, nor before `after` if given.
+
+    A task finished at or after :since, created at c and done in d seconds, has
+    c = finished - d >= since - d: `since` less the longest d of its statuses (and a margin)
+    is never above it. The engine reads that longest d in the same statement, so the floor
+    and the rows it bounds are one snapshot.
+    """
+    seconds = longest_to_finish(model, shape.statuses) + FLOOR_MARGIN_SECONDS
+    floor = SecondsBefore(sa.bindparam("since", type_=UTCDateTime()), seconds)
+    if not shape.after:
+        return floor
+    after = sa.bindparam("after", type_=UTCDateTime())
+    return sa.case((after > floor, after), else_=floor)
+
+
 def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bool]]:
     """The WHERE clause of one table's member."""
     conditions: list[sa.ColumnElement[bool]] = []
@@ -268,7 +373,10 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         conditions.append(_one_or_in(model.tag, tags))
     if shape.window and (window := window_condition(model, shape.statuses)) is not None:
         conditions.append(window)
-    if shape.after:
+    if has_floor(shape):
+        # The floor holds `after` when that is higher: one bound a side.
+        conditions.append(model.created_at >= window_floor(model, shape))
+    elif shape.after:
         conditions.append(model.created_at >= sa.bindparam("after"))
     if shape.before:
         conditions.append(model.created_at < sa.bindparam("before"))
@@ -495,7 +603,7 @@ def page_query(
     One statement of whole rows; the "keys" engines get the limited shape here, and read
     a page in two steps in `fetch_page`.
     """
-    shape, values = shape_of(task_filter, now)
+    shape, values = page_shape_of(task_filter, now)
     merged = engine_shape(dialect).page == "merge"
     return page_template(shape, merged), values | page_values(task_filter)
 
@@ -526,7 +634,7 @@ def fetch_page(executor: Executor, task_filter: TaskFilter, now: datetime) -> li
     if engine_shape(dialect).page != "keys":
         statement, values = page_query(task_filter, now, dialect)
         return [TaskRow(*row) for row in executor.execute(statement, values)]
-    shape, values = shape_of(task_filter, now)
+    shape, values = page_shape_of(task_filter, now)
     keys = executor.execute(keys_template(shape), values | page_values(task_filter)).all()
     return rows_by_key(executor, [(key.task_type, key.id) for key in keys])
 

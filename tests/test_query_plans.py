@@ -7,19 +7,26 @@ prefer indexes, analysed after seeding. The tests read EXPLAIN output, not timin
 from __future__ import annotations
 
 import json
+import random
+import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from conftest import database, reset_tables
+from oracle import expected, insert_tasks, make_task
 
 from app.demo import seed_demo
-from app.filters import TaskFilter
+from app.filters import Cursor, TaskFilter
 from app.query import (
     capped_count_templates,
+    fetch_page,
+    iter_tasks,
     keys_template,
+    page_shape_of,
     page_statement,
     page_template,
     page_values,
@@ -29,6 +36,13 @@ from app.query import (
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TASKS = 20_000
 FAILED = TaskFilter(statuses=("failed",))
+# A page of tasks completed in the last day, after a cursor three days back: past its last
+# match, a walk without a floor on created_at would read every older completed task.
+PAST_THE_WINDOW = TaskFilter(
+    statuses=("completed",),
+    within_hours=24,
+    cursor=Cursor(NOW - timedelta(days=3), uuid.UUID(int=0)),
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +84,14 @@ def test_sqlite_first_page_by_status_walks_status_indexes_without_sorting(seeded
     assert all("_status_created" in step and "(status=?)" in step for step in searches)
     assert not any("TEMP B-TREE" in step for step in plan)
     assert any("MERGE (UNION ALL)" in step for step in plan)
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_walk_past_a_window_is_bounded_by_its_floor(seeded):
+    plan = sqlite_plan(seeded, sql_of(seeded, page_statement(PAST_THE_WINDOW, NOW)))
+    searches = [step for step in plan if "_status_created" in step]
+    assert len(searches) == 5
+    assert all("created_at>? AND created_at<?" in step for step in searches)
 
 
 @pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
@@ -125,6 +147,20 @@ def test_postgresql_first_page_by_status_walks_status_indexes_without_sorting(se
         # A page's worth of rows is cut from the index walk before anything is sorted.
         assert "Limit" in above
         assert "Sort" not in below_nearest_limit(above)
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_walk_past_a_window_is_bounded_by_its_floor(seeded):
+    sql = sql_of(seeded, page_statement(PAST_THE_WINDOW, NOW, dialect="postgresql"))
+    scans = [
+        node
+        for node, _ in table_scans(postgresql_plan(seeded, sql))
+        if node.get("Index Name", "").endswith("_status_created")
+    ]
+    assert len(scans) == 5
+    for node in scans:
+        assert "created_at >=" in node["Index Cond"]
+        assert "created_at <=" in node["Index Cond"]
 
 
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
@@ -193,3 +229,80 @@ def test_mariadb_finds_a_page_in_the_indexes_alone(seeded):
     for table in tables:
         assert table["key"].endswith("_status_created")
         assert table.get("using_index") is True
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_walk_past_a_window_stops_at_its_floor(seeded):
+    """Why pages get floors: past a window's last match, a walk reads every older task."""
+    values = page_values(PAST_THE_WINDOW)
+    rows_read = {}
+    for floors, (shape, shape_values) in (
+        (True, page_shape_of(PAST_THE_WINDOW, NOW)),
+        (False, shape_of(PAST_THE_WINDOW, NOW)),
+    ):
+        sql = template_sql(seeded, keys_template(shape), shape_values | values)
+        tables = mariadb_tables(seeded, sql)
+        rows_read[floors] = sum(
+            t["r_rows"] for t in tables if not t.get("key", "").endswith("_seconds")
+        )
+    assert rows_read[True] < 50
+    assert rows_read[False] > 1000
+
+
+# -- time-window floors never lose a match, on every engine -----------------------------------
+
+
+def window_tasks() -> list[dict[str, Any]]:
+    """Finished tasks around a day's window, and tasks created long before it ended in it."""
+    rng = random.Random(3)
+    tasks = [
+        make_task(
+            task_type,
+            status,
+            NOW - timedelta(hours=hours),
+            tag=("a", None)[hours % 2],
+            finished_after=timedelta(minutes=30),
+            rng=rng,
+        )
+        for task_type in ("training", "evaluation")
+        for hours in range(1, 60, 3)
+        for status in ("queued", "completed", "failed", "cancelled")
+    ]
+    long_ago = [
+        ("training", "completed", timedelta(days=30), timedelta(hours=2), "a"),
+        ("training", "failed", timedelta(days=12), timedelta(hours=30), "a"),  # before: none
+        ("evaluation", "failed", timedelta(days=9), timedelta(hours=24), None),  # at since
+        ("evaluation", "cancelled", timedelta(days=5), timedelta(seconds=1), "a"),
+    ]
+    for task_type, status, age, before_now, tag in long_ago:
+        created = NOW - age
+        finished_after = NOW - before_now - created
+        tasks.append(
+            make_task(task_type, status, created, tag=tag, finished_after=finished_after, rng=rng)
+        )
+    return tasks
+
+
+WINDOW_FILTERS = [
+    TaskFilter(statuses=("completed", "failed"), within_hours=24),
+    TaskFilter(statuses=("failed", "cancelled"), tags=("a",), within_hours=24),
+    TaskFilter(statuses=("completed",), within_hours=24, created_after=NOW - timedelta(days=40)),
+    TaskFilter(statuses=("failed",), within_hours=24, created_after=NOW - timedelta(days=10)),
+    TaskFilter(statuses=("completed",), within_hours=24, created_after=NOW - timedelta(hours=20)),
+    TaskFilter(within_hours=24),
+]
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("task_filter", WINDOW_FILTERS)
+def test_window_pages_keep_tasks_created_long_before_the_window(empty_engine, task_filter, order):
+    tasks = window_tasks()
+    insert_tasks(empty_engine, tasks)
+    task_filter = replace(task_filter, order=order)
+    want = expected(tasks, task_filter)
+    with empty_engine.connect() as connection:
+        walked = [str(row.id) for row in iter_tasks(connection, task_filter, NOW, batch=4)]
+        page = replace(task_filter, limit=4, offset=len(want) - 3)
+        last = [str(row.id) for row in fetch_page(connection, page, NOW)]
+    assert walked == want
+    assert last == want[-3:]
