@@ -24,7 +24,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form, SelectField, SelectMultipleField, StringField
 from wtforms.validators import NumberRange, Optional, StopValidation, ValidationError
 
-from app.models import TAG_MAX_LENGTH, TASK_TYPES, Status
+from app.models import TASK_TYPES, Status, tag_problem
 
 STATUSES = tuple(status.value for status in Status)
 # The one-letter codes of the earlier /tasks implementation, still accepted.
@@ -151,7 +151,6 @@ def read_cursor(token: str, secret_key: str) -> Cursor:
 # -- fields ----------------------------------------------------------------------------------
 
 ASCII_INTEGER = re.compile(r"-?[0-9]{1,12}")
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ParsedField(Field):
@@ -214,10 +213,8 @@ class TagListField(Field):
         if len(tags) > MAX_TAGS:
             raise ValidationError(f"at most {MAX_TAGS} tags at once")
         for tag in tags:
-            if len(tag) > TAG_MAX_LENGTH:
-                raise ValidationError(f"a tag has at most {TAG_MAX_LENGTH} characters")
-            if CONTROL_CHARACTERS.search(tag):
-                raise ValidationError("a tag cannot contain control characters")
+            if problem := tag_problem(tag):
+                raise ValidationError(problem)
 
     def _value(self) -> str:
         return (self.data or [""])[0]

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.clock import utcnow
-from app.models import MODEL_FOR_TYPE, Status, TaskModel
+from app.models import MODEL_FOR_TYPE, Status, TaskModel, tag_problem
 
 # Which statuses each status may be entered from.
 ALLOWED_FROM: dict[Status, tuple[Status, ...]] = {
@@ -50,6 +50,8 @@ class Recorder:
     def create(self, task_type: str, *, tag: str | None = None, **fields: Any) -> uuid.UUID:
         """Record a new queued task with its type-specific `fields`; return its id."""
         model = self._model(task_type)
+        if tag is not None and (problem := tag_problem(tag)):
+            raise ValueError(f"{problem}: {tag!r}")
         now = self.clock()
         task_id = uuid.uuid4()
         values = {"id": task_id, "status": Status.QUEUED.value, "tag": tag, **fields}

@@ -398,3 +398,11 @@ def test_cancel_racing_completion_ends_in_one_terminal_state(recorder, empty_eng
             assert row["finished_at"] is not None
     assert len(held.overlapped) == 2 * RACE_ROUNDS
     assert all(held.overlapped), "the racers' transactions did not overlap"
+
+
+@pytest.mark.parametrize("tag", ["x" * 129, "exp\t7", "a\x00b"])
+def test_create_refuses_a_tag_the_api_could_not_filter_by(empty_engine, tag):
+    with pytest.raises(ValueError, match="tag"):
+        Recorder(empty_engine).create(
+            "training", tag=tag, base_model="m", dataset_name="d", method="lora", epochs=1
+        )
