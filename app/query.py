@@ -242,7 +242,13 @@ def page_shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values
     """
     shape, values = shape_of(task_filter, now)
     later = task_filter.cursor is not None or task_filter.offset > 0
-    return replace(shape, floors=later or task_filter.order == "asc"), values
+    ascending = task_filter.order == "asc"
+    if ascending and shape.window and not shape.statuses and not shape.tags:
+        # Oldest first, a window's matches lie at the far end of the walk. Naming every
+        # status (all a task can have) splits the members by status, so the finished ones
+        # start at their floors and only queued and running tasks are walked from the start.
+        shape = replace(shape, statuses=STATUSES)
+    return replace(shape, floors=later or ascending), values
 
 
 # -- building blocks -------------------------------------------------------------------------
