@@ -41,10 +41,13 @@ def next_page_cursor(task_filter: TaskFilter, page: TaskPage) -> Cursor | None:
     return sign_cursor(*page.next_position, task_filter.order, current_app.secret_key)
 
 
-def api_filter() -> TaskFilter | Response:
-    """The request's filter, or the 422 that says what is wrong with it."""
+def api_filter(refused: dict[str, list[str]] | None = None) -> TaskFilter | Response:
+    """The request's filter, or the 422 naming every bad parameter, `refused` ones included."""
     parsed = parse_filter(request.args, secret_key=current_app.secret_key, strict=True)
-    return parsed.value if parsed.value is not None else invalid_query(parsed.errors)
+    errors = {**parsed.errors, **(refused or {})}
+    if errors or parsed.value is None:
+        return invalid_query(errors)
+    return parsed.value
 
 
 @bp.get("/tasks")
@@ -83,13 +86,12 @@ def count_tasks_json() -> Response:
 
 def export_tasks(kind: str) -> Response:
     """Every task the filter matches, streamed in one format; paging parameters are refused."""
-    parsed = parse_filter(request.args, secret_key=current_app.secret_key, strict=True)
     # A paging parameter is refused whatever its value, so its own parse error is moot.
-    errors = {**parsed.errors, **page_parameter_errors(request.args)}
-    if errors or parsed.value is None:
-        return invalid_query(errors)
+    task_filter = api_filter(refused=page_parameter_errors(request.args))
+    if isinstance(task_filter, Response):
+        return task_filter
     now = request_time()
-    rows = iter_tasks(db.session, parsed.value, now)
+    rows = iter_tasks(db.session, task_filter, now)
     return export_response(rows, EXPORT_FORMATS[kind], task_json, now)
 
 

@@ -524,16 +524,19 @@ def rows_template(task_types: tuple[str, ...]) -> sa.CompoundSelect:
     )
 
 
-@functools.lru_cache(maxsize=512)
-def capped_count_templates(shape: Shape, one_statement: bool) -> tuple[sa.Select[Any], ...]:
-    """Counts that stop after :cap rows: of the whole union, or one per member."""
-    members = [
-        sa.select(sa.literal_column("1").label("hit"))
-        .select_from(model)
-        .where(*branch_conditions(model, half))
+def count_members(shape: Shape, column: sa.ColumnElement[Any]) -> list[sa.Select[Any]]:
+    """`column` over each table's matches, the time window split so each reads one range."""
+    return [
+        sa.select(column).select_from(model).where(*branch_conditions(model, half))
         for model in chosen_models(shape)
         for half in split_by_window(shape)
     ]
+
+
+@functools.lru_cache(maxsize=512)
+def capped_count_templates(shape: Shape, one_statement: bool) -> tuple[sa.Select[Any], ...]:
+    """Counts that stop after :cap rows: of the whole union, or one per member."""
+    members = count_members(shape, sa.literal_column("1").label("hit"))
     if one_statement:
         hits = [sa.union_all(*members).limit(_integer("cap")).subquery("hits")]
     else:
@@ -544,14 +547,7 @@ def capped_count_templates(shape: Shape, one_statement: bool) -> tuple[sa.Select
 @functools.lru_cache(maxsize=512)
 def exact_count_template(shape: Shape) -> sa.Select[Any]:
     """Count every match: a sum of one COUNT(*) per member, the cheapest exact shape."""
-    counts = [
-        sa.select(sa.func.count())
-        .select_from(model)
-        .where(*branch_conditions(model, half))
-        .scalar_subquery()
-        for model in chosen_models(shape)
-        for half in split_by_window(shape)
-    ]
+    counts = [member.scalar_subquery() for member in count_members(shape, sa.func.count())]
     total = counts[0]
     for count in counts[1:]:
         total = total + count
@@ -659,18 +655,6 @@ def rows_by_key(executor: Executor, keys: list[tuple[str, uuid.UUID]]) -> list[T
         for row in executor.execute(rows_template(types), values)
     }
     return [rows[key] for key in keys if key in rows]
-
-
-def exact_count_statement(task_filter: TaskFilter, now: datetime) -> sa.Select[Any]:
-    """The exact count of every match, as one statement."""
-    shape, values = shape_of(task_filter.first_page, now)
-    return exact_count_template(shape).params(values)
-
-
-def facet_statement(task_filter: TaskFilter, now: datetime) -> sa.CompoundSelect:
-    """Counts by (type, status) over every table, with neither of those two filters applied."""
-    shape, values = shape_of(task_filter.first_page, now)
-    return facet_template(shape).params(values)
 
 
 # -- what the blueprints call ----------------------------------------------------------------
