@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 DEMO_TASKS ?= 5000
+# The database servers the tests use when they are running here (tests for a server that
+# cannot be reached are skipped, or fail when CI is set); override to point elsewhere.
+export TEST_POSTGRESQL_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export TEST_MARIADB_URL ?= mariadb://root@127.0.0.1:3306/test
 
 .PHONY: run test lint format bench clean
 
