@@ -31,9 +31,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     from app import api, cli, errors, pages
-    from app.models import db
+    from app.models import close_read_connection, db
 
     db.init_app(app)
+    app.teardown_appcontext(close_read_connection)
     with app.app_context():
         configure_engine(db.engine)
     app.register_blueprint(api.bp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -13,7 +14,7 @@ from app.clock import request_time
 from app.errors import invalid_query
 from app.export import EXPORT_FORMATS, export_response, page_parameter_errors
 from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
-from app.models import db
+from app.models import connect_for_reading, read_connection
 from app.query import TaskDetail, TaskPage, TaskRow, count_facets, get_task, iter_tasks, list_tasks
 
 bp = Blueprint("api", __name__)
@@ -56,7 +57,7 @@ def list_tasks_json() -> Response:
     task_filter = api_filter()
     if isinstance(task_filter, Response):
         return task_filter
-    page = list_tasks(db.session, task_filter, request_time())
+    page = list_tasks(read_connection(), task_filter, request_time())
     next_cursor = next_page_cursor(task_filter, page)
     response = jsonify(
         {
@@ -80,7 +81,7 @@ def count_tasks_json() -> Response:
     task_filter = api_filter()
     if isinstance(task_filter, Response):
         return task_filter
-    facets = count_facets(db.session, task_filter, request_time())
+    facets = count_facets(read_connection(), task_filter, request_time())
     return jsonify({"status": facets.status, "task_type": facets.task_type, "total": facets.total})
 
 
@@ -91,8 +92,17 @@ def export_tasks(kind: str) -> Response:
     if isinstance(task_filter, Response):
         return task_filter
     now = request_time()
-    rows = iter_tasks(db.session, task_filter, now)
-    return export_response(rows, EXPORT_FORMATS[kind], task_json, now)
+    return export_response(streamed_tasks(task_filter, now), EXPORT_FORMATS[kind], task_json, now)
+
+
+def streamed_tasks(task_filter: TaskFilter, now: datetime) -> Iterator[TaskRow]:
+    """Every matching task, on a connection of its own that lasts as long as the download.
+
+    The response outlives the request's own connection, which is given back when the view
+    returns; closing the download closes this one.
+    """
+    with connect_for_reading() as connection:
+        yield from iter_tasks(connection, task_filter, now)
 
 
 @bp.get("/tasks.csv")
@@ -113,7 +123,7 @@ def task_or_404(task_id: str) -> TaskDetail:
         parsed_id = uuid.UUID(task_id)
     except ValueError:
         abort(404, description=f"{task_id!r} is not a task id (a UUID)")
-    detail = get_task(db.session, parsed_id)
+    detail = get_task(read_connection(), parsed_id)
     if detail is None:
         abort(404, description=f"no task has id {parsed_id}")
     return detail

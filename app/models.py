@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from flask import g
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.compiler import compiles
@@ -130,6 +131,35 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
+def connect_for_reading() -> sa.Connection:
+    """A new connection for reading tasks; the caller closes it.
+
+    On PostgreSQL it reads in autocommit. Each statement there sees its own snapshot in any
+    case (READ COMMITTED), and without a transaction nothing ends in ROLLBACK, which would
+    make psycopg drop its prepared statements: a page's statement would then be planned
+    anew on every request, which costs more than running it. Other engines keep a
+    transaction, and with it one snapshot for everything a request reads.
+    """
+    connection = db.engine.connect()
+    if connection.dialect.name == "postgresql":
+        return connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
+
+
+def read_connection() -> sa.Connection:
+    """The request's one connection for reading tasks, closed when the request ends."""
+    if "read_connection" not in g:
+        g.read_connection = connect_for_reading()
+    return g.read_connection
+
+
+def close_read_connection(_error: BaseException | None = None) -> None:
+    """Give the request's connection back to the pool, if it took one."""
+    connection = g.pop("read_connection", None)
+    if connection is not None:
+        connection.close()
+
+
 def _in_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{value}'" for value in values)
 
@@ -189,17 +219,14 @@ class TaskColumns:
         """Constraints and indexes of one kind of task only."""
         return ()
 
-    def common_fields(self) -> dict[str, Any]:
-        """The fields every task has, by name."""
-        return {name: getattr(self, name) for name in COMMON_COLUMNS}
-
-    def detail_fields(self) -> dict[str, Any]:
-        """The fields only this kind of task has, by name."""
-        return {
-            column.key: getattr(self, column.key)
-            for column in sa.inspect(type(self)).columns
+    @classmethod
+    def detail_columns(cls) -> list[sa.ColumnElement[Any]]:
+        """The columns only this kind of task has, labelled with their names."""
+        return [
+            column.label(column.key)
+            for column in sa.inspect(cls).columns
             if column.key not in COMMON_COLUMNS and column.computed is None
-        }
+        ]
 
 
 COMMON_COLUMNS = (

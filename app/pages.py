@@ -54,7 +54,7 @@ from app.filters import (
     lenient_arguments,
     parse_filter,
 )
-from app.models import ACTIVE_STATUSES, TASK_TYPES, db
+from app.models import ACTIVE_STATUSES, TASK_TYPES, close_read_connection, read_connection
 from app.query import Facets, TaskPage, Total, count_facets, known_tags, list_tasks
 
 bp = Blueprint("pages", __name__)
@@ -537,15 +537,16 @@ def render_list(view: ListView) -> Response:
     facets: Facets | None = None
     tags: list[str] = []
     try:
-        page = list_tasks(db.session, task_filter, now)
-        facets = count_facets(db.session, task_filter, now)
+        connection = read_connection()
+        page = list_tasks(connection, task_filter, now)
+        facets = count_facets(connection, task_filter, now)
         if not fragment:
-            tags = known_tags(db.session, TAG_SUGGESTIONS)
+            tags = known_tags(connection, TAG_SUGGESTIONS)
     except DATABASE_ERRORS as error:
         if not is_unreachable(error):
             raise
         log_database_error(error)
-        db.session.rollback()
+        close_read_connection()
         page = facets = None
     context = results_context(view, parsed, task_filter, page, facets)
     template = "_results.html" if fragment else view.template

@@ -11,7 +11,9 @@ A time window keeps tasks still queued or running and tasks finished since its s
 a page's last matches can be tasks created long before that start. A page's members that
 read finished statuses only get a floor on created_at below which no match can lie (from
 the longest time to finish of their statuses, see `window_floor`), so a walk that runs out
-of matches stops there instead of at the end of the table.
+of matches stops there instead of at the end of the table. Queued and running tasks match
+at any age, so a page reads them apart, each status on its own index, and the finished
+ones as one walk with a floor (see `page_shape_of`).
 
 Counts read indexes alone: the time window is split into its active half (queued, running:
 no time condition) and its finished half (a range of the (status, finished_at) index), and
@@ -167,8 +169,10 @@ class Shape:
     """The parts of a filter that change the SQL; values are bound parameters.
 
     `tags` holds the names of the tag parameters. `after`, `before` and `cursor` say which
-    created_at bounds are written (see `created_bounds`). `floors` says that members with a
-    time window get their created_at floor (see `window_floor`); only pages use them.
+    created_at bounds are written (see `created_bounds`). `page` says that the members walk
+    the created_at order to fill a page, rather than count: members with a time window then
+    get their created_at floor (see `window_floor`), and one that reads every finished status
+    leaves out its status test (see `branch_conditions`).
     """
 
     task_types: tuple[str, ...]
@@ -179,7 +183,7 @@ class Shape:
     before: bool = False
     cursor: bool = False
     order: Order = "desc"
-    floors: bool = False
+    page: bool = False
 
 
 def created_bounds(
@@ -233,22 +237,19 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
 
 
 def page_shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
-    """The shape and values of a page: `shape_of`, with window floors where they pay.
+    """The shape and values of a page: `shape_of`, with a window read as three walks.
 
-    A floor costs a little on every page and pays when a walk reaches the oldest matches:
-    an ascending page starts there, a later page may end there. A newest-first first page
-    starts at the newest task and fills long before the floor on all but the sparsest
-    filters, so it goes without. Counts have no floors.
+    A window over every status matches queued and running tasks of any age and the tasks
+    finished since its start. Walked as one, a page past the last finished match steps
+    through every older task of the table looking for active ones, and a window with few
+    matches does so on its first page. Naming every status (all a task can have) splits
+    the member: queued and running tasks each walk their status's index, and the finished
+    ones walk the created_at index down to their floor (see `split_by_index`).
     """
     shape, values = shape_of(task_filter, now)
-    later = task_filter.cursor is not None or task_filter.offset > 0
-    ascending = task_filter.order == "asc"
-    if ascending and shape.window and not shape.statuses and not shape.tags:
-        # Oldest first, a window's matches lie at the far end of the walk. Naming every
-        # status (all a task can have) splits the members by status, so the finished ones
-        # start at their floors and only queued and running tasks are walked from the start.
+    if shape.window and not shape.statuses and not shape.tags:
         shape = replace(shape, statuses=STATUSES)
-    return replace(shape, floors=later or ascending), values
+    return replace(shape, page=True), values
 
 
 # -- building blocks -------------------------------------------------------------------------
@@ -296,7 +297,7 @@ def has_floor(shape: Shape) -> bool:
     """
     finished_only = bool(shape.statuses) and set(shape.statuses) <= set(TERMINAL)
     return (
-        shape.floors
+        shape.page
         and shape.window
         and finished_only
         and not (shape.order == "asc" and shape.cursor)
@@ -307,6 +308,24 @@ def has_floor(shape: Shape) -> bool:
 # computed by an engine may be off by a little more (see `SecondsBefore`): floors are lowered
 # by this much so that none is ever too high.
 FLOOR_MARGIN_SECONDS = 2
+
+
+class Greatest(sa.sql.functions.FunctionElement[float]):
+    """The largest of its arguments, none of them NULL: GREATEST, or SQLite's max()."""
+
+    type = sa.Double()
+    name = "greatest"
+    inherit_cache = True
+
+
+@compiles(Greatest)
+def _greatest(element: Greatest, compiler: Any, **kw: Any) -> str:
+    return f"GREATEST({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(Greatest, "sqlite")
+def _greatest_sqlite(element: Greatest, compiler: Any, **kw: Any) -> str:
+    return f"max({compiler.process(element.clauses, **kw)})"
 
 
 class SecondsBefore(sa.sql.functions.FunctionElement[datetime]):
@@ -338,19 +357,21 @@ def _seconds_before_mariadb(element: SecondsBefore, compiler: Any, **kw: Any) ->
 
 
 def longest_to_finish(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[float]:
-    """The longest seconds_to_finish among the statuses, 0 if none finished: index steps."""
+    """The longest seconds_to_finish among the statuses, 0 if none finished: index steps.
+
+    One `max` per status, each a single step of the (status, seconds_to_finish) index, and
+    the largest of them: a plain GREATEST, which PostgreSQL plans faster than a union.
+    """
     per_status = [
-        sa.select(sa.func.max(model.seconds_to_finish).label("seconds")).where(
-            model.status == status
+        sa.func.coalesce(
+            sa.select(sa.func.max(model.seconds_to_finish))
+            .where(model.status == status)
+            .scalar_subquery(),
+            0,
         )
         for status in statuses
     ]
-    if len(per_status) == 1:
-        longest = per_status[0].scalar_subquery()
-    else:
-        each = sa.union_all(*per_status).subquery()
-        longest = sa.select(sa.func.max(each.c.seconds)).scalar_subquery()
-    return sa.func.coalesce(longest, 0)
+    return per_status[0] if len(per_status) == 1 else Greatest(*per_status)
 
 
 def window_floor(model: TaskModel, shape: Shape) -> sa.ColumnElement[datetime]:
@@ -372,7 +393,7 @@ def window_floor(model: TaskModel, shape: Shape) -> sa.ColumnElement[datetime]:
 def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bool]]:
     """The WHERE clause of one table's member."""
     conditions: list[sa.ColumnElement[bool]] = []
-    if shape.statuses:
+    if shape.statuses and not reads_every_finished_status(shape):
         conditions.append(_one_or_in(model.status, shape.statuses))
     if shape.tags:
         tags = [sa.bindparam(name, type_=model.tag.type) for name in shape.tags]
@@ -391,6 +412,18 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
     return conditions
 
 
+def reads_every_finished_status(shape: Shape) -> bool:
+    """Whether a page's member reads exactly the tasks finished since the window's start.
+
+    Such a member writes no status test: `finished_at >= :since` holds only for finished
+    tasks (a CHECK constraint sees to it), and a `status IN (...)` beside it could lead an
+    engine to read that range of the (status, finished_at) index and sort every match
+    instead of walking created_at. Counts keep the test, which is what puts them on that
+    index.
+    """
+    return shape.page and shape.window and set(shape.statuses) == set(TERMINAL)
+
+
 def _one_or_in(column: Any, values: Sequence[Any]) -> sa.ColumnElement[bool]:
     return column == values[0] if len(values) == 1 else column.in_(values)
 
@@ -398,11 +431,17 @@ def _one_or_in(column: Any, values: Sequence[Any]) -> sa.ColumnElement[bool]:
 def split_by_index(shape: Shape) -> list[Shape]:
     """One shape per index walk: one per tag if tags are given, else one per status.
 
-    Tags come first because a tag is usually the more selective of the two.
+    Tags come first because a tag is usually the more selective of the two. A page of a
+    time window reads every finished status it names as one walk when it names them all.
     """
     if len(shape.tags) > 1:
         return [replace(shape, tags=(tag,)) for tag in shape.tags]
     if len(shape.statuses) > 1 and not shape.tags:
+        if shape.page and shape.window and set(TERMINAL) <= set(shape.statuses):
+            # Every finished status at once: one walk of the created_at index, which holds
+            # finished_at, rather than three that each read a page's worth of rows.
+            active = [replace(shape, statuses=(s,)) for s in shape.statuses if s in ACTIVE]
+            return [*active, replace(shape, statuses=TERMINAL)]
         return [replace(shape, statuses=(status,)) for status in shape.statuses]
     return [shape]
 
@@ -719,11 +758,13 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
 def get_task(executor: Executor, task_id: uuid.UUID) -> TaskDetail | None:
     """One task by id, whichever table holds it."""
     for model in MODEL_FOR_TYPE.values():
-        statement = sa.select(model, *list_columns(model)).where(model.id == task_id)
+        listed = list_columns(model)
+        statement = sa.select(*listed, *model.detail_columns()).where(model.id == task_id)
         found = executor.execute(statement).first()
         if found is not None:
-            task, *listed = found
-            return TaskDetail(TaskRow(*listed), task.detail_fields())
+            fields = found._asdict()
+            details = {name: fields[name] for name in fields if name not in LIST_COLUMNS}
+            return TaskDetail(TaskRow(*found[: len(listed)]), details)
     return None
 
 

@@ -11,14 +11,15 @@ tasks; `--reseed` starts afresh. Indexes are brought in line with app/models.py 
 
 For every filter case the script times, through the Flask test client: the first page, page 50
 by offset (offset 980, limit 20), a page DEPTH rows deep by cursor (or as deep as the matches
-go), and `/tasks/counts`. On the same connection it times the SQL alone: the module's first
-page (`fetch_page`, the statements `list_tasks` runs for a page, without its total) against
-the baseline's, and the module's cursor page against the baseline at the same depth by
-offset; both must return the same ids. The baseline is the earlier implementation's shape:
-status and time
-filters inside each table's branch; the tag filter, ORDER BY, LIMIT and OFFSET outside one
-UNION ALL subquery. It prints medians of warm runs, in milliseconds, as one markdown table per
-engine, then the worst case of each kind beside its target.
+go), the last page by cursor (where a walk that does not know where its matches end reads to
+the end of every table), and `/tasks/counts`. On the same connection it times the SQL alone:
+the module's first page (`fetch_page`, the statements `list_tasks` runs for a page, without
+its total) against the baseline's, and the module's cursor page against the baseline at the
+same depth by offset; both must return the same ids. The baseline is the earlier
+implementation's shape: status and time filters inside each table's branch; the tag filter,
+ORDER BY, LIMIT and OFFSET outside one UNION ALL subquery. It prints medians of warm runs, in
+milliseconds, as one markdown table per engine, then the worst case of each kind beside its
+target.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,6 +74,12 @@ CASES = (
     Case("status", (("status", "failed"),)),
     Case("two statuses", (("status", "failed"), ("status", "cancelled"))),
     Case("within_hours=24", (("within_hours", "24"),)),
+    # No task created a week ago is active or ended in the last hour: nothing matches, and
+    # a walk that cannot tell reads every older task before it knows.
+    Case(
+        "1 h, created a week ago",
+        (("within_hours", "1"), ("created_before", format_timestamp(NOW - timedelta(days=7)))),
+    ),
     Case(
         "created range",
         (
@@ -102,7 +109,12 @@ TARGETS: dict[str, tuple[float, float, float, float, float | None]] = {
 
 @dataclass(frozen=True)
 class Timing:
-    """How many warm runs make one median; statements slower than a second get fewer."""
+    """How many warm runs make one median; statements slower than a second get fewer.
+
+    Warm means as on a server that has answered the same request a few times: its data
+    is in memory, and PostgreSQL has prepared the statement (psycopg does so at the fifth
+    run on a connection) and chosen whether to keep planning it (five runs later).
+    """
 
     runs: int
     warmups: int
@@ -111,12 +123,13 @@ class Timing:
 
     def median_ms(self, action: Callable[[], object]) -> float:
         """Run `action` warmups + runs times; the median of the timed runs in ms."""
-        runs = self.runs
-        for warmup in range(self.warmups):
-            start = time.perf_counter()
+        runs, warmups = self.runs, self.warmups
+        start = time.perf_counter()
+        action()
+        if time.perf_counter() - start > self.slow_seconds:
+            runs, warmups = min(runs, self.slow_runs), 1
+        for _ in range(warmups - 1):
             action()
-            if warmup == 0 and time.perf_counter() - start > self.slow_seconds:
-                runs = min(runs, self.slow_runs)
         samples = []
         for _ in range(runs):
             start = time.perf_counter()
@@ -133,14 +146,16 @@ class CaseResult:
     matches: int
     depth: int
     first_page: float
-    offset_page: float
-    cursor_page: float
     counts: float
     fragment: float
     module_first_sql: float
     baseline_first_sql: float
-    module_deep_sql: float
-    baseline_deep_sql: float
+    # None when every match fits on the first page, which is then the last page too.
+    offset_page: float | None
+    cursor_page: float | None
+    last_page: float | None
+    module_deep_sql: float | None
+    baseline_deep_sql: float | None
 
 
 # -- the database ----------------------------------------------------------------------------
@@ -315,6 +330,22 @@ def deep_cursor(
     return cursor, expected
 
 
+def last_page_cursor(
+    connection: sa.Connection, task_filter: TaskFilter
+) -> tuple[Cursor, list[Any]]:
+    """A signed cursor to the newest-first list's last page, and that page's ids.
+
+    The last page, newest first, is the first page oldest first, read backwards; the cursor
+    is the row just after it in that order. Read by the module in the other order, so the
+    check that both agree is not the module agreeing with itself on one path.
+    """
+    oldest_first = replace(task_filter, order="asc", limit=PAGE + 1)
+    rows = fetch_page(connection, oldest_first, NOW)[: PAGE + 1]
+    before = rows[PAGE]
+    cursor = sign_cursor(before.created_at, before.id, "desc", SECRET_KEY)
+    return cursor, [row.id for row in reversed(rows[:PAGE])]
+
+
 def get_ok(client: FlaskClient, path: str, args: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """GET a JSON page and insist on 200."""
     response = client.get(f"{path}?{urlencode(list(args))}")
@@ -328,9 +359,10 @@ def get_fragment(client: FlaskClient, args: Sequence[tuple[str, str]]) -> str:
     response = client.get(
         f"/?{urlencode(list(args))}", headers={"HX-Request": "true", "HX-Target": "results"}
     )
-    if response.status_code != 200 or "data-task-id" not in response.get_data(True):
+    body = response.get_data(True)
+    if response.status_code != 200 or not ("data-task-id" in body or 'id="empty"' in body):
         raise RuntimeError(f"results fragment {args}: {response.status_code}")
-    return response.get_data(True)
+    return body
 
 
 def check_same_ids(label: str, module_ids: list[Any], baseline_ids: list[Any]) -> None:
@@ -349,33 +381,50 @@ def run_case(
     """Time one case through the client and as bare statements."""
     task_filter = case_filter(case)
     matches = count_tasks(connection, replace(task_filter, exact_count=True), NOW).value
-    depth = max(1, min(depth, matches - PAGE))
-    cursor, deep_ids = deep_cursor(connection, task_filter, depth)
-
-    deep_filter = replace(task_filter, cursor=cursor)
     baseline_first = baseline_statement(task_filter, NOW, limit=PAGE, offset=0)
-    baseline_deep = baseline_statement(task_filter, NOW, limit=PAGE, offset=depth)
-
     first_ids = [item["id"] for item in get_ok(client, "/tasks", case.args)["items"]]
     check_same_ids(
         f"{case.name} first page", first_ids, fetch_ids(connection, baseline_first, PAGE)
     )
-    module_deep_ids = [row.id for row in fetch_page(connection, deep_filter, NOW)[:PAGE]]
-    check_same_ids(f"{case.name} deep page", module_deep_ids, deep_ids)
-
-    offset_args = (*case.args, ("offset", str(OFFSET_PAGE_50)), ("limit", str(PAGE)))
-    cursor_args = (*case.args, ("cursor", cursor.token))
-    return CaseResult(
+    first = CaseResult(
         case=case,
         matches=matches,
-        depth=depth,
+        depth=0,
         first_page=timing.median_ms(lambda: get_ok(client, "/tasks", case.args)),
-        offset_page=timing.median_ms(lambda: get_ok(client, "/tasks", offset_args)),
-        cursor_page=timing.median_ms(lambda: get_ok(client, "/tasks", cursor_args)),
         counts=timing.median_ms(lambda: get_ok(client, "/tasks/counts", case.args)),
         fragment=timing.median_ms(lambda: get_fragment(client, case.args)),
         module_first_sql=timing.median_ms(lambda: fetch_page(connection, task_filter, NOW)),
         baseline_first_sql=timing.median_ms(lambda: connection.execute(baseline_first).all()),
+        offset_page=None,
+        cursor_page=None,
+        last_page=None,
+        module_deep_sql=None,
+        baseline_deep_sql=None,
+    )
+    if matches <= PAGE:
+        return first
+
+    depth = max(1, min(depth, matches - PAGE))
+    cursor, deep_ids = deep_cursor(connection, task_filter, depth)
+    deep_filter = replace(task_filter, cursor=cursor)
+    baseline_deep = baseline_statement(task_filter, NOW, limit=PAGE, offset=depth)
+    module_deep_ids = [row.id for row in fetch_page(connection, deep_filter, NOW)[:PAGE]]
+    check_same_ids(f"{case.name} deep page", module_deep_ids, deep_ids)
+    last_cursor, last_ids = last_page_cursor(connection, task_filter)
+    last_args = (*case.args, ("cursor", last_cursor.token))
+    last_page = get_ok(client, "/tasks", last_args)
+    check_same_ids(f"{case.name} last page", [i["id"] for i in last_page["items"]], last_ids)
+    if last_page["next_cursor"] is not None:
+        raise AssertionError(f"{case.name}: the last page says another page follows")
+
+    offset_args = (*case.args, ("offset", str(OFFSET_PAGE_50)), ("limit", str(PAGE)))
+    cursor_args = (*case.args, ("cursor", cursor.token))
+    return replace(
+        first,
+        depth=depth,
+        offset_page=timing.median_ms(lambda: get_ok(client, "/tasks", offset_args)),
+        cursor_page=timing.median_ms(lambda: get_ok(client, "/tasks", cursor_args)),
+        last_page=timing.median_ms(lambda: get_ok(client, "/tasks", last_args)),
         module_deep_sql=timing.median_ms(lambda: fetch_page(connection, deep_filter, NOW)),
         baseline_deep_sql=timing.median_ms(lambda: connection.execute(baseline_deep).all()),
     )
@@ -391,7 +440,20 @@ def bench_app(url: str) -> Flask:
     )
 
 
-def run_engine(url: str, cases: Sequence[Case], timing: Timing, depth: int) -> list[CaseResult]:
+def server_memory(connection: sa.Connection) -> str:
+    """The server's own cache for table and index pages, which decides what stays in memory."""
+    kind = engine_kind(connection.engine.url.render_as_string())
+    if kind == "postgresql":
+        return "shared_buffers " + connection.exec_driver_sql("SHOW shared_buffers").scalar_one()
+    if kind == "mariadb":
+        size = connection.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar_one()
+        return f"innodb_buffer_pool_size {int(size) // 2**20} MB"
+    return "SQLite: the operating system's page cache"
+
+
+def run_engine(
+    url: str, cases: Sequence[Case], timing: Timing, depth: int
+) -> tuple[str, list[CaseResult]]:
     """Every case on one database, the client and the bare statements side by side."""
     app = bench_app(url)
     client = app.test_client()
@@ -400,19 +462,22 @@ def run_engine(url: str, cases: Sequence[Case], timing: Timing, depth: int) -> l
     results = []
     try:
         with engine.connect() as connection:
+            memory = server_memory(connection)
             for case in cases:
                 print(f"  {case.name}", file=sys.stderr)
                 results.append(run_case(case, client, connection, timing, depth))
     finally:
         engine.dispose()
-    return results
+    return memory, results
 
 
 # -- the report ------------------------------------------------------------------------------
 
 
-def ms(value: float) -> str:
-    """A duration in ms, to two significant places below 10."""
+def ms(value: float | None) -> str:
+    """A duration in ms, to two significant places below 10; a dash for none."""
+    if value is None:
+        return "-"
     return f"{value:.2f}" if value < 10 else f"{value:.0f}"
 
 
@@ -421,24 +486,34 @@ def ratio(slow: float, fast: float) -> str:
     return f"{slow / fast:.0f}x" if slow / fast >= 10 else f"{slow / fast:.1f}x"
 
 
-def markdown_table(kind: str, tasks: int, timing: Timing, results: Sequence[CaseResult]) -> str:
+def markdown_table(
+    kind: str, tasks: int, timing: Timing, memory: str, results: Sequence[CaseResult]
+) -> str:
     """The engine's results as a markdown table, medians in ms."""
     lines = [
-        f"### {kind}: {tasks:,} tasks, medians of {timing.runs} warm runs (ms; "
-        f"{timing.slow_runs} runs where one takes over {timing.slow_seconds:g} s)",
+        f"### {kind}: {tasks:,} tasks, medians of {timing.runs} runs after {timing.warmups} "
+        f"warm-ups (ms; {timing.slow_runs} runs where one takes over {timing.slow_seconds:g} s)",
         "",
-        "| case | matches | first page | offset 980 | cursor (depth) | counts | page fragment "
-        "| SQL first page: module / baseline | SQL deep page: cursor / offset |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        f"Server cache: {memory}.",
+        "",
+        "| case | matches | first page | offset 980 | cursor (depth) | last page | counts "
+        "| page fragment | SQL first page: module / baseline | SQL deep page: cursor / offset |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
         first_sql = f"{ms(r.module_first_sql)} / {ms(r.baseline_first_sql)}"
-        deep_sql = f"{ms(r.module_deep_sql)} / {ms(r.baseline_deep_sql)}"
+        if r.module_deep_sql is None or r.baseline_deep_sql is None:
+            deep_sql = "- (every match on the first page)"
+        else:
+            deep_sql = (
+                f"{ms(r.module_deep_sql)} / {ms(r.baseline_deep_sql)} "
+                f"({ratio(r.baseline_deep_sql, r.module_deep_sql)})"
+            )
         lines.append(
             f"| {r.case.name} | {r.matches:,} | {ms(r.first_page)} | {ms(r.offset_page)} "
-            f"| {ms(r.cursor_page)} ({r.depth:,}) | {ms(r.counts)} | {ms(r.fragment)} "
-            f"| {first_sql} ({ratio(r.baseline_first_sql, r.module_first_sql)}) "
-            f"| {deep_sql} ({ratio(r.baseline_deep_sql, r.module_deep_sql)}) |"
+            f"| {ms(r.cursor_page)} ({r.depth:,}) | {ms(r.last_page)} | {ms(r.counts)} "
+            f"| {ms(r.fragment)} "
+            f"| {first_sql} ({ratio(r.baseline_first_sql, r.module_first_sql)}) | {deep_sql} |"
         )
     return "\n".join(lines)
 
@@ -454,10 +529,15 @@ def target_summary(kind: str, results: Sequence[CaseResult]) -> str:
     """The worst case of each kind beside its target, and the two ratios."""
     first, cursor, offset, counts, fragment = TARGETS[kind]
     by_name = {r.case.name: r for r in results}
+
+    def worst(values: Iterable[float | None]) -> float:
+        return max(value for value in values if value is not None)
+
     rows = [
-        ("first page, worst case", max(r.first_page for r in results), first),
-        ("cursor page, worst case", max(r.cursor_page for r in results), cursor),
-        ("offset 980, worst case", max(r.offset_page for r in results), offset),
+        ("first page, worst case", worst(r.first_page for r in results), first),
+        ("cursor page, worst case", worst(r.cursor_page for r in results), cursor),
+        ("last page by cursor, worst case", worst(r.last_page for r in results), cursor),
+        ("offset 980, worst case", worst(r.offset_page for r in results), offset),
         ("counts, worst case", max(r.counts for r in results), counts),
         ("page results fragment, worst case", max(r.fragment for r in results), fragment),
     ]
@@ -468,7 +548,8 @@ def target_summary(kind: str, results: Sequence[CaseResult]) -> str:
             f"{ms(a.module_first_sql)} vs {ms(a.baseline_first_sql)} ms, "
             f"{ratio(a.baseline_first_sql, a.module_first_sql)} faster"
         )
-    if (b := by_name.get(RATIO_B_CASE)) is not None:
+    b = by_name.get(RATIO_B_CASE)
+    if b is not None and b.module_deep_sql is not None and b.baseline_deep_sql is not None:
         lines.append(
             f"- (b) page {b.depth:,} rows deep, {RATIO_B_CASE}, module cursor vs baseline "
             f"offset: {ms(b.module_deep_sql)} vs {ms(b.baseline_deep_sql)} ms, "
@@ -490,7 +571,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--postgresql", metavar="URL", help="a PostgreSQL database to use")
     parser.add_argument("--mariadb", metavar="URL", help="a MariaDB database to use")
     parser.add_argument("--runs", type=int, default=15, help="timed runs per median")
-    parser.add_argument("--warmups", type=int, default=2, help="untimed runs first")
+    parser.add_argument("--warmups", type=int, default=12, help="untimed runs first")
     parser.add_argument("--depth", type=int, default=100_000, help="rows before the deep page")
     parser.add_argument("--case", action="append", help="only these cases (by name)")
     return parser.parse_args(argv)
@@ -512,8 +593,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         kind = engine_kind(url)
         print(f"{kind}: preparing {sa.make_url(url)!r}", file=sys.stderr)
         prepare(url, options.tasks, options.reseed)
-        results = run_engine(url, cases, timing, options.depth)
-        print(markdown_table(kind, options.tasks, timing, results))
+        memory, results = run_engine(url, cases, timing, options.depth)
+        print(markdown_table(kind, options.tasks, timing, memory, results))
         print()
         print(target_summary(kind, results))
         print(flush=True)

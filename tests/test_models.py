@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from oracle import NOW, insert_tasks, make_task
+from conftest import database, make_app, reset_tables
+from flask import Flask
+from oracle import NOW, insert_tasks, known_tasks, make_task
 
-from app.models import COMMON_COLUMNS, MODEL_FOR_TYPE, TASK_TYPES, EvaluationTask, UploadTask
+from app.models import (
+    COMMON_COLUMNS,
+    MODEL_FOR_TYPE,
+    TASK_TYPES,
+    EvaluationTask,
+    UploadTask,
+    db,
+    read_connection,
+)
 
 TABLES = {
     "model_upload": "upload_task",
@@ -152,14 +163,34 @@ def test_progress_round_trips_exactly(empty_engine, progress):
     assert row.progress == progress
 
 
-def test_detail_fields_are_only_the_types_own():
-    task = UploadTask(
-        source="github", model_name="m", source_uri="u", revision="main", size_bytes=7
-    )
-    assert task.detail_fields() == {
-        "source": "github",
-        "model_name": "m",
-        "source_uri": "u",
-        "revision": "main",
-        "size_bytes": 7,
-    }
+def test_detail_columns_are_only_the_types_own():
+    names = [column.name for column in UploadTask.detail_columns()]
+    assert names == ["source", "model_name", "source_uri", "revision", "size_bytes"]
+
+
+@pytest.fixture(scope="module")
+def postgresql_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """An app over known tasks in a fresh PostgreSQL database."""
+    for url in database("postgresql", tmp_path_factory):
+        engine = sa.create_engine(url)
+        reset_tables(engine)
+        insert_tasks(engine, known_tasks())
+        engine.dispose()
+        app = make_app(url)
+        yield app
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_postgresql_keeps_a_pages_prepared_statements_from_request_to_request(postgresql_app):
+    """A request ends in no ROLLBACK, which would make psycopg drop what it prepared."""
+    client = postgresql_app.test_client()
+    for _ in range(8):
+        assert client.get("/tasks?within_hours=24&limit=2").status_code == 200
+    with postgresql_app.app_context():
+        prepared = (
+            read_connection()
+            .exec_driver_sql("SELECT count(*) FROM pg_prepared_statements")
+            .scalar_one()
+        )
+    assert prepared >= 2  # the page and its count

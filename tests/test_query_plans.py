@@ -21,6 +21,7 @@ from oracle import expected, insert_tasks, make_task
 
 from app.demo import seed_demo
 from app.filters import Cursor, TaskFilter
+from app.models import MODEL_FOR_TYPE
 from app.query import (
     capped_count_templates,
     fetch_page,
@@ -42,6 +43,11 @@ PAST_THE_WINDOW = TaskFilter(
     statuses=("completed",),
     within_hours=24,
     cursor=Cursor(NOW - timedelta(days=3), uuid.UUID(int=0)),
+)
+# The same past a window over every status: only queued and running tasks, of any age, are
+# left to find there.
+ANY_STATUS_PAST_THE_WINDOW = TaskFilter(
+    within_hours=24, cursor=Cursor(NOW - timedelta(days=3), uuid.UUID(int=0))
 )
 
 
@@ -92,6 +98,21 @@ def test_sqlite_walk_past_a_window_is_bounded_by_its_floor(seeded):
     searches = [step for step in plan if "_status_created" in step]
     assert len(searches) == 5
     assert all("created_at>? AND created_at<?" in step for step in searches)
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_window_over_every_status_walks_active_statuses_apart_and_finished_to_a_floor(
+    seeded,
+):
+    statement = page_statement(ANY_STATUS_PAST_THE_WINDOW, NOW, dialect="sqlite")
+    plan = sqlite_plan(seeded, sql_of(seeded, statement))
+    active = [step for step in plan if "_status_created" in step]
+    finished = [step for step in plan if "_created (" in step and "_status_created" not in step]
+    assert len(active) == 10
+    assert all("(status=?" in step for step in active)
+    assert len(finished) == 5
+    assert all("created_at>? AND created_at<?" in step for step in finished)
+    assert not any("TEMP B-TREE" in step for step in plan)
 
 
 @pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
@@ -161,6 +182,22 @@ def test_postgresql_walk_past_a_window_is_bounded_by_its_floor(seeded):
     for node in scans:
         assert "created_at >=" in node["Index Cond"]
         assert "created_at <=" in node["Index Cond"]
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_window_over_every_status_walks_finished_tasks_to_a_floor(seeded):
+    sql = sql_of(seeded, page_statement(ANY_STATUS_PAST_THE_WINDOW, NOW, dialect="postgresql"))
+    scans = table_scans(postgresql_plan(seeded, sql))
+    walks = [(node, above) for node, above in scans if not node["Index Name"].endswith("_seconds")]
+    active = [node for node, _ in walks if node["Index Name"].endswith("_status_created")]
+    finished = [node for node, _ in walks if node["Index Name"].endswith("_task_created")]
+    assert len(active) == 10
+    assert len(finished) == 5
+    for node in finished:
+        assert "created_at >=" in node["Index Cond"]
+        assert "created_at <=" in node["Index Cond"]
+    for _, above in walks:
+        assert "Sort" not in below_nearest_limit(above)
 
 
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
@@ -249,6 +286,32 @@ def test_mariadb_walk_past_a_window_stops_at_its_floor(seeded):
     assert rows_read[False] > 1000
 
 
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_walk_past_a_window_over_every_status_reads_only_active_tasks(seeded):
+    """Why a window over every status is read as three walks: one walks every older task."""
+    task_filter = ANY_STATUS_PAST_THE_WINDOW
+    values = page_values(task_filter)
+    rows_read = {}
+    for split, (shape, shape_values) in (
+        (True, page_shape_of(task_filter, NOW)),
+        (False, shape_of(task_filter, NOW)),
+    ):
+        sql = template_sql(seeded, keys_template(shape), shape_values | values)
+        tables = mariadb_tables(seeded, sql)
+        rows_read[split] = sum(
+            t["r_rows"] for t in tables if not t.get("key", "").endswith("_seconds")
+        )
+    with seeded.connect() as connection:
+        older = sum(
+            connection.execute(
+                sa.select(sa.func.count()).where(model.created_at < NOW - timedelta(days=3))
+            ).scalar_one()
+            for model in MODEL_FOR_TYPE.values()
+        )
+    assert rows_read[True] < 50
+    assert rows_read[False] >= older > 1000
+
+
 # -- time-window floors never lose a match, on every engine -----------------------------------
 
 
@@ -266,7 +329,7 @@ def window_tasks() -> list[dict[str, Any]]:
         )
         for task_type in ("training", "evaluation")
         for hours in range(1, 60, 3)
-        for status in ("queued", "completed", "failed", "cancelled")
+        for status in ("queued", "running", "completed", "failed", "cancelled")
     ]
     long_ago = [
         ("training", "completed", timedelta(days=30), timedelta(hours=2), "a"),
@@ -290,6 +353,10 @@ WINDOW_FILTERS = [
     TaskFilter(statuses=("failed",), within_hours=24, created_after=NOW - timedelta(days=10)),
     TaskFilter(statuses=("completed",), within_hours=24, created_after=NOW - timedelta(hours=20)),
     TaskFilter(within_hours=24),
+    TaskFilter(within_hours=24, task_types=("evaluation",), created_before=NOW - timedelta(days=2)),
+    TaskFilter(statuses=("running", "completed", "failed", "cancelled"), within_hours=24),
+    TaskFilter(statuses=("completed", "failed", "cancelled"), within_hours=24),
+    TaskFilter(within_hours=1, created_before=NOW - timedelta(days=7)),
 ]
 
 
@@ -302,7 +369,7 @@ def test_window_pages_keep_tasks_created_long_before_the_window(empty_engine, ta
     want = expected(tasks, task_filter)
     with empty_engine.connect() as connection:
         walked = [str(row.id) for row in iter_tasks(connection, task_filter, NOW, batch=4)]
-        page = replace(task_filter, limit=4, offset=len(want) - 3)
+        page = replace(task_filter, limit=4, offset=max(0, len(want) - 3))
         last = [str(row.id) for row in fetch_page(connection, page, NOW)]
     assert walked == want
     assert last == want[-3:]
