@@ -5,7 +5,8 @@
   "use strict";
 
   var PAUSE_KEY = "vectorize-tasks.live-paused";
-  var RESULTS_ID = "results";
+  // The id of the region htmx swaps, as the page names it on this script's tag.
+  var RESULTS_ID = document.currentScript.getAttribute("data-results-id");
   // Server clock minus browser clock. The server renders times to the minute, so a
   // difference under 90 s is that rounding, not a clock that is off.
   var clockOffset = 0;
