@@ -29,10 +29,16 @@ def json_value(value: Any) -> Any:
     return value
 
 
+TIMESTAMP_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
+
+
 def task_json(row: TaskRow) -> dict[str, Any]:
-    """One list item: the same fields whatever the task's type."""
-    fields = {name: json_value(getattr(row, name)) for name in row.__dataclass_fields__}
-    return {"id": fields.pop("id"), **fields}
+    """One list item: the same fields whatever the task's type, the id first."""
+    fields = row._asdict()
+    for name in TIMESTAMP_FIELDS:
+        if fields[name] is not None:
+            fields[name] = format_timestamp(fields[name])
+    return {"id": str(fields.pop("id")), **fields}
 
 
 def next_page_cursor(task_filter: TaskFilter, page: TaskPage) -> Cursor | None:

@@ -18,12 +18,12 @@ from typing import Any
 from flask import Response, stream_with_context
 from werkzeug.datastructures import MultiDict
 
-from app.query import TaskRow
+from app.query import LIST_COLUMNS, TaskRow
 
 Serialise = Callable[[TaskRow], dict[str, Any]]
 
 # The same fields in the same order as an item of the JSON list.
-EXPORT_COLUMNS = ("id", *(name for name in TaskRow.__dataclass_fields__ if name != "id"))
+EXPORT_COLUMNS = ("id", *(name for name in LIST_COLUMNS if name != "id"))
 # A page does not make sense for a download of every match.
 PAGE_PARAMETERS = ("limit", "offset", "cursor")
 PAGE_PARAMETER_MESSAGE = "an export streams every match; leave out limit, offset and cursor"

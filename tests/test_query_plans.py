@@ -24,6 +24,9 @@ from app.filters import Cursor, TaskFilter
 from app.models import MODEL_FOR_TYPE
 from app.query import (
     capped_count_templates,
+    count_facets,
+    count_tasks,
+    facet_template,
     fetch_page,
     iter_tasks,
     keys_template,
@@ -113,6 +116,17 @@ def test_sqlite_window_over_every_status_walks_active_statuses_apart_and_finishe
     assert len(finished) == 5
     assert all("created_at>? AND created_at<?" in step for step in finished)
     assert not any("TEMP B-TREE" in step for step in plan)
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_counts_beside_created_before_read_from_the_window_floor(seeded):
+    """Given created_at < :before, SQLite reads the (status, created_at) index: from the floor."""
+    task_filter = TaskFilter(within_hours=1, created_before=NOW - timedelta(days=7))
+    shape, values = shape_of(task_filter, NOW)
+    plan = sqlite_plan(seeded, template_sql(seeded, facet_template(shape), values))
+    finished = [step for step in plan if "_status_created" in step and "created_at>?" in step]
+    assert len(finished) == 15  # three finished statuses in each of five tables
+    assert all("created_at>? AND created_at<?" in step for step in finished)
 
 
 @pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
@@ -370,3 +384,15 @@ def test_window_pages_keep_tasks_created_long_before_the_window(empty_engine, ta
         last = [str(row.id) for row in fetch_page(connection, page, NOW)]
     assert walked == want
     assert last == want[-3:]
+
+
+@pytest.mark.parametrize("task_filter", WINDOW_FILTERS)
+def test_window_counts_keep_tasks_created_long_before_the_window(empty_engine, task_filter):
+    tasks = window_tasks()
+    insert_tasks(empty_engine, tasks)
+    want = len(expected(tasks, task_filter))
+    with empty_engine.connect() as connection:
+        capped = count_tasks(connection, task_filter, NOW)
+        exact = count_tasks(connection, replace(task_filter, exact_count=True), NOW)
+        facets = count_facets(connection, task_filter, NOW)
+    assert (capped.value, exact.value, facets.total) == (want, want, want)
