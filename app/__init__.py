@@ -34,7 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.models import close_read_connection, db
 
     db.init_app(app)
-    app.teardown_appcontext(close_read_connection)
+    app.teardown_request(close_read_connection)
     with app.app_context():
         configure_engine(db.engine)
     app.register_blueprint(api.bp)

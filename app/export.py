@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, islice
@@ -83,13 +83,25 @@ EXPORT_FORMATS = {
 
 
 def chunks(
-    rows: Iterator[TaskRow], export_format: ExportFormat, serialise: Serialise
+    first: list[TaskRow],
+    rows: Iterator[TaskRow],
+    export_format: ExportFormat,
+    serialise: Serialise,
 ) -> Iterator[str]:
-    """The download's text, a chunk of rows at a time."""
-    if export_format.header:
-        yield export_format.header
-    while batch := list(islice(rows, CHUNK_ROWS)):
-        yield "".join(export_format.record(serialise(row)) for row in batch)
+    """The download's text, a chunk of rows at a time.
+
+    When the download ends, finished or cut off, `rows` is closed at once, and with it
+    the connection it reads from, rather than whenever it is collected.
+    """
+    try:
+        if export_format.header:
+            yield export_format.header
+        remaining = chain(first, rows)
+        while batch := list(islice(remaining, CHUNK_ROWS)):
+            yield "".join(export_format.record(serialise(row)) for row in batch)
+    finally:
+        if isinstance(rows, Generator):
+            rows.close()
 
 
 def export_response(
@@ -101,7 +113,7 @@ def export_response(
     reached answers 503 instead of a download cut off after its header.
     """
     first = list(islice(rows, 1))
-    body = stream_with_context(chunks(chain(first, rows), export_format, serialise))
+    body = stream_with_context(chunks(first, rows, export_format, serialise))
     response = Response(body, mimetype=export_format.mimetype)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     filename = f"tasks-{stamp}.{export_format.extension}"

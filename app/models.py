@@ -137,8 +137,9 @@ def connect_for_reading() -> sa.Connection:
     On PostgreSQL it reads in autocommit. Each statement there sees its own snapshot in any
     case (READ COMMITTED), and without a transaction nothing ends in ROLLBACK, which would
     make psycopg drop its prepared statements: a page's statement would then be planned
-    anew on every request, which costs more than running it. Other engines keep a
-    transaction, and with it one snapshot for everything a request reads.
+    anew on every request, which costs more than running it. MariaDB keeps a transaction,
+    and with it one snapshot for everything a request reads; SQLite's driver begins none
+    for reads, so there too each statement sees the latest data.
     """
     connection = db.engine.connect()
     if connection.dialect.name == "postgresql":

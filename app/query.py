@@ -11,7 +11,8 @@ A time window keeps tasks still queued or running and tasks finished since its s
 a page's last matches can be tasks created long before that start. A page's members that
 read finished statuses only get a floor on created_at below which no match can lie (from
 the longest time to finish of their statuses, see `window_floor`), so a walk that runs out
-of matches stops there instead of at the end of the table. Queued and running tasks match
+of matches stops there instead of at the end of the table; counts beside a created_at bound
+get it too (see `has_floor`). Queued and running tasks match
 at any age, so a page reads them apart, each status on its own index, and the finished
 ones as one walk with a floor (see `page_shape_of`).
 
@@ -174,8 +175,8 @@ class Shape:
     `tags` holds the names of the tag parameters. `after`, `before` and `cursor` say which
     created_at bounds are written (see `created_bounds`). `page` says that the members walk
     the created_at order to fill a page, rather than count: members with a time window then
-    get their created_at floor (see `window_floor`), and one that reads every finished status
-    leaves out its status test (see `branch_conditions`).
+    get their created_at floor (see `has_floor`), and one that reads every finished status
+    leaves out its status test (see `reads_every_finished_status`).
     """
 
     task_types: tuple[str, ...]

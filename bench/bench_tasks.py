@@ -124,10 +124,11 @@ class Timing:
     def median_ms(self, action: Callable[[], object]) -> float:
         """Run `action` warmups + runs times; the median of the timed runs in ms."""
         runs, warmups = self.runs, self.warmups
-        start = time.perf_counter()
-        action()
-        if time.perf_counter() - start > self.slow_seconds:
-            runs, warmups = min(runs, self.slow_runs), 1
+        if warmups:
+            start = time.perf_counter()
+            action()
+            if time.perf_counter() - start > self.slow_seconds:
+                runs, warmups = min(runs, self.slow_runs), 1
         for _ in range(warmups - 1):
             action()
         samples = []
@@ -518,8 +519,10 @@ def markdown_table(
     return "\n".join(lines)
 
 
-def verdict(value: float, limit: float | None) -> str:
+def verdict(value: float | None, limit: float | None) -> str:
     """Whether a worst case meets its target, or that it has none."""
+    if value is None:
+        return "no case reached it"
     if limit is None:
         return "no target; reported"
     return f"target ≤ {limit:g} ms: {'met' if value <= limit else 'MISSED'}"
@@ -530,8 +533,8 @@ def target_summary(kind: str, results: Sequence[CaseResult]) -> str:
     first, cursor, offset, counts, fragment = TARGETS[kind]
     by_name = {r.case.name: r for r in results}
 
-    def worst(values: Iterable[float | None]) -> float:
-        return max(value for value in values if value is not None)
+    def worst(values: Iterable[float | None]) -> float | None:
+        return max((value for value in values if value is not None), default=None)
 
     rows = [
         ("first page, worst case", worst(r.first_page for r in results), first),

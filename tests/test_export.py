@@ -166,3 +166,12 @@ def test_memory_stays_flat_as_the_export_grows(scratch_app, scratch_engine):
     assert large_size > 4.5 * small_size
     # Five times the rows, but one batch in memory at a time: the peak barely moves.
     assert large_peak < 2 * small_peak, (small_peak, large_peak)
+
+
+def test_a_download_cut_off_gives_its_connection_back(scratch_app, scratch_engine):
+    insert_tasks(scratch_engine, completed_tasks(2_500, 0, random.Random(5)))
+    response = scratch_app.test_client().get("/tasks.csv", buffered=False)
+    next(iter(response.response))
+    assert scratch_engine.pool.checkedout() == 1  # the download is still reading
+    response.close()
+    assert scratch_engine.pool.checkedout() == 0
