@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -101,7 +101,7 @@ def export_tasks(kind: str) -> Response:
     return export_response(streamed_tasks(task_filter, now), EXPORT_FORMATS[kind], task_json, now)
 
 
-def streamed_tasks(task_filter: TaskFilter, now: datetime) -> Iterator[TaskRow]:
+def streamed_tasks(task_filter: TaskFilter, now: datetime) -> Generator[TaskRow, None, None]:
     """Every matching task, on a connection of its own that lasts as long as the download.
 
     The response outlives the request's own connection, which is given back when the view

@@ -84,7 +84,7 @@ EXPORT_FORMATS = {
 
 def chunks(
     first: list[TaskRow],
-    rows: Iterator[TaskRow],
+    rows: Generator[TaskRow, None, None],
     export_format: ExportFormat,
     serialise: Serialise,
 ) -> Iterator[str]:
@@ -100,12 +100,14 @@ def chunks(
         while batch := list(islice(remaining, CHUNK_ROWS)):
             yield "".join(export_format.record(serialise(row)) for row in batch)
     finally:
-        if isinstance(rows, Generator):
-            rows.close()
+        rows.close()
 
 
 def export_response(
-    rows: Iterator[TaskRow], export_format: ExportFormat, serialise: Serialise, now: datetime
+    rows: Generator[TaskRow, None, None],
+    export_format: ExportFormat,
+    serialise: Serialise,
+    now: datetime,
 ) -> Response:
     """A streamed download of `rows`.
 

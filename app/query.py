@@ -12,9 +12,9 @@ a page's last matches can be tasks created long before that start. A page's memb
 read finished statuses only get a floor on created_at below which no match can lie (from
 the longest time to finish of their statuses, see `window_floor`), so a walk that runs out
 of matches stops there instead of at the end of the table; counts beside a created_at bound
-get it too (see `has_floor`). Queued and running tasks match
-at any age, so a page reads them apart, each status on its own index, and the finished
-ones as one walk with a floor (see `page_shape_of`).
+get it too (see `has_floor`). Queued and running tasks match at any age, so a page reads
+them apart, each status on its own index, and the finished ones as one walk with a floor
+(see `page_shape_of`).
 
 Counts read indexes alone: the time window is split into its active half (queued, running:
 no time condition) and its finished half (a range of the (status, finished_at) index), and
@@ -766,13 +766,12 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
 def get_task(executor: Executor, task_id: uuid.UUID) -> TaskDetail | None:
     """One task by id, whichever table holds it."""
     for model in MODEL_FOR_TYPE.values():
-        listed = list_columns(model)
-        statement = sa.select(*listed, *model.detail_columns()).where(model.id == task_id)
-        found = executor.execute(statement).first()
+        listed = len(LIST_COLUMNS)
+        statement = sa.select(*list_columns(model), *model.detail_columns())
+        found = executor.execute(statement.where(model.id == task_id)).first()
         if found is not None:
-            fields = found._asdict()
-            details = {name: fields[name] for name in fields if name not in LIST_COLUMNS}
-            return TaskDetail(TaskRow(*found[: len(listed)]), details)
+            details = dict(zip(found._fields[listed:], found[listed:], strict=True))
+            return TaskDetail(TaskRow(*found[:listed]), details)
     return None
 
 
