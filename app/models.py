@@ -32,6 +32,21 @@ TAG_MAX_LENGTH = 128
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def sql_constant(value: str | int) -> sa.ColumnElement[Any]:
+    """A constant of the code's own (a status, a separator, a number), written into the SQL.
+
+    Sent as a parameter it would lengthen the parameter list of every statement: psycopg
+    re-parses statements with more than 50 parameters on every run, and a plan made for
+    parameters cannot see which status a member reads. Never for user input: only a
+    string without quotes or backslashes is accepted.
+    """
+    if isinstance(value, int):
+        return sa.literal_column(str(value), sa.Integer)
+    if "'" in value or "\\" in value:
+        raise ValueError(f"{value!r} cannot be written as an SQL constant")
+    return sa.literal_column(f"'{value}'", sa.String)
+
+
 def tag_problem(tag: str) -> str | None:
     """What makes a tag unusable, or None: the recorder and the filter form share the rule."""
     if len(tag) > TAG_MAX_LENGTH:
@@ -262,7 +277,7 @@ class UploadTask(TaskColumns, db.Model):
     @classmethod
     def summary(cls) -> sa.ColumnElement[str]:
         """Describe the task in a few words, in SQL so lists need no second query."""
-        return cls.model_name + " from " + cls.source
+        return cls.model_name + sql_constant(" from ") + cls.source
 
 
 class UploadDatasetTask(TaskColumns, db.Model):
@@ -284,7 +299,7 @@ class UploadDatasetTask(TaskColumns, db.Model):
     @classmethod
     def summary(cls) -> sa.ColumnElement[str]:
         """Describe the task in a few words, in SQL so lists need no second query."""
-        return cls.dataset_name + " from " + cls.source
+        return cls.dataset_name + sql_constant(" from ") + cls.source
 
 
 class TrainingTask(TaskColumns, db.Model):
@@ -312,7 +327,8 @@ class TrainingTask(TaskColumns, db.Model):
     @classmethod
     def summary(cls) -> sa.ColumnElement[str]:
         """Describe the task in a few words, in SQL so lists need no second query."""
-        return cls.base_model + " on " + cls.dataset_name + " (" + cls.method + ")"
+        on, opening, closing = (sql_constant(text) for text in (" on ", " (", ")"))
+        return cls.base_model + on + cls.dataset_name + opening + cls.method + closing
 
 
 class EvaluationTask(TaskColumns, db.Model):
@@ -332,7 +348,7 @@ class EvaluationTask(TaskColumns, db.Model):
     @classmethod
     def summary(cls) -> sa.ColumnElement[str]:
         """Describe the task in a few words, in SQL so lists need no second query."""
-        return cls.model_name + " on " + cls.benchmark
+        return cls.model_name + sql_constant(" on ") + cls.benchmark
 
 
 class SynthesisTask(TaskColumns, db.Model):
@@ -354,7 +370,7 @@ class SynthesisTask(TaskColumns, db.Model):
     @classmethod
     def summary(cls) -> sa.ColumnElement[str]:
         """Describe the task in a few words, in SQL so lists need no second query."""
-        return cls.output_dataset + " by " + cls.generator_model
+        return cls.output_dataset + sql_constant(" by ") + cls.generator_model
 
 
 TaskModel = type[UploadTask | UploadDatasetTask | TrainingTask | EvaluationTask | SynthesisTask]

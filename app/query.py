@@ -49,6 +49,7 @@ from app.models import (
     Status,
     TaskModel,
     UTCDateTime,
+    sql_constant,
 )
 
 # Totals are exact up to here, then reported as "at least this many" unless asked for exact.
@@ -289,7 +290,7 @@ def window_condition(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElem
         return None
     if statuses and set(statuses) <= set(TERMINAL):
         return finished
-    return sa.or_(model.status.in_(ACTIVE), finished)
+    return sa.or_(statuses_condition(model, ACTIVE), finished)
 
 
 def has_floor(shape: Shape) -> bool:
@@ -373,9 +374,9 @@ def longest_to_finish(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnEle
     per_status = [
         sa.func.coalesce(
             sa.select(sa.func.max(model.seconds_to_finish))
-            .where(model.status == status)
+            .where(model.status == sql_constant(status))
             .scalar_subquery(),
-            0,
+            sql_constant(0),
         )
         for status in statuses
     ]
@@ -390,7 +391,7 @@ def window_floor(model: TaskModel, shape: Shape) -> sa.ColumnElement[datetime]:
     is never above it. The engine reads that longest d in the same statement, so the floor
     and the rows it bounds are one snapshot.
     """
-    seconds = longest_to_finish(model, shape.statuses) + FLOOR_MARGIN_SECONDS
+    seconds = longest_to_finish(model, shape.statuses) + sql_constant(FLOOR_MARGIN_SECONDS)
     floor = SecondsBefore(sa.bindparam("since", type_=UTCDateTime()), seconds)
     if not shape.after:
         return floor
@@ -402,7 +403,7 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
     """The WHERE clause of one table's member."""
     conditions: list[sa.ColumnElement[bool]] = []
     if shape.statuses and not reads_every_finished_status(shape):
-        conditions.append(_one_or_in(model.status, shape.statuses))
+        conditions.append(statuses_condition(model, shape.statuses))
     if shape.tags:
         tags = [sa.bindparam(name, type_=model.tag.type) for name in shape.tags]
         conditions.append(_one_or_in(model.tag, tags))
@@ -430,6 +431,11 @@ def reads_every_finished_status(shape: Shape) -> bool:
     index.
     """
     return shape.page and shape.window and set(shape.statuses) == set(TERMINAL)
+
+
+def statuses_condition(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[bool]:
+    """The task has one of these statuses, written as constants (see `sql_constant`)."""
+    return _one_or_in(model.status, [sql_constant(status) for status in statuses])
 
 
 def _one_or_in(column: Any, values: Sequence[Any]) -> sa.ColumnElement[bool]:
@@ -476,18 +482,21 @@ def order_columns(created_at: Any, task_id: Any, order: str) -> list[sa.UnaryExp
 
 @functools.cache
 def list_columns(model: TaskModel) -> tuple[sa.ColumnElement[Any], ...]:
-    """The labelled columns every member selects, in the same order."""
+    """The columns every member selects, in the same order, named as in `TaskRow`.
+
+    Only the two computed ones need a label: a column's own name is the one the union uses.
+    """
     return (
-        sa.literal_column(f"'{model.task_type}'", sa.String).label("task_type"),
-        model.id.label("id"),
-        model.status.label("status"),
-        model.tag.label("tag"),
-        model.created_at.label("created_at"),
-        model.updated_at.label("updated_at"),
-        model.started_at.label("started_at"),
-        model.finished_at.label("finished_at"),
-        model.progress.label("progress"),
-        model.error_msg.label("error_msg"),
+        sql_constant(model.task_type).label("task_type"),
+        model.id,
+        model.status,
+        model.tag,
+        model.created_at,
+        model.updated_at,
+        model.started_at,
+        model.finished_at,
+        model.progress,
+        model.error_msg,
         model.summary().label("summary"),
     )
 
@@ -496,7 +505,7 @@ def list_columns(model: TaskModel) -> tuple[sa.ColumnElement[Any], ...]:
 def key_columns(model: TaskModel) -> tuple[sa.ColumnElement[Any], ...]:
     """What places a task in the listing, all held by the indexes a page walks."""
     task_type = list_columns(model)[0]
-    return (task_type, model.created_at.label("created_at"), model.id.label("id"))
+    return (task_type, model.created_at, model.id)
 
 
 def outer_columns(members: tuple[sa.ColumnElement[Any], ...]) -> dict[str, sa.ColumnClause[Any]]:
@@ -516,8 +525,10 @@ def _integer(name: str) -> sa.BindParameter[int]:
 def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> list[sa.Select[Any]]:
     """One member per table (and per status or tag) asked for, selecting `columns(model)`.
 
-    `limited` members are ordered and cut to :member_rows rows, each wrapped in a subquery:
-    SQLite refuses ORDER BY/LIMIT on a bare member.
+    `limited` members are ordered and cut to :member_rows rows, each wrapped in a subquery
+    (SQLite refuses ORDER BY/LIMIT on a bare member) that is read as `SELECT *`: naming its
+    columns again would only lengthen the statement, which costs on every run (see
+    `sql_constant`).
     """
     branches = []
     for model in chosen_models(shape):
@@ -526,7 +537,7 @@ def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> l
             if limited:
                 order = order_columns(model.created_at, model.id, shape.order)
                 cut = member.order_by(*order).limit(_integer("member_rows"))
-                member = sa.select(cut.subquery())
+                member = sa.select(sa.literal_column("*")).select_from(cut.subquery())
             branches.append(member)
     return branches
 
@@ -583,7 +594,7 @@ def count_members(shape: Shape, column: sa.ColumnElement[Any]) -> list[sa.Select
 @functools.lru_cache(maxsize=512)
 def capped_count_templates(shape: Shape, one_statement: bool) -> tuple[sa.Select[Any], ...]:
     """Counts that stop after :cap rows: of the whole union, or one per member."""
-    members = count_members(shape, sa.literal_column("1").label("hit"))
+    members = count_members(shape, sql_constant(1).label("hit"))
     if one_statement:
         hits = [sa.union_all(*members).limit(_integer("cap")).subquery("hits")]
     else:
@@ -623,7 +634,7 @@ def facet_member(model: TaskModel, part: Shape) -> sa.Select[Any]:
     task_type = list_columns(model)[0]
     conditions = branch_conditions(model, part)
     if len(part.statuses) == 1:
-        status = sa.literal_column(f"'{part.statuses[0]}'", sa.String).label("status")
+        status = sql_constant(part.statuses[0]).label("status")
         return sa.select(task_type, status, sa.func.count()).select_from(model).where(*conditions)
     return (
         sa.select(task_type, model.status.label("status"), sa.func.count())

@@ -19,7 +19,8 @@ same depth by offset; both must return the same ids. The baseline is the earlier
 implementation's shape: status and time filters inside each table's branch; the tag filter,
 ORDER BY, LIMIT and OFFSET outside one UNION ALL subquery. It prints medians of warm runs, in
 milliseconds, as one markdown table per engine, then the worst case of each kind beside its
-target.
+target. Each table says how fast the machine was at the time (a plain Python loop and an
+empty statement's round trip): on a shared machine that drifts, and every number with it.
 """
 
 from __future__ import annotations
@@ -452,6 +453,18 @@ def server_memory(connection: sa.Connection) -> str:
     return "SQLite: the operating system's page cache"
 
 
+def machine_speed(connection: sa.Connection) -> str:
+    """How fast this machine is right now, to read the other numbers against.
+
+    A shared machine's speed drifts from hour to hour; a loop of plain Python and an
+    empty statement's round trip, timed in the same run, tell a slow hour from a slow query.
+    """
+    timing = Timing(runs=101, warmups=10)
+    python = timing.median_ms(lambda: sum(range(100_000)))
+    round_trip = timing.median_ms(lambda: connection.exec_driver_sql("SELECT 1").all())
+    return f"sum(range(100_000)) in Python {python:.2f} ms; SELECT 1 round trip {round_trip:.2f} ms"
+
+
 def run_engine(
     url: str, cases: Sequence[Case], timing: Timing, depth: int
 ) -> tuple[str, list[CaseResult]]:
@@ -463,7 +476,7 @@ def run_engine(
     results = []
     try:
         with engine.connect() as connection:
-            memory = server_memory(connection)
+            memory = f"{server_memory(connection)}. Machine: {machine_speed(connection)}"
             for case in cases:
                 print(f"  {case.name}", file=sys.stderr)
                 results.append(run_case(case, client, connection, timing, depth))
