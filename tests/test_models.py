@@ -22,6 +22,7 @@ from app.models import (
     UploadTask,
     db,
     read_connection,
+    sql_constant,
 )
 
 TABLES = {
@@ -194,3 +195,16 @@ def test_postgresql_keeps_a_pages_prepared_statements_from_request_to_request(po
             .scalar_one()
         )
     assert prepared >= 2  # the page and its count
+
+
+@pytest.mark.parametrize("value", ["it's", "back\\slash"])
+def test_sql_constants_refuse_what_could_end_their_quotes(value):
+    with pytest.raises(ValueError, match="SQL constant"):
+        sql_constant(value)
+
+
+def test_sql_constants_are_written_into_the_statement(empty_engine):
+    statement = sa.select(sql_constant(" from ").label("text"), sql_constant(2).label("number"))
+    assert not statement.compile(dialect=empty_engine.dialect).params
+    with empty_engine.connect() as connection:
+        assert connection.execute(statement).one() == (" from ", 2)

@@ -18,11 +18,14 @@ import pytest
 import sqlalchemy as sa
 from conftest import database, reset_tables
 from oracle import expected, insert_tasks, make_task
+from sqlalchemy.dialects import postgresql
 
 from app.demo import seed_demo
 from app.filters import Cursor, TaskFilter
 from app.models import MODEL_FOR_TYPE
 from app.query import (
+    TOTAL_EXACT_UP_TO,
+    Total,
     capped_count_templates,
     count_facets,
     count_tasks,
@@ -252,13 +255,18 @@ def mariadb_tables(engine: sa.Engine, sql: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
 def test_mariadb_reads_a_whole_union_before_its_limit(seeded):
-    """Why MariaDB counts one member at a time: a union's LIMIT does not stop the reading."""
+    """Why MariaDB counts one member at a time: a union's LIMIT does not stop the reading.
+
+    The one-statement count looks for a match past the threshold (half the tasks here),
+    and MariaDB reads every task to find it.
+    """
     shape, values = shape_of(TaskFilter(), NOW)
     values["cap"] = 100
     (union,) = capped_count_templates(shape, True)
     per_member = capped_count_templates(shape, False)
     union_rows = sum(
-        table["r_rows"] for table in mariadb_tables(seeded, template_sql(seeded, union, values))
+        table.get("r_rows") or 0
+        for table in mariadb_tables(seeded, template_sql(seeded, union, values))
     )
     member_rows = [
         table["r_rows"]
@@ -397,3 +405,73 @@ def test_window_counts_keep_tasks_created_long_before_the_window(empty_engine, t
         exact = count_tasks(connection, replace(task_filter, exact_count=True), NOW)
         facets = count_facets(connection, task_filter, NOW)
     assert (capped.value, exact.value, facets.total) == (want, want, want)
+
+
+# -- what a statement sends apart from its text -------------------------------------------
+
+FILTER_VALUES = {"since", "after", "before", "cursor_at", "cursor_id"}
+LIMITS = {"member_rows", "page_rows", "page_offset", "cap"}
+EVERY_KIND_OF_FILTER = [
+    TaskFilter(),
+    TaskFilter(statuses=("failed", "cancelled")),
+    TaskFilter(within_hours=24),
+    TaskFilter(statuses=("completed",), within_hours=24, created_after=NOW - timedelta(days=9)),
+    TaskFilter(task_types=("training",), tags=("exp-7", "nightly"), within_hours=168),
+    ANY_STATUS_PAST_THE_WINDOW,
+]
+
+
+def parameter_names(statement: Any) -> set[str]:
+    """The names of the parameters PostgreSQL's driver is sent for a statement."""
+    return set(statement.compile(dialect=postgresql.psycopg.dialect()).params)
+
+
+@pytest.mark.parametrize("task_filter", EVERY_KIND_OF_FILTER)
+def test_statements_send_only_the_filters_values_as_parameters(task_filter):
+    """Statuses, separators and numbers of the code's own are written into the SQL.
+
+    PostgreSQL then plans a member knowing the status it reads, and psycopg keeps the
+    parsed form of a statement only while it has at most 50 parameters.
+    """
+    shape, _ = page_shape_of(task_filter, NOW)
+    count_shape, _ = shape_of(task_filter, NOW)
+    statements = [
+        page_template(shape, merged=False),
+        keys_template(shape),
+        facet_template(count_shape),
+        *capped_count_templates(count_shape, one_statement=True),
+    ]
+    tags = {f"tag_{index}" for index in range(len(task_filter.tags))}
+    for statement in statements:
+        assert parameter_names(statement) <= FILTER_VALUES | LIMITS | tags
+
+
+# -- totals past the threshold ---------------------------------------------------------------
+
+TOTAL_FILTERS = [
+    TaskFilter(),
+    TaskFilter(statuses=("completed",)),
+    TaskFilter(statuses=("failed", "cancelled")),
+    TaskFilter(task_types=("training", "evaluation")),
+    TaskFilter(task_types=("training", "evaluation", "synthesis")),
+    TaskFilter(within_hours=24 * 14),
+    TaskFilter(within_hours=24),
+    TaskFilter(statuses=("completed",), created_after=NOW - timedelta(days=20)),
+    TaskFilter(tags=("exp-7",)),
+]
+
+
+@pytest.mark.parametrize("seeded", ["sqlite", "postgresql", "mariadb"], indirect=True)
+def test_capped_totals_are_exact_up_to_the_threshold_and_at_least_it_beyond(seeded):
+    """The capped count, in one statement or member by member, against the exact count."""
+    relations = set()
+    with seeded.connect() as connection:
+        for task_filter in TOTAL_FILTERS:
+            exact = count_tasks(connection, replace(task_filter, exact_count=True), NOW)
+            capped = count_tasks(connection, task_filter, NOW)
+            if exact.value > TOTAL_EXACT_UP_TO:
+                assert capped == Total(TOTAL_EXACT_UP_TO, "gte"), task_filter
+            else:
+                assert capped == exact, task_filter
+            relations.add(capped.relation)
+    assert relations == {"eq", "gte"}  # the filters fall on both sides of the threshold
