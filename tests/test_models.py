@@ -208,3 +208,18 @@ def test_sql_constants_are_written_into_the_statement(empty_engine):
     assert not statement.compile(dialect=empty_engine.dialect).params
     with empty_engine.connect() as connection:
         assert connection.execute(statement).one() == (" from ", 2)
+
+
+def test_postgresql_plans_a_windows_statements_once(postgresql_app):
+    """Left to choose, PostgreSQL would plan a time window's statements anew on every run."""
+    client = postgresql_app.test_client()
+    for _ in range(8):
+        assert client.get("/tasks?within_hours=24&limit=2").status_code == 200
+    with postgresql_app.app_context():
+        plans = (
+            read_connection()
+            .exec_driver_sql("SELECT generic_plans, custom_plans FROM pg_prepared_statements")
+            .all()
+        )
+    assert plans
+    assert all(generic > 0 and custom == 0 for generic, custom in plans)
