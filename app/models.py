@@ -32,7 +32,7 @@ TAG_MAX_LENGTH = 128
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def sql_constant(value: str | int) -> sa.ColumnElement[Any]:
+def sql_constant(value: object) -> sa.ColumnElement[Any]:
     """A constant of the code's own (a status, a separator, a number), written into the SQL.
 
     Sent as a parameter it would lengthen the parameter list of every statement: psycopg
@@ -40,9 +40,9 @@ def sql_constant(value: str | int) -> sa.ColumnElement[Any]:
     parameters cannot see which status a member reads. Never for user input: only a
     string without quotes or backslashes is accepted.
     """
-    if isinstance(value, int):
+    if type(value) is int:
         return sa.literal_column(str(value), sa.Integer)
-    if "'" in value or "\\" in value:
+    if not isinstance(value, str) or "'" in value or "\\" in value:
         raise ValueError(f"{value!r} cannot be written as an SQL constant")
     return sa.literal_column(f"'{value}'", sa.String)
 

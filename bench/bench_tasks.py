@@ -114,7 +114,7 @@ class Timing:
 
     Warm means as on a server that has answered the same request a few times: its data
     is in memory, and PostgreSQL has prepared the statement (psycopg does so at the fifth
-    run on a connection) and chosen whether to keep planning it (five runs later).
+    run on a connection) and planned it once for every later run.
     """
 
     runs: int

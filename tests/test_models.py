@@ -197,7 +197,7 @@ def test_postgresql_keeps_a_pages_prepared_statements_from_request_to_request(po
     assert prepared >= 2  # the page and its count
 
 
-@pytest.mark.parametrize("value", ["it's", "back\\slash"])
+@pytest.mark.parametrize("value", ["it's", "back\\slash", True, 1.5])
 def test_sql_constants_refuse_what_could_end_their_quotes(value):
     with pytest.raises(ValueError, match="SQL constant"):
         sql_constant(value)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg.sql
 import pytest
 import sqlalchemy as sa
 from conftest import database, reset_tables
@@ -155,6 +157,37 @@ def postgresql_plan(engine: sa.Engine, sql: str) -> dict[str, Any]:
     return document[0]["Plan"]
 
 
+PARAMETER = re.compile(r"%\((\w+)\)s")
+
+
+def postgresql_generic_plan(engine: sa.Engine, statement: Any) -> dict[str, Any]:
+    """The one plan PostgreSQL keeps for the statement prepared, as the app's connections do.
+
+    Planned without its values (`plan_cache_mode = force_generic_plan`, see app/__init__.py),
+    so a member must walk its index whatever the time window or cursor turns out to be.
+    """
+    expanded = statement.compile(dialect=engine.dialect).construct_expanded_state()
+    names = list(dict.fromkeys(PARAMETER.findall(expanded.statement)))
+    sql = PARAMETER.sub(lambda match: f"${names.index(match.group(1)) + 1}", expanded.statement)
+    values = tuple(expanded.parameters[name] for name in names)
+
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        # Sent as a simple query: a parameter-less extended query would claim $1 as its own.
+        driver = connection.connection.driver_connection
+        driver.pgconn.exec_(f"DEALLOCATE ALL; PREPARE page AS {sql}".encode())
+        # EXPLAIN takes no parameters of its own: the values are written in as literals.
+        literals = [psycopg.sql.Literal(value).as_string(driver) for value in values]
+        arguments = f"({', '.join(literals)})" if literals else ""
+        document = connection.exec_driver_sql(
+            f"EXPLAIN (FORMAT JSON) EXECUTE page{arguments}"
+        ).scalar_one()
+        connection.exec_driver_sql("DEALLOCATE page")
+    if isinstance(document, str):
+        document = json.loads(document)
+    return document[0]["Plan"]
+
+
 def nodes(plan: dict[str, Any], above: tuple[str, ...] = ()) -> Iterator[tuple[dict, tuple]]:
     """Every node of a plan, with the node types above it."""
     yield plan, above
@@ -176,8 +209,8 @@ def below_nearest_limit(above: tuple[str, ...]) -> tuple[str, ...]:
 
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
 def test_postgresql_first_page_by_status_walks_status_indexes_without_sorting(seeded):
-    sql = sql_of(seeded, page_statement(FAILED, NOW, dialect="postgresql"))
-    scans = table_scans(postgresql_plan(seeded, sql))
+    statement = page_statement(FAILED, NOW, dialect="postgresql")
+    scans = table_scans(postgresql_generic_plan(seeded, statement))
     assert len(scans) == 5
     for node, above in scans:
         assert node["Node Type"] in {"Index Scan", "Index Only Scan"}
@@ -189,10 +222,10 @@ def test_postgresql_first_page_by_status_walks_status_indexes_without_sorting(se
 
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
 def test_postgresql_walk_past_a_window_is_bounded_by_its_floor(seeded):
-    sql = sql_of(seeded, page_statement(PAST_THE_WINDOW, NOW, dialect="postgresql"))
+    statement = page_statement(PAST_THE_WINDOW, NOW, dialect="postgresql")
     scans = [
         node
-        for node, _ in table_scans(postgresql_plan(seeded, sql))
+        for node, _ in table_scans(postgresql_generic_plan(seeded, statement))
         if node.get("Index Name", "").endswith("_status_created")
     ]
     assert len(scans) == 5
@@ -203,8 +236,8 @@ def test_postgresql_walk_past_a_window_is_bounded_by_its_floor(seeded):
 
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
 def test_postgresql_window_over_every_status_walks_finished_tasks_to_a_floor(seeded):
-    sql = sql_of(seeded, page_statement(ANY_STATUS_PAST_THE_WINDOW, NOW, dialect="postgresql"))
-    scans = table_scans(postgresql_plan(seeded, sql))
+    statement = page_statement(ANY_STATUS_PAST_THE_WINDOW, NOW, dialect="postgresql")
+    scans = table_scans(postgresql_generic_plan(seeded, statement))
     walks = [(node, above) for node, above in scans if not node["Index Name"].endswith("_seconds")]
     active = [node for node, _ in walks if node["Index Name"].endswith("_status_created")]
     finished = [node for node, _ in walks if node["Index Name"].endswith("_task_created")]
@@ -475,3 +508,38 @@ def test_capped_totals_are_exact_up_to_the_threshold_and_at_least_it_beyond(seed
                 assert capped == exact, task_filter
             relations.add(capped.relation)
     assert relations == {"eq", "gte"}  # the filters fall on both sides of the threshold
+
+
+@pytest.fixture(scope="module")
+def at_the_threshold(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[sa.Engine]:
+    """Exactly TOTAL_EXACT_UP_TO failed tasks over two tables, and one completed task."""
+    rng = random.Random(5)
+    training = 6_000
+    created = [NOW - timedelta(minutes=index) for index in range(TOTAL_EXACT_UP_TO + 1)]
+    tasks = [
+        make_task("training" if index < training else "evaluation", "failed", moment, rng=rng)
+        for index, moment in enumerate(created[:TOTAL_EXACT_UP_TO])
+    ]
+    tasks.append(make_task("synthesis", "completed", created[-1], rng=rng))
+    for url in database(request.param, tmp_path_factory):
+        engine = sa.create_engine(url)
+        reset_tables(engine)
+        insert_tasks(engine, tasks)
+        yield engine
+        engine.dispose()
+
+
+@pytest.mark.parametrize("at_the_threshold", ["sqlite", "postgresql", "mariadb"], indirect=True)
+@pytest.mark.parametrize(
+    ("task_filter", "total"),
+    [
+        (TaskFilter(statuses=("failed",)), Total(TOTAL_EXACT_UP_TO, "eq")),
+        (TaskFilter(task_types=("training", "evaluation")), Total(TOTAL_EXACT_UP_TO, "eq")),
+        (TaskFilter(), Total(TOTAL_EXACT_UP_TO, "gte")),
+        (TaskFilter(statuses=("failed", "completed")), Total(TOTAL_EXACT_UP_TO, "gte")),
+        (TaskFilter(statuses=("completed",)), Total(1, "eq")),
+    ],
+)
+def test_totals_turn_to_at_least_one_match_past_the_threshold(at_the_threshold, task_filter, total):
+    with at_the_threshold.connect() as connection:
+        assert count_tasks(connection, task_filter, NOW) == total
