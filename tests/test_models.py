@@ -183,18 +183,19 @@ def postgresql_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
             db.engine.dispose()
 
 
-def test_postgresql_keeps_a_pages_prepared_statements_from_request_to_request(postgresql_app):
-    """A request ends in no ROLLBACK, which would make psycopg drop what it prepared."""
-    client = postgresql_app.test_client()
+def prepared_after_window_pages(app: Flask) -> list[tuple[int, int]]:
+    """(generic_plans, custom_plans) of each statement prepared by eight window pages."""
+    client = app.test_client()
     for _ in range(8):
         assert client.get("/tasks?within_hours=24&limit=2").status_code == 200
-    with postgresql_app.app_context():
-        prepared = (
-            read_connection()
-            .exec_driver_sql("SELECT count(*) FROM pg_prepared_statements")
-            .scalar_one()
-        )
-    assert prepared >= 2  # the page and its count
+    with app.app_context():
+        statement = "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+        return [tuple(row) for row in read_connection().exec_driver_sql(statement)]
+
+
+def test_postgresql_keeps_a_pages_prepared_statements_from_request_to_request(postgresql_app):
+    """A request ends in no ROLLBACK, which would make psycopg drop what it prepared."""
+    assert len(prepared_after_window_pages(postgresql_app)) >= 2  # the page and its count
 
 
 @pytest.mark.parametrize("value", ["it's", "back\\slash", True, 1.5])
@@ -212,14 +213,6 @@ def test_sql_constants_are_written_into_the_statement(empty_engine):
 
 def test_postgresql_plans_a_windows_statements_once(postgresql_app):
     """Left to choose, PostgreSQL would plan a time window's statements anew on every run."""
-    client = postgresql_app.test_client()
-    for _ in range(8):
-        assert client.get("/tasks?within_hours=24&limit=2").status_code == 200
-    with postgresql_app.app_context():
-        plans = (
-            read_connection()
-            .exec_driver_sql("SELECT generic_plans, custom_plans FROM pg_prepared_statements")
-            .all()
-        )
+    plans = prepared_after_window_pages(postgresql_app)
     assert plans
     assert all(generic > 0 and custom == 0 for generic, custom in plans)

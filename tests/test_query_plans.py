@@ -22,6 +22,7 @@ from conftest import database, reset_tables
 from oracle import expected, insert_tasks, make_task
 from sqlalchemy.dialects import postgresql
 
+from app import plan_once
 from app.demo import seed_demo
 from app.filters import Cursor, TaskFilter
 from app.models import MODEL_FOR_TYPE
@@ -151,7 +152,11 @@ def test_sqlite_sorts_each_member_again_when_members_are_limited(seeded):
 def postgresql_plan(engine: sa.Engine, sql: str) -> dict[str, Any]:
     """The root node of EXPLAIN (FORMAT JSON)."""
     with engine.connect() as connection:
-        document = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}").scalar_one()
+        return plan_root(connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}").scalar_one())
+
+
+def plan_root(document: Any) -> dict[str, Any]:
+    """The root node of an EXPLAIN (FORMAT JSON) document, parsed or not."""
     if isinstance(document, str):
         document = json.loads(document)
     return document[0]["Plan"]
@@ -172,9 +177,9 @@ def postgresql_generic_plan(engine: sa.Engine, statement: Any) -> dict[str, Any]
     values = tuple(expanded.parameters[name] for name in names)
 
     with engine.connect() as connection:
-        connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-        # Sent as a simple query: a parameter-less extended query would claim $1 as its own.
         driver = connection.connection.driver_connection
+        plan_once(driver, None)
+        # Sent as a simple query: a parameter-less extended query would claim $1 as its own.
         driver.pgconn.exec_(f"DEALLOCATE ALL; PREPARE page AS {sql}".encode())
         # EXPLAIN takes no parameters of its own: the values are written in as literals.
         literals = [psycopg.sql.Literal(value).as_string(driver) for value in values]
@@ -183,9 +188,7 @@ def postgresql_generic_plan(engine: sa.Engine, statement: Any) -> dict[str, Any]
             f"EXPLAIN (FORMAT JSON) EXECUTE page{arguments}"
         ).scalar_one()
         connection.exec_driver_sql("DEALLOCATE page")
-    if isinstance(document, str):
-        document = json.loads(document)
-    return document[0]["Plan"]
+    return plan_root(document)
 
 
 def nodes(plan: dict[str, Any], above: tuple[str, ...] = ()) -> Iterator[tuple[dict, tuple]]:
