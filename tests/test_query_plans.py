@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import psycopg.sql
 import pytest
@@ -324,6 +325,32 @@ def test_mariadb_finds_a_page_in_the_indexes_alone(seeded):
     for table in tables:
         assert table["key"].endswith("_status_created")
         assert table.get("using_index") is True
+
+
+# Pages well past their first, each member's walk on a different index; the cursor lies among
+# the older half of the tasks, so a walk from the newest entry reads thousands before it.
+DEEP_PAGES = [
+    TaskFilter(statuses=("completed",)),
+    TaskFilter(statuses=("failed", "cancelled")),
+    TaskFilter(tags=("exp-7",)),
+    TaskFilter(task_types=("training", "evaluation")),
+    TaskFilter(statuses=("completed",), within_hours=24 * 30),
+]
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+@pytest.mark.parametrize("task_filter", DEEP_PAGES, ids=lambda f: urlencode(f.to_args()))
+def test_mariadb_deep_page_reads_a_range_below_its_cursor(seeded, task_filter):
+    """Why members are pinned to their index: MariaDB may read it from its newest entry."""
+    deep = replace(task_filter, cursor=Cursor(NOW - timedelta(days=21), uuid.UUID(int=0)))
+    shape, values = page_shape_of(deep, NOW)
+    sql = template_sql(seeded, keys_template(shape), values | page_values(deep))
+    walks = [t for t in mariadb_tables(seeded, sql) if not t["key"].endswith("_seconds")]
+    assert walks
+    for table in walks:
+        assert table["access_type"] == "range"
+        assert table["key"].endswith("_created")
+        assert table["r_rows"] <= deep.limit + 1
 
 
 def mariadb_rows_walked(engine: sa.Engine, task_filter: TaskFilter) -> dict[str, int]:
