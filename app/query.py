@@ -145,7 +145,9 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
     "keys" (MariaDB): the limited shape over (task_type, created_at, id) alone, which the
     indexes hold, then the page's rows by id. MariaDB materialises a UNION ALL derived
     table, so members need their own limits; and its rows live in the primary key, so
-    reading offset + limit whole rows per table costs a random read each.
+    reading offset + limit whole rows per table costs a random read each. Its limited
+    members also name the index they walk (FORCE INDEX, see `pin_index`), which only the
+    engines that take such a hint are given.
 
     Capped counts. SQLite and PostgreSQL stop a UNION ALL at its LIMIT and OFFSET, so one
     statement tells whether a match lies past the threshold, and counts them if not.
