@@ -8,7 +8,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from app.demo import seed_demo
-from app.models import MODEL_FOR_TYPE, db
+from app.models import MODEL_FOR_TYPE, db, sync_indexes
 
 
 def task_count() -> int:
@@ -22,8 +22,10 @@ def task_count() -> int:
 @click.command("init-db")
 @with_appcontext
 def init_db_command() -> None:
-    """Create the task tables (existing tables and rows are kept)."""
+    """Create the task tables and their indexes (existing tables and rows are kept)."""
     db.create_all()
+    for change in sync_indexes(db.engine):
+        click.echo(change)
     click.echo(f"Tables ready in {db.engine.url.render_as_string(hide_password=True)}")
 
 

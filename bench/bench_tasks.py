@@ -45,7 +45,7 @@ from app import create_app
 from app.config import normalise_database_url
 from app.demo import refresh_statistics, seed_demo
 from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
-from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, Base, db
+from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, Base, db, sync_indexes
 from app.query import count_tasks, fetch_page, list_columns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,32 +228,6 @@ def seed(engine: sa.Engine, tasks: int) -> None:
     seed_demo(engine, tasks, NOW, seed=SEED, on_progress=progress)
 
 
-def sync_indexes(engine: sa.Engine) -> bool:
-    """Make the `ix_` indexes what app/models.py declares: create, drop or rebuild them."""
-    inspector = sa.inspect(engine)
-    changed = False
-    for table in Base.metadata.sorted_tables:
-        present = {
-            index["name"]: list(index["column_names"])
-            for index in inspector.get_indexes(table.name)
-            if index["name"] and index["name"].startswith("ix_")
-        }
-        declared = {index.name: index for index in table.indexes}
-        for name, columns in present.items():
-            wanted = declared.get(name)
-            if wanted is None or [column.name for column in wanted.columns] != columns:
-                print(f"  dropping index {name}", file=sys.stderr)
-                # Built on a scratch table, so the models' metadata stays as declared.
-                sa.Index(name, _table=sa.Table(table.name, sa.MetaData())).drop(engine)
-                changed = True
-        present = {index["name"] for index in sa.inspect(engine).get_indexes(table.name)}
-        for name in sorted(set(declared) - present):
-            print(f"  creating index {name}", file=sys.stderr)
-            declared[name].create(engine)
-            changed = True
-    return changed
-
-
 def prepare(url: str, tasks: int, reseed: bool) -> None:
     """Make sure the database holds exactly `tasks` bench tasks and the declared indexes."""
     create_database_if_missing(url)
@@ -262,7 +236,8 @@ def prepare(url: str, tasks: int, reseed: bool) -> None:
         if reseed or seeded_tasks(engine) != tasks:
             print(f"Seeding {tasks:,} tasks into {engine.url!r}", file=sys.stderr)
             seed(engine, tasks)
-        elif sync_indexes(engine):
+        elif changes := sync_indexes(engine, drop_unknown=True):
+            print("  " + "\n  ".join(changes), file=sys.stderr)
             refresh_statistics(engine)
     finally:
         engine.dispose()
