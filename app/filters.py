@@ -150,7 +150,10 @@ def read_cursor(token: str, secret_key: str) -> Cursor:
 
 # -- fields ----------------------------------------------------------------------------------
 
-ASCII_INTEGER = re.compile(r"-?[0-9]{1,12}")
+ASCII_INTEGER = re.compile(r"-?[0-9]+")
+# Beyond any range a field allows; longer numbers are read as this (with their sign) so that
+# the field's range check names the range, and Python never converts thousands of digits.
+NUMBER_CEILING = 10**12
 
 
 class ParsedField(Field):
@@ -175,7 +178,11 @@ class StrictIntegerField(ParsedField):
         if not ASCII_INTEGER.fullmatch(raw):
             self.data = None
             raise ValueError(f"{raw!r} is not a whole number")
-        self.data = int(raw)
+        digits = raw.lstrip("-").lstrip("0")
+        if len(digits) > len(str(NUMBER_CEILING)):
+            self.data = -NUMBER_CEILING if raw.startswith("-") else NUMBER_CEILING
+        else:
+            self.data = int(raw)
 
     def _value(self) -> str:
         if self.raw_data:
@@ -228,7 +235,8 @@ class TimestampField(ParsedField):
             return
         raw = valuelist[0]
         try:
-            moment = datetime.fromisoformat(raw)
+            # RFC 3339 allows a lower-case z, which fromisoformat does not read.
+            moment = datetime.fromisoformat(raw[:-1] + "Z" if raw.endswith("z") else raw)
         except ValueError:
             self.data = None
             raise ValueError(
@@ -237,7 +245,9 @@ class TimestampField(ParsedField):
         if moment.tzinfo is None:
             if not getattr(self.meta, "assume_utc", False):
                 self.data = None
-                raise ValueError(f"{raw!r} needs a time zone, such as Z or +01:00")
+                raise ValueError(
+                    f"{raw!r} needs a time and a zone, such as 2026-11-28T09:00:00Z or +01:00"
+                )
             moment = moment.replace(tzinfo=UTC)
         try:
             self.data = moment.astimezone(UTC)

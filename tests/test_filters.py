@@ -181,9 +181,31 @@ def test_lenient_ignores_an_unknown_name(name):
 
 
 @pytest.mark.parametrize("name", ["created_after", "created_before"])
-def test_strict_refuses_a_timestamp_without_zone(name):
-    errors = parse([(name, "2026-11-01T09:30:00")]).errors
-    assert "needs a time zone" in errors[name][0]
+@pytest.mark.parametrize("raw", ["2026-11-01T09:30:00", "2026-11-01"])
+def test_strict_refuses_a_timestamp_without_zone_showing_one_that_works(name, raw):
+    errors = parse([(name, raw)]).errors
+    assert errors[name] == [
+        f"{raw!r} needs a time and a zone, such as 2026-11-28T09:00:00Z or +01:00"
+    ]
+
+
+def test_a_lower_case_z_is_utc_as_rfc_3339_allows():
+    value = parse([("created_after", "2026-11-01t09:30:00z")]).value
+    assert value.created_after == datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("limit", "9999999999999", "must be from 1 to 100"),
+        ("limit", "1" + "0" * 5000, "must be from 1 to 100"),
+        ("offset", "-" + "9" * 40, "must be from 0 to 10000; reach deeper pages with cursor"),
+        ("within_hours", "00000000000000000024", None),
+    ],
+)
+def test_a_number_of_many_digits_is_out_of_range_not_malformed(name, raw, message):
+    parsed = parse([(name, raw)])
+    assert parsed.errors == ({name: [message]} if message else {})
 
 
 @pytest.mark.parametrize("name", ["created_after", "created_before"])
