@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import psycopg.sql
 import pytest
 import sqlalchemy as sa
-from conftest import database, reset_tables
+from conftest import database, make_app, reset_tables
 from oracle import expected, insert_tasks, make_task
 from sqlalchemy.dialects import postgresql
 
@@ -33,6 +33,7 @@ from app.query import (
     capped_count_templates,
     count_facets,
     count_tasks,
+    exact_count_template,
     facet_template,
     fetch_page,
     iter_tasks,
@@ -81,6 +82,36 @@ def sql_of(engine: sa.Engine, statement: Any) -> str:
 def template_sql(engine: sa.Engine, template: Any, values: dict[str, Any]) -> str:
     """A cached template with its parameter values written in."""
     return sql_of(engine, template.params(values))
+
+
+# -- which tables a statement reads ----------------------------------------------------------
+
+TWO_TYPES = TaskFilter(task_types=("training", "synthesis"), statuses=("failed",), within_hours=24)
+
+
+def statements_of(task_filter: TaskFilter) -> list[Any]:
+    """Every statement a listing of the filter may run: pages of each shape, and its totals."""
+    page_shape, _ = page_shape_of(task_filter, NOW)
+    count_shape, _ = shape_of(task_filter, NOW)
+    return [
+        page_template(page_shape, True),
+        page_template(page_shape, False),
+        keys_template(page_shape),
+        *capped_count_templates(count_shape, True),
+        *capped_count_templates(count_shape, False),
+        exact_count_template(count_shape),
+    ]
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "postgresql+psycopg://", "mariadb+pymysql://"])
+def test_tables_whose_type_is_not_asked_for_are_not_read(url):
+    dialect = sa.create_engine(url).dialect
+    read = set()
+    for statement in statements_of(TWO_TYPES):
+        tables = set(re.findall(r"\b\w+_task\b", str(statement.compile(dialect=dialect))))
+        assert tables <= {"training_task", "synthesis_task"}
+        read |= tables
+    assert read == {"training_task", "synthesis_task"}
 
 
 # -- SQLite ----------------------------------------------------------------------------------
@@ -573,3 +604,21 @@ def at_the_threshold(request: pytest.FixtureRequest, tmp_path_factory) -> Iterat
 def test_totals_turn_to_at_least_one_match_past_the_threshold(at_the_threshold, task_filter, total):
     with at_the_threshold.connect() as connection:
         assert count_tasks(connection, task_filter, NOW) == total
+
+
+@pytest.mark.parametrize("at_the_threshold", ["sqlite", "postgresql", "mariadb"], indirect=True)
+@pytest.mark.parametrize(
+    ("args", "total"),
+    [
+        ({"status": "failed"}, {"value": TOTAL_EXACT_UP_TO, "relation": "eq"}),
+        ({}, {"value": TOTAL_EXACT_UP_TO, "relation": "gte"}),
+        ({"count": "exact"}, {"value": TOTAL_EXACT_UP_TO + 1, "relation": "eq"}),
+        ({"count": "exact", "status": "failed"}, {"value": TOTAL_EXACT_UP_TO, "relation": "eq"}),
+    ],
+)
+def test_the_api_reports_a_total_past_the_threshold_as_at_least(at_the_threshold, args, total):
+    app = make_app(at_the_threshold.url.render_as_string(hide_password=False))
+    response = app.test_client().get("/tasks", query_string={"limit": 5, **args})
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+    assert response.get_json()["total"] == total
