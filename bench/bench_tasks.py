@@ -81,6 +81,8 @@ CASES = (
         "1 h, created a week ago",
         (("within_hours", "1"), ("created_before", format_timestamp(NOW - timedelta(days=7)))),
     ),
+    Case("created_after", (("created_after", format_timestamp(NOW - timedelta(days=3))),)),
+    Case("created_before", (("created_before", format_timestamp(NOW - timedelta(days=14))),)),
     Case(
         "created range",
         (
