@@ -553,10 +553,16 @@ def walked_index(model: TaskModel, part: Shape) -> str:
     any other (no status test, or every finished status at once) the created_at index.
     """
     if part.tags:
-        return f"ix_{model.__tablename__}_tag_created"
-    if part.statuses and not reads_every_finished_status(part):
-        return f"ix_{model.__tablename__}_status_created"
-    return f"ix_{model.__tablename__}_created"
+        leading = ["tag", "created_at"]
+    elif part.statuses and not reads_every_finished_status(part):
+        leading = ["status", "created_at"]
+    else:
+        leading = ["created_at"]
+    return next(
+        index.name
+        for index in model.__table__.indexes
+        if [column.name for column in index.columns][: len(leading)] == leading
+    )
 
 
 # Engines that take an index hint after a table's name.
