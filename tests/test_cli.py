@@ -72,8 +72,13 @@ def reflected(engine: sa.Engine, table: str) -> sa.Table:
     return sa.Table(table, sa.MetaData(), autoload_with=engine)
 
 
+def declared_index(name: str) -> sa.Index:
+    """An index of upload_task as the models declare it."""
+    return next(index for index in UploadTask.__table__.indexes if index.name == name)
+
+
 def test_init_db_adds_a_missing_index(scratch_runner, scratch_engine):
-    index = next(i for i in UploadTask.__table__.indexes if i.name.endswith("_status_created"))
+    index = declared_index("ix_upload_task_status_created")
     index.drop(scratch_engine)
     result = invoke(scratch_runner, "init-db")
     wanted = [column.name for column in index.columns]
@@ -82,13 +87,13 @@ def test_init_db_adds_a_missing_index(scratch_runner, scratch_engine):
 
 
 def test_init_db_rebuilds_an_index_declared_on_other_columns(scratch_runner, scratch_engine):
-    name = "ix_upload_task_created"
-    sa.Index(name, _table=reflected(scratch_engine, "upload_task")).drop(scratch_engine)
+    declared = declared_index("ix_upload_task_created")
+    declared.drop(scratch_engine)
     table = reflected(scratch_engine, "upload_task")
-    sa.Index(name, table.c.created_at).create(scratch_engine)
+    sa.Index(declared.name, table.c.created_at).create(scratch_engine)
     invoke(scratch_runner, "init-db")
-    declared = next(i for i in UploadTask.__table__.indexes if i.name == name)
-    assert index_columns(scratch_engine, "upload_task")[name] == [c.name for c in declared.columns]
+    wanted = [column.name for column in declared.columns]
+    assert index_columns(scratch_engine, "upload_task")[declared.name] == wanted
 
 
 def test_init_db_keeps_indexes_it_does_not_declare(scratch_runner, scratch_engine):
