@@ -30,10 +30,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from app import api, cli, errors, pages
+    from app import api, cli, errors, pages, schema
     from app.models import close_read_connection, db
 
     db.init_app(app)
+    schema.init_app(app)
     app.teardown_request(close_read_connection)
     with app.app_context():
         configure_engine(db.engine)

@@ -1,4 +1,7 @@
-"""Commands: `flask --app wsgi init-db` and `flask --app wsgi seed-demo --tasks N`."""
+"""Commands: `flask --app wsgi init-db` and `flask --app wsgi seed-demo --tasks N`.
+
+The revisions themselves run through Flask-Migrate: `flask --app wsgi db upgrade`, …
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from app.demo import seed_demo
-from app.models import MODEL_FOR_TYPE, db, sync_indexes
+from app.models import MODEL_FOR_TYPE, db
+from app.schema import SchemaMismatch, upgrade_database
 
 
 def task_count() -> int:
@@ -22,11 +26,17 @@ def task_count() -> int:
 @click.command("init-db")
 @with_appcontext
 def init_db_command() -> None:
-    """Create the task tables and their indexes (existing tables and rows are kept)."""
-    db.create_all()
-    for change in sync_indexes(db.engine):
-        click.echo(change)
-    click.echo(f"Tables ready in {db.engine.url.render_as_string(hide_password=True)}")
+    """Create the task tables, or bring them to the newest revision (rows are kept)."""
+    prepare_database()
+
+
+def prepare_database() -> None:
+    """Bring the database to the newest revision, or stop with what differs."""
+    try:
+        for step in upgrade_database():
+            click.echo(step)
+    except SchemaMismatch as mismatch:
+        raise click.ClickException(str(mismatch)) from None
 
 
 @click.command("seed-demo")
@@ -37,7 +47,7 @@ def init_db_command() -> None:
 @with_appcontext
 def seed_demo_command(tasks: int, weeks: int, seed: int | None, if_empty: bool) -> None:
     """Add realistic demo tasks over the last weeks, with active ones in the last hours."""
-    db.create_all()
+    prepare_database()
     if if_empty and (existing := task_count()):
         click.echo(f"{existing} tasks already there; no demo tasks added.")
         return

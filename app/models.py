@@ -381,33 +381,3 @@ MODEL_FOR_TYPE: dict[str, TaskModel] = {
     for model in (UploadTask, UploadDatasetTask, TrainingTask, EvaluationTask, SynthesisTask)
 }
 TASK_TYPES = tuple(MODEL_FOR_TYPE)
-
-
-def sync_indexes(engine: sa.Engine, *, drop_unknown: bool = False) -> list[str]:
-    """Bring the task tables' indexes in line with the models; say what was done.
-
-    `create_all` adds missing tables only, and the page statements name the indexes they
-    walk on MariaDB, so a table made by an older version or by other DDL needs them added
-    (or rebuilt where a declared name covers other columns). Indexes the models do not
-    declare are kept unless `drop_unknown` (a scratch database such as the benchmark's).
-    """
-    done: list[str] = []
-    for table in Base.metadata.sorted_tables:
-        declared = {index.name: index for index in table.indexes}
-        present = {
-            index["name"]: list(index["column_names"])
-            for index in sa.inspect(engine).get_indexes(table.name)
-            if index["name"]
-        }
-        for name, columns in present.items():
-            wanted = declared.get(name)
-            stale = wanted is not None and [c.name for c in wanted.columns] != columns
-            if stale or (wanted is None and drop_unknown and name.startswith("ix_")):
-                # Built on a scratch table, so the models' metadata stays as declared.
-                sa.Index(name, _table=sa.Table(table.name, sa.MetaData())).drop(engine)
-                done.append(f"dropped index {name} on {', '.join(columns)}")
-        present = {index["name"] for index in sa.inspect(engine).get_indexes(table.name)}
-        for name in sorted(set(declared) - present):
-            declared[name].create(engine)
-            done.append(f"created index {name}")
-    return done

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import make_app, reset_tables
-from oracle import NOW, STATUSES, expected, insert_tasks, known_tasks, matches
+from oracle import NOW, STATUSES, insert_tasks, known_tasks, matches
 
 from app.filters import TaskFilter
-from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base, UploadTask
+from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base
 
 TERMINAL = {s.value for s in TERMINAL_STATUSES}
 SEEDED_TASKS = 1000
@@ -60,62 +60,6 @@ def test_init_db_keeps_existing_tasks(scratch_runner, scratch_engine):
     insert_tasks(scratch_engine, tasks)
     invoke(scratch_runner, "init-db")
     assert len(all_tasks(scratch_engine)) == len(tasks)
-
-
-def index_columns(engine: sa.Engine, table: str) -> dict[str, list[str]]:
-    """The table's indexes as the database has them, by name."""
-    return {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes(table)}
-
-
-def reflected(engine: sa.Engine, table: str) -> sa.Table:
-    """The table as the database has it, apart from the models' metadata."""
-    return sa.Table(table, sa.MetaData(), autoload_with=engine)
-
-
-def declared_index(name: str) -> sa.Index:
-    """An index of upload_task as the models declare it."""
-    return next(index for index in UploadTask.__table__.indexes if index.name == name)
-
-
-def test_init_db_adds_a_missing_index(scratch_runner, scratch_engine):
-    index = declared_index("ix_upload_task_status_created")
-    index.drop(scratch_engine)
-    result = invoke(scratch_runner, "init-db")
-    wanted = [column.name for column in index.columns]
-    assert index_columns(scratch_engine, "upload_task")[index.name] == wanted
-    assert f"created index {index.name}" in result.output
-
-
-def test_init_db_rebuilds_an_index_declared_on_other_columns(scratch_runner, scratch_engine):
-    declared = declared_index("ix_upload_task_created")
-    declared.drop(scratch_engine)
-    table = reflected(scratch_engine, "upload_task")
-    sa.Index(declared.name, table.c.created_at).create(scratch_engine)
-    invoke(scratch_runner, "init-db")
-    wanted = [column.name for column in declared.columns]
-    assert index_columns(scratch_engine, "upload_task")[declared.name] == wanted
-
-
-def test_init_db_keeps_indexes_it_does_not_declare(scratch_runner, scratch_engine):
-    table = reflected(scratch_engine, "upload_task")
-    sa.Index("ix_upload_task_progress", table.c.progress).create(scratch_engine)
-    invoke(scratch_runner, "init-db")
-    assert index_columns(scratch_engine, "upload_task")["ix_upload_task_progress"] == ["progress"]
-
-
-def test_init_db_restores_the_indexes_pages_walk(scratch_app, scratch_runner, scratch_engine):
-    """MariaDB's page statements name these indexes: without them a listing cannot run."""
-    tasks = known_tasks()[:30]
-    insert_tasks(scratch_engine, tasks)
-    for model in MODEL_FOR_TYPE.values():
-        for index in model.__table__.indexes:
-            if index.name.endswith("_created"):
-                index.drop(scratch_engine)
-    invoke(scratch_runner, "init-db")
-    response = scratch_app.test_client().get("/tasks?status=failed&limit=100")
-    assert response.status_code == 200
-    listed = [item["id"] for item in response.get_json()["items"]]
-    assert listed == expected(tasks, TaskFilter(statuses=("failed",), limit=100))
 
 
 # -- seed-demo -------------------------------------------------------------------------------

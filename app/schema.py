@@ -1,0 +1,185 @@
+"""The database schema's revisions: bring a database to the newest one, or say why not.
+
+Every schema change is an Alembic revision in `migrations/` (`flask --app wsgi db …` through
+Flask-Migrate). `init-db` is the one command a newcomer runs: it creates a new database at
+the newest revision, upgrades one that has revisions, and adopts one made before revisions
+existed (the five tables, no version): it compares that schema with the first revision's and
+stamps it only when they match, so nothing is ever dropped or guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import flask_migrate
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Flask
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+FIRST_REVISION = "0001"
+
+
+class SchemaMismatch(RuntimeError):
+    """A database whose tables match no known revision; it is left as it is."""
+
+    def __init__(self, differences: list[str]):
+        self.differences = differences
+        listed = "\n".join(f"  - {difference}" for difference in differences)
+        super().__init__(
+            "The task tables match no known revision of the schema, so they were left as they "
+            f"are. What differs from revision {FIRST_REVISION}:\n{listed}"
+        )
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database stands: its revision (None before revisions) and the newest one."""
+
+    current: str | None
+    head: str
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+
+def init_app(app: Flask) -> None:
+    """Register Flask-Migrate, so that `flask --app wsgi db …` runs the revisions."""
+    from app.models import db
+
+    flask_migrate.Migrate(app, db, directory=str(MIGRATIONS))
+
+
+def alembic_options(dialect: sa.Dialect) -> dict[str, Any]:
+    """How revisions and comparisons run on this engine."""
+    return {
+        # SQLite alters a table by copying it; Alembic's batch mode does that for revisions.
+        "render_as_batch": dialect.name == "sqlite",
+        "include_object": is_ours,
+        "compare_type": True,
+    }
+
+
+def is_ours(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
+    """Compare only the tables the schema declares: a shared database may hold others."""
+    return not (kind == "table" and reflected and compare_to is None)
+
+
+def script_directory() -> ScriptDirectory:
+    """The project's revisions."""
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def schema_state(connection: sa.Connection) -> SchemaState:
+    """The database's revision beside the newest one."""
+    current = MigrationContext.configure(connection).get_current_revision()
+    head = script_directory().get_current_head()
+    assert head is not None, f"no revisions in {MIGRATIONS}"
+    return SchemaState(current=current, head=head)
+
+
+def revision_metadata(revision: str, dialect: sa.Dialect) -> sa.MetaData:
+    """The tables as a revision that describes them in full (`task_metadata`) makes them."""
+    module = script_directory().get_revision(revision).module
+    return module.task_metadata(dialect.name)
+
+
+def compare_with(connection: sa.Connection, metadata: sa.MetaData) -> list[tuple[Any, ...]]:
+    """Alembic's autogenerate comparison of the database's tables with `metadata`."""
+    context = MigrationContext.configure(connection, opts=alembic_options(connection.dialect))
+    return list(flatten(compare_metadata(context, metadata)))
+
+
+def schema_differences(connection: sa.Connection, metadata: sa.MetaData) -> list[str]:
+    """What the database's tables have that `metadata` lacks, and the reverse, in words.
+
+    An index the database has and `metadata` does not declare is not a difference: an
+    operator may have added one for a query of their own, and it harms nothing.
+    """
+    return [
+        describe(difference)
+        for difference in compare_with(connection, metadata)
+        if difference[0] != "remove_index"
+    ]
+
+
+def flatten(differences: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """Alembic groups a column's changes in a list; yield them one by one."""
+    for difference in differences:
+        if isinstance(difference, list):
+            yield from difference
+        else:
+            yield difference
+
+
+def describe(difference: tuple[Any, ...]) -> str:
+    """One difference in words, from the database's side."""
+    kind = difference[0]
+    if kind == "add_table":
+        return f"table {difference[1].name} is missing"
+    if kind == "remove_table":
+        return f"table {difference[1].name} is not part of the schema"
+    if kind == "add_column":
+        return f"column {difference[2]}.{difference[3].name} is missing"
+    if kind == "remove_column":
+        return f"column {difference[2]}.{difference[3].name} is not part of the schema"
+    if kind == "add_index":
+        index = difference[1]
+        columns = ", ".join(column.name for column in index.columns)
+        return f"index {index.name} on {index.table.name} ({columns}) is missing"
+    if kind == "modify_type":
+        _, _, table, column, _, found, wanted = difference
+        return f"column {table}.{column} is {found}, not {wanted}"
+    if kind == "modify_nullable":
+        _, _, table, column, _, found, wanted = difference
+        return f"column {table}.{column} is {'' if found else 'NOT '}NULL, not as declared"
+    return " ".join(str(part) for part in difference)
+
+
+def has_task_tables(connection: sa.Connection, metadata: sa.MetaData) -> bool:
+    """Whether any of the declared tables already exists."""
+    present = set(sa.inspect(connection).get_table_names())
+    return bool(present & set(metadata.tables))
+
+
+def adopt_unversioned(engine: sa.Engine) -> bool:
+    """Stamp the first revision on tables made before revisions; False when there are none.
+
+    Raises SchemaMismatch, changing nothing, when the tables are not the first revision's.
+    """
+    with engine.connect() as connection:
+        if schema_state(connection).current is not None:
+            return False
+        metadata = revision_metadata(FIRST_REVISION, connection.dialect)
+        if not has_task_tables(connection, metadata):
+            return False
+        if differences := schema_differences(connection, metadata):
+            raise SchemaMismatch(differences)
+    flask_migrate.stamp(directory=str(MIGRATIONS), revision=FIRST_REVISION)
+    return True
+
+
+def upgrade_database() -> list[str]:
+    """Bring the app's database to the newest revision; say what was done.
+
+    Runs in an app context, on the primary database.
+    """
+    from app.models import db
+
+    done = []
+    if adopt_unversioned(db.engine):
+        done.append(f"Adopted the existing task tables as revision {FIRST_REVISION}")
+    with db.engine.connect() as connection:
+        before = schema_state(connection)
+    if not before.at_head:
+        flask_migrate.upgrade(directory=str(MIGRATIONS))
+        done.append(f"Upgraded from {before.current or 'an empty database'} to {before.head}")
+    url = db.engine.url.render_as_string(hide_password=True)
+    done.append(f"Tables ready at revision {before.head} in {url}")
+    return done
