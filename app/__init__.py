@@ -70,7 +70,7 @@ def plan_once(dbapi_connection: Any, _record: Any) -> None:
     """Let PostgreSQL plan each prepared statement once, whatever its values.
 
     Every member of the query module's statements is written to walk one index whatever
-    the values (see app/query.py), so a plan made for the values gains nothing. Left to
+    the values (see app/query/), so a plan made for the values gains nothing. Left to
     choose, PostgreSQL keeps planning a statement with a time window anew on every run: it
     cannot see how far back `finished_at >= $1` reaches and guesses a third of the table,
     which makes the one plan look costlier than planning again, and planning a statement of

@@ -196,7 +196,7 @@ class TaskColumns:
     error_msg: Mapped[str | None] = mapped_column(sa.Text, sort_order=-1)
     # Kept by the database, never written: how long a finished task took from creation.
     # Its longest value per status bounds how old a task finished inside a time window can
-    # be, which lets a page stop walking the created_at order there (see app/query.py).
+    # be, which lets a page stop walking the created_at order there (see app/query/shapes.py).
     seconds_to_finish: Mapped[float | None] = mapped_column(
         sa.Double,
         sa.Computed(
@@ -225,7 +225,7 @@ class TaskColumns:
             sa.Index(f"ix_{table}_tag_created", "tag", "created_at", "id", "status", "finished_at"),
             # Counts by status, and the time window's "finished recently" half, by status.
             sa.Index(f"ix_{table}_status_finished", "status", "finished_at"),
-            # The longest time to finish per status, read in one step (app/query.py).
+            # The longest time to finish per status, read in one step (app/query/shapes.py).
             sa.Index(f"ix_{table}_status_seconds", "status", "seconds_to_finish"),
             *cls.extra_table_args(),
         )

@@ -27,7 +27,7 @@ from app import plan_once
 from app.demo import seed_demo
 from app.filters import Cursor, TaskFilter
 from app.models import MODEL_FOR_TYPE
-from app.query import (
+from app.query.counts import (
     TOTAL_EXACT_UP_TO,
     Total,
     capped_count_templates,
@@ -35,15 +35,16 @@ from app.query import (
     count_tasks,
     exact_count_template,
     facet_template,
+)
+from app.query.pages import (
     fetch_page,
     iter_tasks,
     keys_template,
-    page_shape_of,
     page_statement,
     page_template,
     page_values,
-    shape_of,
 )
+from app.query.shapes import page_shape_of, shape_of
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TASKS = 20_000

@@ -1,0 +1,126 @@
+"""The one place where engines get different SQL: how pages and capped counts are shaped,
+and the few expressions each engine writes in its own words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+
+from app.models import TaskModel, UTCDateTime
+
+Executor = Session | sa.Connection
+PageShape = Literal["merge", "limited", "keys"]
+
+
+@dataclass(frozen=True)
+class EngineShape:
+    """How the statements are written for one engine (see `engine_shape`)."""
+
+    page: PageShape
+    count_in_one_statement: bool
+
+
+def engine_shape(dialect_name: str | None) -> EngineShape:
+    """The one place where engines get different SQL, keyed on the dialect's name.
+
+    Pages. "merge" (SQLite): members are plain filtered selects; ORDER BY, LIMIT and OFFSET
+    sit outside. SQLite flattens the union and merges its members in index order, so a page
+    reads only the rows it shows (plus the offset), from whichever tables they come from.
+    "limited" (PostgreSQL, and any engine not named): each member has its own ORDER BY and
+    LIMIT (offset + limit + 1) and the outer query sorts those few rows. PostgreSQL does
+    not pull a UNION ALL member that has a WHERE clause into its append plan, so with plain
+    members it plans each alone, without the outer order, and sorts every match.
+    "keys" (MariaDB): the limited shape over (task_type, created_at, id) alone, which the
+    indexes hold, then the page's rows by id. MariaDB materialises a UNION ALL derived
+    table, so members need their own limits; and its rows live in the primary key, so
+    reading offset + limit whole rows per table costs a random read each. Its limited
+    members also name the index they walk (FORCE INDEX, see `pin_index`), which only the
+    engines that take such a hint are given.
+
+    Capped counts. SQLite and PostgreSQL stop a UNION ALL at its LIMIT and OFFSET, so one
+    statement tells whether a match lies past the threshold, and counts them if not.
+    MariaDB materialises the union first, so each member is counted on its own, told how
+    many rows are still wanted, until the threshold is passed.
+
+    tests/test_query_plans.py shows each of these reasons in the engines' own plans.
+    """
+    if dialect_name == "sqlite":
+        return EngineShape(page="merge", count_in_one_statement=True)
+    if dialect_name in {"mysql", "mariadb"}:
+        return EngineShape(page="keys", count_in_one_statement=False)
+    return EngineShape(page="limited", count_in_one_statement=True)
+
+
+def dialect_name(executor: Executor) -> str:
+    """The engine an executor talks to: sqlite, postgresql, mariadb or mysql."""
+    bind = executor if isinstance(executor, sa.Connection) else executor.get_bind()
+    return bind.dialect.name
+
+
+class Greatest(sa.sql.functions.FunctionElement[float]):
+    """The largest of its arguments, none of them NULL: GREATEST, or SQLite's max()."""
+
+    type = sa.Double()
+    name = "greatest"
+    inherit_cache = True
+
+
+@compiles(Greatest)
+def _greatest(element: Greatest, compiler: Any, **kw: Any) -> str:
+    return f"GREATEST({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(Greatest, "sqlite")
+def _greatest_sqlite(element: Greatest, compiler: Any, **kw: Any) -> str:
+    return f"max({compiler.process(element.clauses, **kw)})"
+
+
+class SecondsBefore(sa.sql.functions.FunctionElement[datetime]):
+    """A moment less a number of seconds, as each engine writes it (see the compilers below)."""
+
+    type = UTCDateTime()
+    name = "seconds_before"
+    inherit_cache = True
+
+
+@compiles(SecondsBefore)
+def _seconds_before_postgresql(element: SecondsBefore, compiler: Any, **kw: Any) -> str:
+    moment, seconds = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"(CAST({moment} AS TIMESTAMP WITH TIME ZONE) - make_interval(secs => {seconds}))"
+
+
+@compiles(SecondsBefore, "sqlite")
+def _seconds_before_sqlite(element: SecondsBefore, compiler: Any, **kw: Any) -> str:
+    # Written in the stored text form, rounded to the millisecond (well within the margin).
+    moment, seconds = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"strftime('%Y-%m-%d %H:%M:%f', julianday({moment}) - ({seconds}) / 86400.0)"
+
+
+@compiles(SecondsBefore, "mysql")
+@compiles(SecondsBefore, "mariadb")
+def _seconds_before_mariadb(element: SecondsBefore, compiler: Any, **kw: Any) -> str:
+    moment, seconds = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"({moment} - INTERVAL ({seconds}) SECOND)"
+
+
+# Engines that take an index hint after a table's name.
+INDEX_HINT_DIALECTS = ("mariadb", "mysql")
+
+
+def pin_index(member: sa.Select[Any], model: TaskModel, index: str) -> sa.Select[Any]:
+    """Hold a limited member on the index it walks, where the engine takes a hint.
+
+    Past a cursor, MariaDB may read a status's index by `ref` (status equal, from the
+    newest entry) rather than as the range below the cursor on the same index: its costs
+    for `ref` on a covering index ignore the range. A page 100,000 rows deep then reads
+    tens of thousands of entries instead of its twenty-one. FORCE INDEX costs the range
+    as the one way in. Other engines are not given the hint.
+    """
+    for dialect in INDEX_HINT_DIALECTS:
+        member = member.with_hint(model.__table__, f"FORCE INDEX ({index})", dialect)
+    return member

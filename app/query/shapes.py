@@ -1,0 +1,301 @@
+"""What a filter's SQL looks like apart from its values, and the WHERE clause of each member.
+
+A filter becomes a `Shape` (which tables, statuses, tags and bounds are written) and the
+values of its parameters; members are split so that each walks or counts one index range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.filters import Cursor, Order, TaskFilter
+from app.models import (
+    ACTIVE_STATUSES,
+    MODEL_FOR_TYPE,
+    TASK_TYPES,
+    TERMINAL_STATUSES,
+    Status,
+    TaskModel,
+    UTCDateTime,
+    sql_constant,
+)
+from app.query.engines import Greatest, SecondsBefore
+
+ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
+TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
+STATUSES = tuple(status.value for status in Status)
+
+Values = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The parts of a filter that change the SQL; values are bound parameters.
+
+    `tags` holds the names of the tag parameters. `after`, `before` and `cursor` say which
+    created_at bounds are written (see `created_bounds`). `page` says that the members walk
+    the created_at order to fill a page, rather than count: members with a time window then
+    get their created_at floor (see `has_floor`), and one that reads every finished status
+    leaves out its status test (see `reads_every_finished_status`).
+    """
+
+    task_types: tuple[str, ...]
+    statuses: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    window: bool = False
+    after: bool = False
+    before: bool = False
+    cursor: bool = False
+    order: Order = "desc"
+    page: bool = False
+
+
+def created_bounds(
+    task_filter: TaskFilter,
+) -> tuple[datetime | None, datetime | None, Cursor | None]:
+    """The created_at range and the cursor, with a bound left out where another implies it.
+
+    An engine takes one bound per side of an index range; given both `created_at < :before`
+    and the cursor's `created_at <= :ts`, SQLite may pick the looser one and step over every
+    row in between. So only the tighter bound on each side is written.
+    """
+    after, before, cursor = task_filter.created_after, task_filter.created_before, None
+    if task_filter.cursor is not None:
+        cursor = task_filter.cursor
+        if cursor.order == "desc":
+            if before is not None and before <= cursor.created_at:
+                cursor = None  # every row before `before` is past the cursor
+            else:
+                before = None  # created_at <= :ts < before
+        elif after is not None and after > cursor.created_at:
+            cursor = None  # every row from `after` on is past the cursor
+        else:
+            after = None  # created_at >= :ts >= after
+    return after, before, cursor
+
+
+def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
+    """The filter's shape, and the values of its parameters."""
+    after, before, cursor = created_bounds(task_filter)
+    tags = tuple(f"tag_{index}" for index in range(len(task_filter.tags)))
+    values: Values = dict(zip(tags, task_filter.tags, strict=True))
+    if task_filter.within_hours is not None:
+        values["since"] = now - timedelta(hours=task_filter.within_hours)
+    if after is not None:
+        values["after"] = after
+    if before is not None:
+        values["before"] = before
+    if cursor is not None:
+        values["cursor_at"], values["cursor_id"] = cursor.created_at, cursor.id
+    shape = Shape(
+        task_types=task_filter.task_types or TASK_TYPES,
+        statuses=task_filter.statuses,
+        tags=tags,
+        window=task_filter.within_hours is not None,
+        after=after is not None,
+        before=before is not None,
+        cursor=cursor is not None,
+        order=task_filter.order,
+    )
+    return shape, values
+
+
+def page_shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
+    """The shape and values of a page: `shape_of`, with a window read as three walks.
+
+    A window over every status matches queued and running tasks of any age and the tasks
+    finished since its start. Walked as one, a page past the last finished match steps
+    through every older task of the table looking for active ones, and a window with few
+    matches does so on its first page. Naming every status (all a task can have) splits
+    the member: queued and running tasks each walk their status's index, and the finished
+    ones walk the created_at index down to their floor (see `split_by_index`).
+    """
+    shape, values = shape_of(task_filter, now)
+    if shape.window and not shape.statuses and not shape.tags:
+        shape = replace(shape, statuses=STATUSES)
+    return replace(shape, page=True), values
+
+
+def chosen_models(shape: Shape) -> list[TaskModel]:
+    """The tables the filter asks for; the others are not queried at all."""
+    return [MODEL_FOR_TYPE[task_type] for task_type in shape.task_types]
+
+
+def keyset_condition(model: TaskModel, order: Order) -> sa.ColumnElement[bool]:
+    """Rows strictly after the cursor (:cursor_at, :cursor_id) in the listing's order.
+
+    Written as `created_at <= :ts AND (created_at < :ts OR id < :id)`: the leading range on
+    created_at is what lets every engine use the index as a range, which neither the bare OR
+    form nor (on MariaDB) the row-value form `(created_at, id) < (:ts, :id)` does.
+    """
+    at, task_id = sa.bindparam("cursor_at"), sa.bindparam("cursor_id")
+    if order == "desc":
+        return sa.and_(model.created_at <= at, sa.or_(model.created_at < at, model.id < task_id))
+    return sa.and_(model.created_at >= at, sa.or_(model.created_at > at, model.id > task_id))
+
+
+def window_condition(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[bool] | None:
+    """Active since :since: still queued or running, or finished since then.
+
+    Knowing the statuses a member reads (empty: any) drops the half that cannot apply, so a
+    member of finished statuses has a plain range on finished_at and one of active statuses
+    no time condition at all (None).
+    """
+    finished = model.finished_at >= sa.bindparam("since")
+    if statuses and set(statuses) <= set(ACTIVE):
+        return None
+    if statuses and set(statuses) <= set(TERMINAL):
+        return finished
+    return sa.or_(statuses_condition(model, ACTIVE), finished)
+
+
+def has_floor(shape: Shape) -> bool:
+    """Whether a member gets a created_at floor: a window over finished statuses only.
+
+    A member that also reads queued or running tasks has no floor: those match at any age.
+    An ascending page after a cursor already starts among the oldest matches, so it keeps
+    the cursor as its one lower bound. A count gets one only beside a created_at bound:
+    it otherwise reads a range of the (status, finished_at) index, but given `created_at <
+    :before` an engine may read that longer range of the (status, created_at) index
+    instead, and the floor bounds it from below.
+    """
+    finished_only = bool(shape.statuses) and set(shape.statuses) <= set(TERMINAL)
+    walks_created_at = shape.page or shape.after or shape.before
+    return (
+        walks_created_at
+        and shape.window
+        and finished_only
+        and not (shape.order == "asc" and shape.cursor)
+    )
+
+
+# A stored time to finish may fall short of the true one by under a second, and a moment
+# computed by an engine may be off by a little more (see `SecondsBefore`): floors are lowered
+# by this much so that none is ever too high.
+FLOOR_MARGIN_SECONDS = 2
+
+
+def longest_to_finish(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[float]:
+    """The longest seconds_to_finish among the statuses, 0 if none finished: index steps.
+
+    One `max` per status, each a single step of the (status, seconds_to_finish) index, and
+    the largest of them: a plain GREATEST, which PostgreSQL plans faster than a union.
+    """
+    per_status = [
+        sa.func.coalesce(
+            sa.select(sa.func.max(model.seconds_to_finish))
+            .where(model.status == sql_constant(status))
+            .scalar_subquery(),
+            sql_constant(0),
+        )
+        for status in statuses
+    ]
+    return per_status[0] if len(per_status) == 1 else Greatest(*per_status)
+
+
+def window_floor(model: TaskModel, shape: Shape) -> sa.ColumnElement[datetime]:
+    """No task of the member created before this can match, nor before `after` if given.
+
+    A task finished at or after :since, created at c and done in d seconds, has
+    c = finished - d >= since - d: `since` less the longest d of its statuses (and a margin)
+    is never above it. The engine reads that longest d in the same statement, so the floor
+    and the rows it bounds are one snapshot.
+    """
+    seconds = longest_to_finish(model, shape.statuses) + sql_constant(FLOOR_MARGIN_SECONDS)
+    floor = SecondsBefore(sa.bindparam("since", type_=UTCDateTime()), seconds)
+    if not shape.after:
+        return floor
+    after = sa.bindparam("after", type_=UTCDateTime())
+    return sa.case((after > floor, after), else_=floor)
+
+
+def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bool]]:
+    """The WHERE clause of one table's member."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if shape.statuses and not reads_every_finished_status(shape):
+        conditions.append(statuses_condition(model, shape.statuses))
+    if shape.tags:
+        tags = [sa.bindparam(name, type_=model.tag.type) for name in shape.tags]
+        conditions.append(_one_or_in(model.tag, tags))
+    if shape.window and (window := window_condition(model, shape.statuses)) is not None:
+        conditions.append(window)
+    if has_floor(shape):
+        # The floor holds `after` when that is higher: one bound a side.
+        conditions.append(model.created_at >= window_floor(model, shape))
+    elif shape.after:
+        conditions.append(model.created_at >= sa.bindparam("after"))
+    if shape.before:
+        conditions.append(model.created_at < sa.bindparam("before"))
+    if shape.cursor:
+        conditions.append(keyset_condition(model, shape.order))
+    return conditions
+
+
+def reads_every_finished_status(shape: Shape) -> bool:
+    """Whether a page's member reads exactly the tasks finished since the window's start.
+
+    Such a member writes no status test: `finished_at >= :since` holds only for finished
+    tasks (a CHECK constraint sees to it), and a `status IN (...)` beside it could lead an
+    engine to read that range of the (status, finished_at) index and sort every match
+    instead of walking created_at. Counts keep the test, which is what puts them on that
+    index.
+    """
+    return shape.page and shape.window and set(shape.statuses) == set(TERMINAL)
+
+
+def statuses_condition(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[bool]:
+    """The task has one of these statuses, written as constants (see `sql_constant`)."""
+    return _one_or_in(model.status, [sql_constant(status) for status in statuses])
+
+
+def _one_or_in(column: Any, values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
+def split_by_index(shape: Shape) -> list[Shape]:
+    """One shape per index walk: one per tag if tags are given, else one per status.
+
+    Tags come first because a tag is usually the more selective of the two. A page of a
+    time window reads every finished status it names as one walk when it names them all.
+    """
+    if len(shape.tags) > 1:
+        return [replace(shape, tags=(tag,)) for tag in shape.tags]
+    if len(shape.statuses) > 1 and not shape.tags:
+        if shape.page and shape.window and set(TERMINAL) <= set(shape.statuses):
+            # Every finished status at once: one walk of the created_at index, which holds
+            # finished_at, rather than three that each read a page's worth of rows.
+            active = [replace(shape, statuses=(s,)) for s in shape.statuses if s in ACTIVE]
+            return [*active, replace(shape, statuses=TERMINAL)]
+        return [replace(shape, statuses=(status,)) for status in shape.statuses]
+    return [shape]
+
+
+def split_by_window(shape: Shape) -> list[Shape]:
+    """For counting: the active and the finished statuses apart when a time window is set.
+
+    Each half then counts a range of one index: the active half by status alone, the
+    finished half by status and finished_at; together they are the window's OR.
+    """
+    if not shape.window:
+        return [shape]
+    wanted = shape.statuses or STATUSES
+    halves = [tuple(s for s in wanted if s in half) for half in (ACTIVE, TERMINAL)]
+    return [replace(shape, statuses=half) for half in halves if half]
+
+
+def order_columns(created_at: Any, task_id: Any, order: str) -> list[sa.UnaryExpression[Any]]:
+    """The listing's order, newest first unless ascending was asked for."""
+    if order == "asc":
+        return [created_at.asc(), task_id.asc()]
+    return [created_at.desc(), task_id.desc()]
+
+
+def _integer(name: str) -> sa.BindParameter[int]:
+    # A limit is written into the SQL, not sent apart: PostgreSQL keeps one plan for a
+    # prepared statement, and for a limit it cannot see it plans to read a tenth of the rows.
+    return sa.bindparam(name, type_=sa.Integer, literal_execute=True)
