@@ -68,7 +68,7 @@ def list_tasks_json() -> Response:
     response = jsonify(
         {
             "items": [task_json(row) for row in page.items],
-            "total": {"value": page.total.value, "relation": page.total.relation},
+            "total": page.total.as_json(),
             "limit": task_filter.limit,
             "offset": task_filter.offset,
             "next_cursor": next_cursor.token if next_cursor else None,
@@ -88,7 +88,7 @@ def count_tasks_json() -> Response:
     if isinstance(task_filter, Response):
         return task_filter
     facets = count_facets(read_connection(), task_filter, request_time())
-    return jsonify({"status": facets.status, "task_type": facets.task_type, "total": facets.total})
+    return jsonify(facets.as_json())
 
 
 def export_tasks(kind: str) -> Response:

@@ -337,7 +337,7 @@ class Chip:
     dimension: str
     value: str
     label: str
-    count: int
+    count: Total
     selected: bool
     url: str
 
@@ -377,7 +377,7 @@ def facet_chips(view: ListView, task_filter: TaskFilter, facets: Facets) -> dict
     chips: dict[str, list[Chip]] = {}
     for dimension, (field, values, labels) in FACETS.items():
         chosen: tuple[str, ...] = getattr(start, field)
-        counts: dict[str, int] = getattr(facets, dimension)
+        counts: dict[str, Total] = getattr(facets, dimension)
         chips[dimension] = [
             Chip(
                 dimension,
@@ -663,5 +663,6 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(format_timestamp, "iso")
     app.add_template_filter(utc_text, "utc")
     app.add_template_filter(thousands, "thousands")
+    app.add_template_filter(total_text, "total_text")
     app.add_template_filter(results_etag, "results_etag")
     app.after_request(frame_policy)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from app.demo import type_fields
 from app.filters import TaskFilter, format_timestamp
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base, Status
+from app.query import TOTAL_EXACT_UP_TO
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STATUSES = [s.value for s in Status]
@@ -120,14 +121,23 @@ def delete_all_tasks(engine: sa.Engine) -> None:
             connection.execute(table.delete())
 
 
+def counted(found: int, exact: bool = False) -> dict[str, Any]:
+    """A count as the API writes it: exact up to the threshold, then "at least" it."""
+    if found > TOTAL_EXACT_UP_TO and not exact:
+        return {"value": TOTAL_EXACT_UP_TO, "relation": "gte"}
+    return {"value": found, "relation": "eq"}
+
+
 def facets(tasks: list[dict[str, Any]], f: TaskFilter, now: datetime = NOW) -> dict[str, Any]:
     """What `/tasks/counts` answers: each facet counted without its own dimension's filter."""
+
+    def count(chosen: TaskFilter) -> dict[str, Any]:
+        return counted(len(expected(tasks, chosen, now)), f.exact_count)
+
     return {
-        "status": {s: len(expected(tasks, replace(f, statuses=(s,)), now)) for s in STATUSES},
-        "task_type": {
-            t: len(expected(tasks, replace(f, task_types=(t,)), now)) for t in TASK_TYPES
-        },
-        "total": len(expected(tasks, f, now)),
+        "status": {s: count(replace(f, statuses=(s,))) for s in STATUSES},
+        "task_type": {t: count(replace(f, task_types=(t,))) for t in TASK_TYPES},
+        "total": count(f),
     }
 
 

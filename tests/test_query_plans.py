@@ -162,10 +162,11 @@ def test_sqlite_counts_beside_created_before_read_from_the_window_floor(seeded):
     """Given created_at < :before, SQLite reads the (status, created_at) index: from the floor."""
     task_filter = TaskFilter(within_hours=1, created_before=NOW - timedelta(days=7))
     shape, values = shape_of(task_filter, NOW)
-    plan = sqlite_plan(seeded, template_sql(seeded, facet_template(shape), values))
-    finished = [step for step in plan if "_status_created" in step and "created_at>?" in step]
-    assert len(finished) == 15  # three finished statuses in each of five tables
-    assert all("created_at>? AND created_at<?" in step for step in finished)
+    for capped in (True, False):
+        plan = sqlite_plan(seeded, template_sql(seeded, facet_template(shape, capped), values))
+        finished = [step for step in plan if "_status_created" in step and "created_at>?" in step]
+        assert len(finished) == 15  # three finished statuses in each of five tables
+        assert all("created_at>? AND created_at<?" in step for step in finished)
 
 
 @pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
@@ -499,7 +500,7 @@ def test_window_counts_keep_tasks_created_long_before_the_window(empty_engine, t
         capped = count_tasks(connection, task_filter, NOW)
         exact = count_tasks(connection, replace(task_filter, exact_count=True), NOW)
         facets = count_facets(connection, task_filter, NOW)
-    assert (capped.value, exact.value, facets.total) == (want, want, want)
+    assert (capped.value, exact.value, facets.total.value) == (want, want, want)
 
 
 # -- what a statement sends apart from its text -------------------------------------------
@@ -533,7 +534,8 @@ def test_statements_send_only_the_filters_values_as_parameters(task_filter):
     statements = [
         page_template(shape, merged=False),
         keys_template(shape),
-        facet_template(count_shape),
+        facet_template(count_shape, capped=True),
+        facet_template(count_shape, capped=False),
         *capped_count_templates(count_shape, one_statement=True),
     ]
     tags = {f"tag_{index}" for index in range(len(task_filter.tags))}
@@ -572,6 +574,26 @@ def test_capped_totals_are_exact_up_to_the_threshold_and_at_least_it_beyond(seed
     assert relations == {"eq", "gte"}  # the filters fall on both sides of the threshold
 
 
+@pytest.mark.parametrize("seeded", ["sqlite", "postgresql", "mariadb"], indirect=True)
+def test_capped_facets_are_exact_up_to_the_threshold_and_at_least_it_beyond(seeded):
+    """Every chip's capped count against the exact count of the selection it predicts."""
+    relations = set()
+    with seeded.connect() as connection:
+        for task_filter in TOTAL_FILTERS:
+            capped = count_facets(connection, task_filter, NOW)
+            exact = count_facets(connection, replace(task_filter, exact_count=True), NOW)
+            for dimension, field in (("status", "statuses"), ("task_type", "task_types")):
+                for value, count in getattr(capped, dimension).items():
+                    chosen = replace(task_filter, **{field: (value,)}, exact_count=True)
+                    truth = count_tasks(connection, chosen, NOW).value
+                    assert getattr(exact, dimension)[value] == Total(truth, "eq")
+                    assert count == Total.capped(truth), (task_filter, value)
+                    relations.add(count.relation)
+            every = count_tasks(connection, replace(task_filter, exact_count=True), NOW)
+            assert capped.total == Total.capped(every.value)
+    assert relations == {"eq", "gte"}
+
+
 @pytest.fixture(scope="module")
 def at_the_threshold(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[sa.Engine]:
     """Exactly TOTAL_EXACT_UP_TO failed tasks over two tables, and one completed task."""
@@ -605,6 +627,17 @@ def at_the_threshold(request: pytest.FixtureRequest, tmp_path_factory) -> Iterat
 def test_totals_turn_to_at_least_one_match_past_the_threshold(at_the_threshold, task_filter, total):
     with at_the_threshold.connect() as connection:
         assert count_tasks(connection, task_filter, NOW) == total
+
+
+@pytest.mark.parametrize("at_the_threshold", ["sqlite", "postgresql", "mariadb"], indirect=True)
+def test_facets_turn_to_at_least_one_match_past_the_threshold(at_the_threshold):
+    with at_the_threshold.connect() as connection:
+        facets = count_facets(connection, TaskFilter(), NOW)
+        exact = count_facets(connection, TaskFilter(exact_count=True), NOW)
+    assert facets.status["failed"] == Total(TOTAL_EXACT_UP_TO, "eq")
+    assert facets.status["completed"] == Total(1, "eq")
+    assert facets.total == Total(TOTAL_EXACT_UP_TO, "gte")
+    assert exact.total == Total(TOTAL_EXACT_UP_TO + 1, "eq")
 
 
 @pytest.mark.parametrize("at_the_threshold", ["sqlite", "postgresql", "mariadb"], indirect=True)

@@ -34,14 +34,47 @@ class Total:
     value: int
     relation: Literal["eq", "gte"]
 
+    @classmethod
+    def capped(cls, found: int) -> Total:
+        """`found` by the product's one rule: exact up to the threshold, "at least" beyond."""
+        if found > TOTAL_EXACT_UP_TO:
+            return cls(TOTAL_EXACT_UP_TO, "gte")
+        return cls(found, "eq")
+
+    def as_json(self) -> dict[str, Any]:
+        """The shape scripts read, in `/tasks` and `/tasks/counts` alike."""
+        return {"value": self.value, "relation": self.relation}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Total:
+        """Back from `as_json`."""
+        return cls(int(data["value"]), data["relation"])
+
 
 @dataclass(frozen=True)
 class Facets:
     """Counts by status and by type, each with every filter but its own dimension applied."""
 
-    status: dict[str, int]
-    task_type: dict[str, int]
-    total: int
+    status: dict[str, Total]
+    task_type: dict[str, Total]
+    total: Total
+
+    def as_json(self) -> dict[str, Any]:
+        """What `/tasks/counts` answers."""
+        return {
+            "status": {name: total.as_json() for name, total in self.status.items()},
+            "task_type": {name: total.as_json() for name, total in self.task_type.items()},
+            "total": self.total.as_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Facets:
+        """Back from `as_json` (counts kept in a shared cache travel as JSON)."""
+        return cls(
+            status={name: Total.from_json(total) for name, total in data["status"].items()},
+            task_type={name: Total.from_json(total) for name, total in data["task_type"].items()},
+            total=Total.from_json(data["total"]),
+        )
 
 
 def count_members(shape: Shape, column: sa.ColumnElement[Any]) -> list[sa.Select[Any]]:
@@ -88,45 +121,51 @@ def exact_count_template(shape: Shape) -> sa.Select[Any]:
     return sa.select(exact_total(shape))
 
 
-def facet_parts(shape: Shape) -> list[Shape]:
+def facet_parts(shape: Shape, capped: bool) -> list[Shape]:
     """The counts the facets are made of, for one table.
 
-    Without tags, one count per status: each reads one range of an index that leads with
-    the status. The tag index holds the status, so with tags one pass per half of the time
-    window reads it alone, grouped by status.
+    One count per status: each reads one range of an index that leads with the status
+    (with tags, the tag and the status), and a capped one stops past the threshold. An
+    exact count with tags reads the tag's index once per half of the time window instead,
+    grouped by status: that index holds the status, and one pass beats five.
     """
     everything = replace(shape, statuses=())
-    if shape.tags:
+    if shape.tags and not capped:
         return split_by_window(everything)
     return [replace(everything, statuses=(status,)) for status in STATUSES]
 
 
-def facet_member(model: TaskModel, part: Shape) -> sa.Select[Any]:
+def facet_member(model: TaskModel, part: Shape, capped: bool) -> sa.Select[Any]:
     """(task_type, status, count) rows of one table for one part of the facets.
 
     A part of one status names it as a literal: grouping by a column known to be constant
-    still reads it from every row, which doubles the cost of a plain COUNT.
+    still reads it from every row, which doubles the cost of a plain COUNT. A capped part
+    counts at most one row past the threshold.
     """
     task_type = list_columns(model)[0]
     conditions = branch_conditions(model, part)
-    if len(part.statuses) == 1:
-        status = sql_constant(part.statuses[0]).label("status")
+    if len(part.statuses) != 1:
+        return (
+            sa.select(task_type, model.status.label("status"), sa.func.count())
+            .where(*conditions)
+            .group_by(model.status)
+        )
+    status = sql_constant(part.statuses[0]).label("status")
+    if not capped:
         return sa.select(task_type, status, sa.func.count()).select_from(model).where(*conditions)
-    return (
-        sa.select(task_type, model.status.label("status"), sa.func.count())
-        .where(*conditions)
-        .group_by(model.status)
-    )
+    hits = sa.select(sql_constant(1).label("hit")).select_from(model).where(*conditions)
+    cut = hits.limit(sql_constant(TOTAL_EXACT_UP_TO + 1)).subquery("hits")
+    return sa.select(task_type, status, sa.func.count()).select_from(cut)
 
 
 @functools.lru_cache(maxsize=512)
-def facet_template(shape: Shape) -> sa.CompoundSelect:
+def facet_template(shape: Shape, capped: bool) -> sa.CompoundSelect:
     """Counts by (type, status) over every table, with neither of those two filters applied."""
     return sa.union_all(
         *(
-            facet_member(model, part)
+            facet_member(model, part, capped)
             for model in MODEL_FOR_TYPE.values()
-            for part in facet_parts(shape)
+            for part in facet_parts(shape, capped)
         )
     )
 
@@ -146,20 +185,28 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
         cap = TOTAL_EXACT_UP_TO + 1 - found
         found += executor.execute(statement, {**values, "cap": cap}).scalar_one()
         if found > TOTAL_EXACT_UP_TO:
-            return Total(TOTAL_EXACT_UP_TO, "gte")
-    return Total(found, "eq")
+            break
+    return Total.capped(found)
 
 
 def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
-    """Zero-filled counts per status and per type that predict what selecting each gives."""
+    """Zero-filled counts per status and per type that predict what selecting each gives.
+
+    Each is exact up to TOTAL_EXACT_UP_TO and "at least" that beyond (see `Total.capped`),
+    so that a view of ten million tasks costs what one of a hundred thousand does, unless
+    the filter asks for exact counts. Each count of one type and one status reads at most
+    one row past the threshold.
+    """
+    capped = not task_filter.exact_count
     shape, values = shape_of(task_filter.first_page, now)
     matrix = {(t, s): 0 for t in TASK_TYPES for s in STATUSES}
-    for task_type, status, tasks in executor.execute(facet_template(shape), values):
+    for task_type, status, tasks in executor.execute(facet_template(shape, capped), values):
         matrix[(task_type, status)] += tasks
     types = task_filter.task_types or TASK_TYPES
     statuses = task_filter.statuses or STATUSES
+    total = Total.capped if capped else functools.partial(Total, relation="eq")
     return Facets(
-        status={s: sum(matrix[(t, s)] for t in types) for s in STATUSES},
-        task_type={t: sum(matrix[(t, s)] for s in statuses) for t in TASK_TYPES},
-        total=sum(matrix[(t, s)] for t in types for s in statuses),
+        status={s: total(sum(matrix[(t, s)] for t in types)) for s in STATUSES},
+        task_type={t: total(sum(matrix[(t, s)] for s in statuses)) for t in TASK_TYPES},
+        total=total(sum(matrix[(t, s)] for t in types for s in statuses)),
     )
