@@ -165,6 +165,28 @@ def adopt_unversioned(engine: sa.Engine) -> bool:
     return True
 
 
+def drop_schema(engine: sa.Engine) -> None:
+    """Drop the task tables and the revision: a scratch database (tests, the bench) anew."""
+    from app.models import Base
+
+    Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+
+
+def create_at_head(engine: sa.Engine) -> None:
+    """Create the tables from the models and stamp the newest revision, in one step.
+
+    What an upgrade from empty makes (tests/test_schema.py holds the two equal), for
+    scratch databases that are made many times over (tests, screenshots).
+    """
+    from app.models import Base
+
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        MigrationContext.configure(connection).stamp(script_directory(), "heads")
+
+
 def upgrade_database() -> list[str]:
     """Bring the app's database to the newest revision; say what was done.
 

@@ -37,7 +37,7 @@ from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 from app import create_app  # noqa: E402
 from app.clock import utcnow  # noqa: E402
 from app.demo import seed_demo  # noqa: E402
-from app.models import Base  # noqa: E402
+from app.schema import create_at_head  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
@@ -98,7 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'tasks.sqlite3'}"
         engine = sa.create_engine(url)
-        Base.metadata.create_all(engine)
+        create_at_head(engine)
         seed_demo(engine, args.tasks, utcnow(), seed=args.seed)
         engine.dispose()
         with PortalServer() as portal:

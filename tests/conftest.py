@@ -21,7 +21,7 @@ from oracle import NOW, delete_all_tasks, insert_tasks, known_tasks
 
 from app import create_app
 from app.config import normalise_database_url
-from app.models import Base
+from app.schema import create_at_head, drop_schema
 
 SERVER_URL_VARIABLES = {"postgresql": "TEST_POSTGRESQL_URL", "mariadb": "TEST_MARIADB_URL"}
 ENGINES = ["sqlite", *SERVER_URL_VARIABLES]
@@ -88,18 +88,10 @@ def make_app(url: str, **config: Any) -> Flask:
     )
 
 
-def drop_everything(engine: sa.Engine) -> None:
-    """Drop the task tables and the schema's revision: an empty database."""
-    Base.metadata.drop_all(engine)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-
-
 def reset_tables(engine: sa.Engine) -> None:
-    """Drop and create the task tables, empty (a database without a revision, as the
-    models declare it: the schema tests hold that to the newest revision)."""
-    drop_everything(engine)
-    Base.metadata.create_all(engine)
+    """Drop and create the task tables, empty, at the newest revision."""
+    drop_schema(engine)
+    create_at_head(engine)
 
 
 @pytest.fixture(scope="session", params=ENGINES)

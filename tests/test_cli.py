@@ -13,7 +13,8 @@ from conftest import make_app, reset_tables
 from oracle import NOW, STATUSES, insert_tasks, known_tasks, matches
 
 from app.filters import TaskFilter
-from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base
+from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES
+from app.schema import drop_schema
 
 TERMINAL = {s.value for s in TERMINAL_STATUSES}
 SEEDED_TASKS = 1000
@@ -49,7 +50,7 @@ def invoke(runner, *args: str):
 
 
 def test_init_db_creates_the_five_tables(scratch_runner, scratch_engine):
-    Base.metadata.drop_all(scratch_engine)
+    drop_schema(scratch_engine)
     result = invoke(scratch_runner, "init-db")
     assert table_names(scratch_engine) >= {model.__tablename__ for model in MODEL_FOR_TYPE.values()}
     assert "Tables ready" in result.output
@@ -78,7 +79,7 @@ def test_seed_demo_shares_tasks_among_the_five_tables(scratch_runner, scratch_en
 
 
 def test_seed_demo_creates_missing_tables(scratch_runner, scratch_engine):
-    Base.metadata.drop_all(scratch_engine)
+    drop_schema(scratch_engine)
     invoke(scratch_runner, "seed-demo", "--tasks", "5")
     assert len(all_tasks(scratch_engine)) == 5
 

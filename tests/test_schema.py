@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import drop_everything
 from oracle import insert_tasks, known_tasks
 from test_cli import all_tasks, invoke
 
 from app.models import MODEL_FOR_TYPE, Base
-from app.schema import FIRST_REVISION, compare_with, revision_metadata, schema_state
+from app.schema import FIRST_REVISION, compare_with, drop_schema, revision_metadata, schema_state
 
 TASK_TABLES = {model.__tablename__ for model in MODEL_FOR_TYPE.values()}
 
@@ -20,7 +19,7 @@ TASK_TABLES = {model.__tablename__ for model in MODEL_FOR_TYPE.values()}
 @pytest.fixture
 def empty_engine(scratch_engine: sa.Engine) -> sa.Engine:
     """The scratch database with no tables and no revision."""
-    drop_everything(scratch_engine)
+    drop_schema(scratch_engine)
     return scratch_engine
 
 
