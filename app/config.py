@@ -76,6 +76,18 @@ def frame_ancestor_sources(value: str | Iterable[str]) -> list[str]:
     return sources
 
 
+def environment_flag(name: str, default: bool) -> bool:
+    """A yes/no setting: 1, true, yes or on for yes; 0, false, no or off for no."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name}: {value!r} is not one of 1, true, yes, on, 0, false, no, off")
+
+
 def settings_from_environment(instance_path: Path) -> dict[str, object]:
     """Build the app's settings; every one can be set by an environment variable."""
     default_db = f"sqlite:///{instance_path / 'vectorize-tasks.sqlite3'}"
@@ -89,10 +101,14 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
             os.environ.get("EMBED_FRAME_ANCESTORS", "")
         ),
         # Serve htmx only from static/ (no CDN), e.g. on a network without internet.
-        "HTMX_LOCAL_ONLY": os.environ.get("HTMX_LOCAL_ONLY", "").lower() in {"1", "true", "yes"},
+        "HTMX_LOCAL_ONLY": environment_flag("HTMX_LOCAL_ONLY", default=False),
         # Reverse proxies in front of the app whose X-Forwarded-* headers are believed, so
         # that absolute URLs (the Link header, the curl command) carry the public scheme/host.
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
         # How often the list refreshes itself while the shown page holds queued or running tasks.
         "LIVE_REFRESH_SECONDS": int(os.environ.get("LIVE_REFRESH_SECONDS", "5")),
+        # Serve /metrics and count requests for it; off answers /metrics with 404.
+        "METRICS": environment_flag("METRICS", default=True),
+        # How long /readyz waits for its checks, and the limit on each of their steps.
+        "READYZ_TIMEOUT_SECONDS": float(os.environ.get("READYZ_TIMEOUT_SECONDS", "2")),
     }

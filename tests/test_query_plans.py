@@ -36,6 +36,7 @@ from app.query.counts import (
     exact_count_template,
     facet_template,
 )
+from app.query.gauges import silent_template
 from app.query.pages import (
     fetch_page,
     iter_tasks,
@@ -656,3 +657,47 @@ def test_the_api_reports_a_total_past_the_threshold_as_at_least(at_the_threshold
     with app.app_context():
         app.extensions["sqlalchemy"].engine.dispose()
     assert response.get_json()["total"] == total
+
+
+# -- the metrics' task gauges ----------------------------------------------------------------
+
+
+def gauge_statements() -> list[Any]:
+    """The two statements of a metrics scrape, with their values."""
+    shape, values = shape_of(TaskFilter(within_hours=1), NOW)
+    return [
+        facet_template(shape, False).params(values),
+        silent_template().params({"silent_since": NOW - timedelta(hours=1)}),
+    ]
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_task_gauges_read_ranges_of_indexes_that_lead_with_the_status(seeded):
+    for statement in gauge_statements():
+        plan = sqlite_plan(seeded, sql_of(seeded, statement))
+        reads = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
+        assert reads
+        assert all(
+            re.search(r"^SEARCH \w+ USING .*INDEX ix_\w+_status_\w+ \(status=", step)
+            for step in reads
+        ), reads
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_task_gauges_read_ranges_of_indexes_that_lead_with_the_status(seeded):
+    for statement in gauge_statements():
+        plan = postgresql_generic_plan(seeded, statement)
+        indexes = [node.get("Index Name", "") for node, _ in nodes(plan)]
+        scans = table_scans(plan)
+        assert scans
+        assert not any(node["Node Type"] == "Seq Scan" for node, _ in scans)
+        assert sum("_status_" in name for name in indexes) == len(scans)
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_task_gauges_read_ranges_of_indexes_that_lead_with_the_status(seeded):
+    for statement in gauge_statements():
+        tables = mariadb_tables(seeded, sql_of(seeded, statement))
+        assert tables
+        assert all(table["access_type"] in {"ref", "range"} for table in tables)
+        assert all("_status_" in table["key"] for table in tables)

@@ -28,7 +28,8 @@ Nothing here reads `request`: callers pass a `TaskFilter`, a connection and the 
 
 One module per idea: `shapes` (a filter's SQL apart from its values, and each member's WHERE
 clause), `engines` (where engines get different SQL), `rows` (what a listed task is),
-`pages` (listings, one task, exports' batches) and `counts` (totals and facets).
+`pages` (listings, one task, exports' batches), `counts` (totals and facets) and `gauges`
+(what a metrics scrape reads).
 """
 
 from app.query.counts import TOTAL_EXACT_UP_TO, Facets, Total, count_facets, count_tasks

@@ -189,6 +189,16 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
     return Total.capped(found)
 
 
+def count_by_type_and_status(
+    executor: Executor, shape: Shape, values: dict[str, Any], capped: bool
+) -> dict[tuple[str, str], int]:
+    """Zero-filled counts per (type, status), with neither of those two filters applied."""
+    matrix = {(t, s): 0 for t in TASK_TYPES for s in STATUSES}
+    for task_type, status, tasks in executor.execute(facet_template(shape, capped), values):
+        matrix[(task_type, status)] += tasks
+    return matrix
+
+
 def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
     """Zero-filled counts per status and per type that predict what selecting each gives.
 
@@ -199,9 +209,7 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
     """
     capped = not task_filter.exact_count
     shape, values = shape_of(task_filter.first_page, now)
-    matrix = {(t, s): 0 for t in TASK_TYPES for s in STATUSES}
-    for task_type, status, tasks in executor.execute(facet_template(shape, capped), values):
-        matrix[(task_type, status)] += tasks
+    matrix = count_by_type_and_status(executor, shape, values, capped)
     types = task_filter.task_types or TASK_TYPES
     statuses = task_filter.statuses or STATUSES
     total = Total.capped if capped else functools.partial(Total, relation="eq")
