@@ -15,6 +15,8 @@ DRIVER_FOR_SCHEME = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
+# The Flask-SQLAlchemy bind that reads go to when DATABASE_REPLICA_URL is set.
+REPLICA_BIND = "replica"
 
 
 def normalise_database_url(url: str) -> str:
@@ -76,6 +78,25 @@ def frame_ancestor_sources(value: str | Iterable[str]) -> list[str]:
     return sources
 
 
+def whole_number(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number setting within [low, high]; a bad value stops the start with its name."""
+    text = os.environ.get(name, "").strip() or str(default)
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"{name}: {text!r} is not a whole number from {low} to {high}")
+    return int(text)
+
+
+def switched_on(name: str) -> bool:
+    """An on/off setting: 1, true or yes turn it on."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+
+
+def replica_binds() -> dict[str, str]:
+    """The read replica as a Flask-SQLAlchemy bind, when DATABASE_REPLICA_URL is set."""
+    url = os.environ.get("DATABASE_REPLICA_URL", "").strip()
+    return {REPLICA_BIND: normalise_database_url(url)} if url else {}
+
+
 def settings_from_environment(instance_path: Path) -> dict[str, object]:
     """Build the app's settings; every one can be set by an environment variable."""
     default_db = f"sqlite:///{instance_path / 'vectorize-tasks.sqlite3'}"
@@ -89,10 +110,23 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
             os.environ.get("EMBED_FRAME_ANCESTORS", "")
         ),
         # Serve htmx only from static/ (no CDN), e.g. on a network without internet.
-        "HTMX_LOCAL_ONLY": os.environ.get("HTMX_LOCAL_ONLY", "").lower() in {"1", "true", "yes"},
+        "HTMX_LOCAL_ONLY": switched_on("HTMX_LOCAL_ONLY"),
         # Reverse proxies in front of the app whose X-Forwarded-* headers are believed, so
         # that absolute URLs (the Link header, the curl command) carry the public scheme/host.
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
         # How often the list refreshes itself while the shown page holds queued or running tasks.
         "LIVE_REFRESH_SECONDS": int(os.environ.get("LIVE_REFRESH_SECONDS", "5")),
+        # Reads (lists, counts, exports, task pages) go to the replica; writes never do.
+        "SQLALCHEMY_BINDS": replica_binds(),
+        # A replica that cannot be reached: 503 on reads, or with this on, read the primary.
+        "REPLICA_FALLBACK": switched_on("REPLICA_FALLBACK"),
+        # Time limits on the database (app/timeouts.py): a statement, an export's statement,
+        # and a connection attempt (or a pooled connection's check).
+        "STATEMENT_TIMEOUT_MS": whole_number("STATEMENT_TIMEOUT_MS", 10_000, 1, 86_400_000),
+        "EXPORT_STATEMENT_TIMEOUT_MS": whole_number(
+            "EXPORT_STATEMENT_TIMEOUT_MS", 300_000, 1, 86_400_000
+        ),
+        "DATABASE_CONNECT_TIMEOUT_SECONDS": whole_number(
+            "DATABASE_CONNECT_TIMEOUT_SECONDS", 5, 1, 600
+        ),
     }
