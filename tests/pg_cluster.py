@@ -90,10 +90,10 @@ class Cluster:
         run(BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "start")
         return self
 
-    def stop(self) -> None:
-        """Stop the server at once, cutting off its clients."""
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server (at once by default), cutting off its clients."""
         self.thaw()
-        run(BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        run(BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
 
     def processes(self) -> list[int]:
         """The server's process ids: the postmaster and every process it started."""
