@@ -20,7 +20,16 @@ from pathlib import Path
 import pytest
 from conftest import unavailable
 
-BIN = Path(os.environ.get("POSTGRESQL_BIN", "/usr/lib/postgresql/15/bin"))
+
+def server_tools() -> Path:
+    """Where initdb, pg_ctl and pg_basebackup are: POSTGRESQL_BIN, else Debian's newest."""
+    if folder := os.environ.get("POSTGRESQL_BIN"):
+        return Path(folder)
+    installed = Path("/usr/lib/postgresql").glob("*/bin")
+    return max(installed, key=lambda bin_: float(bin_.parent.name), default=Path("/nonexistent"))
+
+
+BIN = server_tools()
 # Small and unsafe on purpose: these clusters hold a few rows and die with the test run.
 SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
