@@ -232,3 +232,13 @@ def test_stopped_server_is_a_503_within_the_connect_timeout_and_recovers(stoppab
         pg_server.thaw()
     assert client.get("/tasks").status_code == 200
     assert client.get("/").status_code == 200
+
+
+def test_restarted_server_is_reconnected_without_an_error(stoppable_app, pg_server):
+    """The pool's bounded check still replaces a connection the server dropped, at once."""
+    client = stoppable_app.test_client()
+    assert client.get("/tasks").status_code == 200
+    pg_server.stop()
+    pg_server.start()
+    response, seconds = timed_get(client, "/tasks")
+    assert response.status_code == 200 and seconds < SLACK
