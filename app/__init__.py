@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.clock import utcnow
 from app.config import settings_from_environment
+from app.timeouts import configure_time_limits, engine_options
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,9 +26,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.from_mapping(settings_from_environment(Path(app.instance_path)))
     app.config["CLOCK"] = utcnow
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
     if test_config:
         app.config.from_mapping(test_config)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **engine_options(app.config["SQLALCHEMY_DATABASE_URI"]),
+        **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+    }
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     from app import api, cli, errors, health, metrics, pages, schema
@@ -37,7 +41,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     schema.init_app(app)
     app.teardown_request(close_read_connection)
     with app.app_context():
-        configure_engine(db.engine)
+        for engine in db.engines.values():  # the primary, and the read replica if any
+            configure_engine(engine)
+            configure_time_limits(
+                engine,
+                app.config["STATEMENT_TIMEOUT_MS"],
+                app.config["DATABASE_CONNECT_TIMEOUT_SECONDS"],
+            )
     metrics.init_app(app)
     health.init_app(app)
     app.register_blueprint(api.bp)

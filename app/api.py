@@ -105,9 +105,9 @@ def streamed_tasks(task_filter: TaskFilter, now: datetime) -> Generator[TaskRow,
     """Every matching task, on a connection of its own that lasts as long as the download.
 
     The response outlives the request's own connection, which is given back when the view
-    returns; closing the download closes this one.
+    returns; closing the download closes this one. Its statements have the export's limit.
     """
-    with connect_for_reading() as connection:
+    with connect_for_reading(current_app.config["EXPORT_STATEMENT_TIMEOUT_MS"]) as connection:
         yield from iter_tasks(connection, task_filter, now)
 
 

@@ -15,6 +15,8 @@ DRIVER_FOR_SCHEME = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
+# The Flask-SQLAlchemy bind that reads go to when DATABASE_REPLICA_URL is set.
+REPLICA_BIND = "replica"
 
 
 def normalise_database_url(url: str) -> str:
@@ -88,6 +90,20 @@ def environment_flag(name: str, default: bool) -> bool:
     raise ValueError(f"{name}: {value!r} is not one of 1, true, yes, on, 0, false, no, off")
 
 
+def whole_number(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number setting within [low, high]; a bad value stops the start with its name."""
+    text = os.environ.get(name, "").strip() or str(default)
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"{name}: {text!r} is not a whole number from {low} to {high}")
+    return int(text)
+
+
+def replica_binds() -> dict[str, str]:
+    """The read replica as a Flask-SQLAlchemy bind, when DATABASE_REPLICA_URL is set."""
+    url = os.environ.get("DATABASE_REPLICA_URL", "").strip()
+    return {REPLICA_BIND: normalise_database_url(url)} if url else {}
+
+
 def settings_from_environment(instance_path: Path) -> dict[str, object]:
     """Build the app's settings; every one can be set by an environment variable."""
     default_db = f"sqlite:///{instance_path / 'vectorize-tasks.sqlite3'}"
@@ -111,4 +127,17 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
         "METRICS": environment_flag("METRICS", default=True),
         # How long /readyz waits for its checks, and the limit on each of their steps.
         "READYZ_TIMEOUT_SECONDS": float(os.environ.get("READYZ_TIMEOUT_SECONDS", "2")),
+        # Reads (lists, counts, exports, task pages) go to the replica; writes never do.
+        "SQLALCHEMY_BINDS": replica_binds(),
+        # A replica that cannot be reached: 503 on reads, or with this on, read the primary.
+        "REPLICA_FALLBACK": environment_flag("REPLICA_FALLBACK", default=False),
+        # Time limits on the database (app/timeouts.py): a statement, an export's statement,
+        # and a connection attempt (or a pooled connection's check).
+        "STATEMENT_TIMEOUT_MS": whole_number("STATEMENT_TIMEOUT_MS", 10_000, 1, 86_400_000),
+        "EXPORT_STATEMENT_TIMEOUT_MS": whole_number(
+            "EXPORT_STATEMENT_TIMEOUT_MS", 300_000, 1, 86_400_000
+        ),
+        "DATABASE_CONNECT_TIMEOUT_SECONDS": whole_number(
+            "DATABASE_CONNECT_TIMEOUT_SECONDS", 5, 1, 600
+        ),
     }

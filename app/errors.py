@@ -9,8 +9,11 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
+from flask import Flask, Response, current_app, g, jsonify, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+
+from app.models import ReplicaUnreachable
+from app.timeouts import is_statement_timeout
 
 PROBLEM_TYPE = "application/problem+json"
 # What SQLAlchemy raises when the database cannot be reached or drops the connection; the
@@ -26,6 +29,8 @@ SCHEMA_DETAIL = (
 )
 UNAVAILABLE_TITLE = "Database unavailable"
 UNAVAILABLE_DETAIL = "The task database cannot be reached right now; try again shortly."
+REPLICA_DETAIL = "The read replica cannot be reached right now; try again shortly."
+TIMEOUT_TITLE = "Query too slow"
 RETRY_AFTER_SECONDS = 5
 
 
@@ -78,6 +83,17 @@ def log_database_error(error: sa.exc.DBAPIError) -> None:
     current_app.logger.error("database unavailable: %s", error.orig)
 
 
+def outage(error: sa.exc.DBAPIError) -> tuple[str, str]:
+    """The title and sentence of a 503: a statement over its limit, the replica, or the database."""
+    if is_statement_timeout(error):
+        limit_ms = g.get("statement_limit_ms") or current_app.config["STATEMENT_TIMEOUT_MS"]
+        detail = f"The query took longer than {limit_ms / 1000:g} s; narrow the filter."
+        return TIMEOUT_TITLE, detail
+    if isinstance(error, ReplicaUnreachable):
+        return UNAVAILABLE_TITLE, REPLICA_DETAIL
+    return UNAVAILABLE_TITLE, UNAVAILABLE_DETAIL
+
+
 def error_response(status: int, title: str, detail: str) -> Response:
     """A problem document for scripts, a page for people."""
     if wants_problem_json():
@@ -105,7 +121,7 @@ def init_app(app: Flask) -> None:
     def database_error(error: sa.exc.DBAPIError) -> Any:
         if is_unreachable(error):
             log_database_error(error)
-            response = error_response(503, UNAVAILABLE_TITLE, UNAVAILABLE_DETAIL)
+            response = error_response(503, *outage(error))
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response
         if SCHEMA_PROBLEM.search(str(error.orig)):

@@ -9,11 +9,14 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from flask import g
+from flask import current_app, g
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+from app.config import REPLICA_BIND
+from app.timeouts import limit_statements
 
 
 class Status(StrEnum):
@@ -146,20 +149,45 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
-def connect_for_reading() -> sa.Connection:
-    """A new connection for reading tasks; the caller closes it.
+class ReplicaUnreachable(sa.exc.OperationalError):
+    """The read replica cannot be reached (and falling back to the primary is off)."""
 
-    On PostgreSQL it reads in autocommit. Each statement there sees its own snapshot in any
-    case (READ COMMITTED), and without a transaction nothing ends in ROLLBACK, which would
-    make psycopg drop its prepared statements: a page's statement would then be planned
-    anew on every request, which costs more than running it. MariaDB keeps a transaction,
-    and with it one snapshot for everything a request reads; SQLite's driver begins none
-    for reads, so there too each statement sees the latest data.
+
+def connect_for_reading(limit_ms: int | None = None) -> sa.Connection:
+    """A new connection for reading tasks, from the replica if there is one; the caller closes it.
+
+    Its statements stop after `limit_ms` (an export's longer limit), else after the normal
+    STATEMENT_TIMEOUT_MS. On PostgreSQL it reads in autocommit. Each statement there sees
+    its own snapshot in any case (READ COMMITTED), and without a transaction nothing ends in
+    ROLLBACK, which would make psycopg drop its prepared statements: a page's statement would
+    then be planned anew on every request, which costs more than running it. MariaDB keeps a
+    transaction, and with it one snapshot for everything a request reads; SQLite's driver
+    begins none for reads, so there too each statement sees the latest data.
     """
-    connection = db.engine.connect()
+    connection = connect_to_reading_engine()
     if connection.dialect.name == "postgresql":
-        return connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+    g.statement_limit_ms = limit_ms or current_app.config["STATEMENT_TIMEOUT_MS"]
+    limit_statements(connection, g.statement_limit_ms)
     return connection
+
+
+def connect_to_reading_engine() -> sa.Connection:
+    """A connection to the read replica when one is set, else to the primary.
+
+    A replica that cannot be reached raises ReplicaUnreachable, or with REPLICA_FALLBACK
+    on, the primary answers instead (and the log says so).
+    """
+    replica = db.engines.get(REPLICA_BIND)
+    if replica is None:
+        return db.engine.connect()
+    try:
+        return replica.connect()
+    except sa.exc.DBAPIError as error:
+        if not current_app.config["REPLICA_FALLBACK"]:
+            raise ReplicaUnreachable(error.statement, error.params, error.orig) from error
+        current_app.logger.warning("read replica unreachable, reading the primary: %s", error.orig)
+        return db.engine.connect()
 
 
 def read_connection() -> sa.Connection:

@@ -43,6 +43,7 @@ from app.errors import (
     UNAVAILABLE_DETAIL,
     is_unreachable,
     log_database_error,
+    outage,
 )
 from app.filters import (
     DEFAULT_LIMIT,
@@ -536,6 +537,7 @@ def render_list(view: ListView) -> Response:
     page: TaskPage | None = None
     facets: Facets | None = None
     tags: list[str] = []
+    unavailable_detail = UNAVAILABLE_DETAIL
     try:
         connection = read_connection()
         page = list_tasks(connection, task_filter, now)
@@ -548,9 +550,12 @@ def render_list(view: ListView) -> Response:
         log_database_error(error)
         close_read_connection()
         page = facets = None
+        unavailable_detail = outage(error)[1]
     context = results_context(view, parsed, task_filter, page, facets)
     template = "_results.html" if fragment else view.template
-    body = render_template(template, **context, known_tags=tags)
+    body = render_template(
+        template, **context, known_tags=tags, unavailable_detail=unavailable_detail
+    )
     response = make_response(body, 503 if page is None else 200)
     response.vary.update(VARY)
     response.headers["Cache-Control"] = "no-cache"
@@ -646,7 +651,6 @@ def template_helpers(asset: HtmxAsset) -> dict[str, Any]:
         "statuses": STATUSES,
         "live_statuses": LIVE_STATUSES,
         "error_preview": ERROR_PREVIEW_CHARACTERS,
-        "unavailable_detail": UNAVAILABLE_DETAIL,
         "time_ago": time_ago,
         "task_duration": task_duration,
     }

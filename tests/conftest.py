@@ -23,6 +23,9 @@ from app import create_app
 from app.config import normalise_database_url
 from app.schema import create_at_head, drop_schema
 
+# Private PostgreSQL servers (tests/pg_cluster.py) for tests that stop or replicate one.
+pytest_plugins = ["pg_cluster"]
+
 SERVER_URL_VARIABLES = {"postgresql": "TEST_POSTGRESQL_URL", "mariadb": "TEST_MARIADB_URL"}
 ENGINES = ["sqlite", *SERVER_URL_VARIABLES]
 IN_CI = bool(os.environ.get("CI"))
