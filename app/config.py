@@ -76,6 +76,37 @@ def frame_ancestor_sources(value: str | Iterable[str]) -> list[str]:
     return sources
 
 
+# A host name as a Host header gives it (letters, digits, hyphens, dots) or an IPv4 address;
+# a leading dot stands for every subdomain of the name. Werkzeug's check, which ALLOWED_HOSTS
+# feeds, cannot match an IPv6 address.
+HOST_NAME = re.compile(r"\.?[a-z0-9-]+(\.[a-z0-9-]+)*\.?", re.I)
+DEFAULT_ALLOWED_HOSTS = "127.0.0.1 localhost"
+
+
+def allowed_hosts(value: str | Iterable[str]) -> list[str]:
+    """The host names the server answers to, from a space- or comma-separated string or a list.
+
+    Raises ValueError on an entry that is not a host name (a port, a scheme, a wildcard, a
+    label over 63 characters), so a typo fails at start-up rather than refusing every request.
+    """
+    names = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if not names:
+        raise ValueError("ALLOWED_HOSTS is empty: list the names this server answers to")
+    for name in names:
+        if not HOST_NAME.fullmatch(name) or not is_idna(name.lstrip(".")):
+            raise ValueError(f"ALLOWED_HOSTS: {name!r} is not a host name (no port, no scheme)")
+    return [name.lower() for name in names]
+
+
+def is_idna(name: str) -> bool:
+    """Whether a name is one DNS could hold: labels of 1 to 63 characters, 253 in all."""
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return False
+    return len(name) <= 253
+
+
 def settings_from_environment(instance_path: Path) -> dict[str, object]:
     """Build the app's settings; every one can be set by an environment variable."""
     default_db = f"sqlite:///{instance_path / 'vectorize-tasks.sqlite3'}"
@@ -90,6 +121,8 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
         ),
         # Serve htmx only from static/ (no CDN), e.g. on a network without internet.
         "HTMX_LOCAL_ONLY": os.environ.get("HTMX_LOCAL_ONLY", "").lower() in {"1", "true", "yes"},
+        # The names (Host headers) the server answers to; any other gets a 400.
+        "ALLOWED_HOSTS": allowed_hosts(os.environ.get("ALLOWED_HOSTS", DEFAULT_ALLOWED_HOSTS)),
         # Reverse proxies in front of the app whose X-Forwarded-* headers are believed, so
         # that absolute URLs (the Link header, the curl command) carry the public scheme/host.
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
