@@ -34,7 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     }
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from app import api, cli, errors, health, metrics, pages, schema
+    from app import api, cli, errors, health, metrics, pages, schema, security
     from app.models import close_read_connection, db
 
     db.init_app(app)
@@ -52,11 +52,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     health.init_app(app)
     app.register_blueprint(api.bp)
     pages.init_app(app)
+    security.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
     if proxies := app.config["TRUSTED_PROXIES"]:
+        # The prefix ProxyFix takes from X-Forwarded-Prefix is checked before Flask sees it.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies
+            security.plain_prefix(app.wsgi_app),
+            x_for=proxies,
+            x_proto=proxies,
+            x_host=proxies,
+            x_prefix=proxies,
         )
     return app
 

@@ -98,10 +98,48 @@ def whole_number(name: str, default: int, low: int, high: int) -> int:
     return int(text)
 
 
+def statement_timeout_ms(*, export: bool = False) -> int:
+    """STATEMENT_TIMEOUT_MS, or an export's EXPORT_STATEMENT_TIMEOUT_MS (gunicorn reads both)."""
+    if export:
+        return whole_number("EXPORT_STATEMENT_TIMEOUT_MS", 300_000, 1, 86_400_000)
+    return whole_number("STATEMENT_TIMEOUT_MS", 10_000, 1, 86_400_000)
+
+
 def replica_binds() -> dict[str, str]:
     """The read replica as a Flask-SQLAlchemy bind, when DATABASE_REPLICA_URL is set."""
     url = os.environ.get("DATABASE_REPLICA_URL", "").strip()
     return {REPLICA_BIND: normalise_database_url(url)} if url else {}
+
+
+# A host name as a Host header gives it (letters, digits, hyphens, dots) or an IPv4 address;
+# a leading dot stands for every subdomain of the name. Werkzeug's check, which ALLOWED_HOSTS
+# feeds, cannot match an IPv6 address.
+HOST_NAME = re.compile(r"\.?[a-z0-9-]+(\.[a-z0-9-]+)*\.?", re.I)
+DEFAULT_ALLOWED_HOSTS = "127.0.0.1 localhost"
+
+
+def allowed_hosts(value: str | Iterable[str]) -> list[str]:
+    """The host names the server answers to, from a space- or comma-separated string or a list.
+
+    Raises ValueError on an entry that is not a host name (a port, a scheme, a wildcard, a
+    label over 63 characters), so a typo fails at start-up rather than refusing every request.
+    """
+    names = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if not names:
+        raise ValueError("ALLOWED_HOSTS is empty: list the names this server answers to")
+    for name in names:
+        if not HOST_NAME.fullmatch(name) or not is_idna(name.lstrip(".")):
+            raise ValueError(f"ALLOWED_HOSTS: {name!r} is not a host name (no port, no scheme)")
+    return [name.lower() for name in names]
+
+
+def is_idna(name: str) -> bool:
+    """Whether a name is one DNS could hold: labels of 1 to 63 characters, 253 in all."""
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return False
+    return len(name) <= 253
 
 
 def settings_from_environment(instance_path: Path) -> dict[str, object]:
@@ -118,6 +156,8 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
         ),
         # Serve htmx only from static/ (no CDN), e.g. on a network without internet.
         "HTMX_LOCAL_ONLY": environment_flag("HTMX_LOCAL_ONLY", default=False),
+        # The names (Host headers) the server answers to; any other gets a 400.
+        "ALLOWED_HOSTS": allowed_hosts(os.environ.get("ALLOWED_HOSTS", DEFAULT_ALLOWED_HOSTS)),
         # Reverse proxies in front of the app whose X-Forwarded-* headers are believed, so
         # that absolute URLs (the Link header, the curl command) carry the public scheme/host.
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
@@ -133,10 +173,8 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
         "REPLICA_FALLBACK": environment_flag("REPLICA_FALLBACK", default=False),
         # Time limits on the database (app/timeouts.py): a statement, an export's statement,
         # and a connection attempt (or a pooled connection's check).
-        "STATEMENT_TIMEOUT_MS": whole_number("STATEMENT_TIMEOUT_MS", 10_000, 1, 86_400_000),
-        "EXPORT_STATEMENT_TIMEOUT_MS": whole_number(
-            "EXPORT_STATEMENT_TIMEOUT_MS", 300_000, 1, 86_400_000
-        ),
+        "STATEMENT_TIMEOUT_MS": statement_timeout_ms(),
+        "EXPORT_STATEMENT_TIMEOUT_MS": statement_timeout_ms(export=True),
         "DATABASE_CONNECT_TIMEOUT_SECONDS": whole_number(
             "DATABASE_CONNECT_TIMEOUT_SECONDS", 5, 1, 600
         ),

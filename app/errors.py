@@ -9,8 +9,9 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, g, jsonify, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
+from flask.globals import request_ctx
+from werkzeug.exceptions import BadHost, HTTPException, SecurityError
 
 from app.models import ReplicaUnreachable
 from app.timeouts import is_statement_timeout
@@ -32,6 +33,9 @@ UNAVAILABLE_DETAIL = "The task database cannot be reached right now; try again s
 REPLICA_DETAIL = "The read replica cannot be reached right now; try again shortly."
 TIMEOUT_TITLE = "Query too slow"
 RETRY_AFTER_SECONDS = 5
+HOST_TITLE = "Host not allowed"
+# A Host header longer than any name is cut short in the message.
+HOST_SHOWN_CHARACTERS = 100
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
@@ -55,9 +59,14 @@ def invalid_query(errors: dict[str, list[str]]) -> Response:
     return problem(422, "Invalid query parameters", detail, errors=listed)
 
 
+def api_root() -> str:
+    """The path the API's routes start with, read from the url_map (no URL adapter needed)."""
+    return next(current_app.url_map.iter_rules("api.list_tasks_json")).rule
+
+
 def wants_problem_json() -> bool:
     """API paths, and clients that prefer JSON to HTML, get problem documents."""
-    if request.blueprint == "api" or request.path.startswith(url_for("api.list_tasks_json")):
+    if request.blueprint == "api" or request.path.startswith(api_root()):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"
@@ -94,8 +103,25 @@ def outage(error: sa.exc.DBAPIError) -> tuple[str, str]:
     return UNAVAILABLE_TITLE, UNAVAILABLE_DETAIL
 
 
+def ensure_url_adapter() -> None:
+    """Let the error page build its links when the request's Host was refused.
+
+    Flask binds a request's URL adapter to its Host, and a Host that is not allowed (or is
+    not a valid name) leaves it none: the page's `url_for` calls would fail and turn the 400
+    into a 500. The page's links are paths, so an adapter bound to an allowed name builds
+    the very same ones, and an absolute URL could only name an allowed host.
+    """
+    if request_ctx.url_adapter is None:
+        request_ctx.url_adapter = current_app.url_map.bind(
+            current_app.config["ALLOWED_HOSTS"][0].strip("."),
+            script_name=request.root_path or "/",
+            url_scheme=request.scheme,
+        )
+
+
 def error_response(status: int, title: str, detail: str) -> Response:
     """A problem document for scripts, a page for people."""
+    ensure_url_adapter()
     if wants_problem_json():
         return problem(status, title, detail)
     response = error_page(status, title, detail)
@@ -129,11 +155,13 @@ def init_app(app: Flask) -> None:
             return error_response(500, SCHEMA_TITLE, SCHEMA_DETAIL)
         raise error
 
+    @app.errorhandler(SecurityError)
+    @app.errorhandler(BadHost)
+    def host_error(_error: HTTPException) -> Response:
+        # Not in ALLOWED_HOSTS (SecurityError), or not a name at all (BadHost).
+        host = request.headers.get("Host", "")[:HOST_SHOWN_CHARACTERS]
+        detail = f"This server does not answer to the host {host!r}; use one of its own names."
+        return error_response(400, HOST_TITLE, detail)
+
     for error_class in (*DATABASE_ERRORS, sa.exc.ProgrammingError):
         app.register_error_handler(error_class, database_error)
-
-    @app.after_request
-    def content_type_options(response: Response) -> Response:
-        # Browsers must take our JSON, CSV and text for what we say they are.
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response

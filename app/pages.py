@@ -36,7 +36,6 @@ from werkzeug.http import generate_etag, quote_etag
 
 from app.api import next_page_cursor, task_or_404
 from app.clock import request_time
-from app.config import frame_ancestor_sources
 from app.errors import (
     DATABASE_ERRORS,
     RETRY_AFTER_SECONDS,
@@ -66,8 +65,13 @@ HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.
 # What htmx does with each answer: skip a 304 (the results have not changed) and swap the
 # 503 page, so a database outage shows its message in the results region. History is never
 # cached in the browser: Back asks the server, since the tasks may have moved on meanwhile.
+# htmx evaluates no code and adds no inline style: the Content-Security-Policy forbids both
+# (the indicator's style is in style.css).
 HTMX_CONFIG = {
     "historyCacheSize": 0,
+    "allowEval": False,
+    "allowScriptTags": False,
+    "includeIndicatorStyles": False,
     "responseHandling": [
         {"code": "204", "swap": False},
         {"code": "304", "swap": False},
@@ -616,23 +620,6 @@ def embed_task(task_id: str) -> Response:
     return render_task(embed_view(), task_id)
 
 
-# -- framing ---------------------------------------------------------------------------------
-
-
-def frame_policy(response: Response) -> Response:
-    """Only this site may frame its pages; the embed only the portal origins configured."""
-    if request.endpoint in EMBED_ENDPOINTS:
-        origins = current_app.config["EMBED_FRAME_ANCESTORS"]
-        sources = " ".join(origins) if origins else "'none'"
-        response.headers["Content-Security-Policy"] = f"frame-ancestors {sources}"
-        response.headers.pop("X-Frame-Options", None)
-        return response
-    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
-    # For browsers that predate CSP's frame-ancestors.
-    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-    return response
-
-
 # -- registration ----------------------------------------------------------------------------
 
 
@@ -657,10 +644,7 @@ def template_helpers(asset: HtmxAsset) -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
-    """Register the pages, their template helpers and the framing policy."""
-    app.config["EMBED_FRAME_ANCESTORS"] = frame_ancestor_sources(
-        app.config.get("EMBED_FRAME_ANCESTORS", [])
-    )
+    """Register the pages and their template helpers."""
     asset = htmx_asset(app)
     app.register_blueprint(bp)
     app.context_processor(lambda: template_helpers(asset))
@@ -669,4 +653,3 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(thousands, "thousands")
     app.add_template_filter(total_text, "total_text")
     app.add_template_filter(results_etag, "results_etag")
-    app.after_request(frame_policy)

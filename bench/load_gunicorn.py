@@ -1,9 +1,9 @@
 """Load the API through gunicorn on loopback and print throughput and latency percentiles.
 
-Starts `gunicorn wsgi:app` against DATABASE_URL (an already seeded database, for example the
-one bench_tasks.py fills), sends a fixed mix of list, count and deep-cursor requests from
-several client threads for a bounded time, then stops the server. Every answer must be 200;
-any other status is counted and printed.
+Starts `gunicorn wsgi:app` with the project's gunicorn.conf.py against DATABASE_URL (an
+already seeded database, for example the one bench_tasks.py fills), sends a fixed mix of
+list, count and deep-cursor requests from several client threads for a bounded time, then
+stops the server. Every answer must be 200; any other status is counted and printed.
 
     .venv/bin/python bench/load_gunicorn.py --database-url sqlite:///bench/tasks.sqlite3
 """
@@ -129,9 +129,11 @@ def main() -> None:
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
+            f"--config={ROOT / 'gunicorn.conf.py'}",
             f"--workers={args.workers}",
             f"--bind=127.0.0.1:{port}",
             "--log-level=warning",
+            "--access-logfile=/dev/null",
             "wsgi:app",
         ],
         cwd=ROOT,

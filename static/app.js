@@ -74,12 +74,15 @@
     }
   }
 
-  // Read by the results region's hx-trigger filter before every refresh.
-  window.tasksLive = {
-    allowed: function () {
-      return !document.hidden && !paused();
+  // Each tick of the results region's poller asks first: no refresh while the tab is hidden
+  // or the reader paused the updates. (Here rather than in an hx-trigger filter, which htmx
+  // would have to evaluate as code, and the Content-Security-Policy forbids that.)
+  document.addEventListener("htmx:confirm", function (event) {
+    var source = event.detail.elt;
+    if (source && source.id === "live-refresh" && (document.hidden || paused())) {
+      event.preventDefault();
     }
-  };
+  });
 
   function showLiveState() {
     var button = document.getElementById("live-toggle");

@@ -18,9 +18,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings
 from oracle import NOW, delete_all_tasks, insert_tasks, known_tasks
+from server_support import Server, running_gunicorn
 
 from app import create_app
+from app.clock import utcnow
 from app.config import normalise_database_url
+from app.demo import seed_demo
 from app.schema import create_at_head, drop_schema
 
 # Private PostgreSQL servers (tests/pg_cluster.py) for tests that stop or replicate one.
@@ -29,6 +32,8 @@ pytest_plugins = ["pg_cluster"]
 SERVER_URL_VARIABLES = {"postgresql": "TEST_POSTGRESQL_URL", "mariadb": "TEST_MARIADB_URL"}
 ENGINES = ["sqlite", *SERVER_URL_VARIABLES]
 IN_CI = bool(os.environ.get("CI"))
+SERVED_TASKS = 300
+SERVED_SEED = 20261203
 
 # CI explores the same examples on every run, so a landing never hangs on a lucky draw;
 # on a laptop each run draws new ones (and keeps any failure in .hypothesis/ to replay).
@@ -89,6 +94,13 @@ def make_app(url: str, **config: Any) -> Flask:
             **config,
         }
     )
+
+
+def csp_directives(response: Any) -> dict[str, str]:
+    """A response's Content-Security-Policy, directive name to its sources."""
+    policy = response.headers["Content-Security-Policy"]
+    pairs = (directive.strip().partition(" ") for directive in policy.split(";"))
+    return {name: sources for name, _, sources in pairs}
 
 
 def reset_tables(engine: sa.Engine) -> None:
@@ -186,3 +198,24 @@ def empty_engine(module_engine: sa.Engine) -> sa.Engine:
 def runner(app: Flask):
     """A CLI runner for the app's commands."""
     return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def served_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An SQLite file of demo tasks from a fixed seed, for the tests that start gunicorn."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('served') / 'tasks.sqlite3'}"
+    engine = sa.create_engine(url)
+    reset_tables(engine)
+    seed_demo(engine, SERVED_TASKS, utcnow(), seed=SERVED_SEED)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server(
+    served_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """gunicorn with the project's gunicorn.conf.py over the demo tasks, behind one proxy."""
+    log = tmp_path_factory.mktemp("gunicorn") / "error.log"
+    with running_gunicorn(served_database, log, TRUSTED_PROXIES="1") as server:
+        yield server

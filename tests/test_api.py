@@ -271,7 +271,7 @@ def test_offset_zero_with_a_cursor_is_422(client):
 def test_link_header_carries_the_public_address_behind_a_trusted_proxy(known_database):
     from conftest import make_app
 
-    app = make_app(known_database[0], TRUSTED_PROXIES=1)
+    app = make_app(known_database[0], TRUSTED_PROXIES=1, ALLOWED_HOSTS="tasks.example.com")
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "tasks.example.com"}
     response = app.test_client().get("/tasks?limit=1", headers=headers)
     assert response.headers["Link"].startswith("<https://tasks.example.com/tasks?")

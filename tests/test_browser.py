@@ -41,7 +41,15 @@ except ImportError:  # the browser fixture reports it: a skip on a laptop, a fai
     expect = sync_playwright = None
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Frame, Page, Request, Route
+    from playwright.sync_api import (
+        Browser,
+        BrowserContext,
+        ConsoleMessage,
+        Frame,
+        Page,
+        Request,
+        Route,
+    )
 
 pytestmark = pytest.mark.browser
 
@@ -140,10 +148,12 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 @dataclass
 class PageLog:
-    """What happened to a page: its full loads and the dialogs it tried to open."""
+    """What happened to a page: its full loads, the dialogs it tried to open, and what the
+    Content-Security-Policy refused."""
 
     loads: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -151,11 +161,27 @@ def log() -> PageLog:
     return PageLog()
 
 
+def refused_by_policy(message: ConsoleMessage) -> bool:
+    """Whether Chromium reports that the page's own policy refused a script, style or request.
+
+    A portal that may not frame the embed is refused too, on purpose: that is not counted.
+    """
+    text = message.text
+    return "Content Security Policy" in text and "frame-ancestors" not in text
+
+
 @pytest.fixture
 def page(context: BrowserContext, log: PageLog) -> Iterator[Page]:
-    """A page that logs its full loads and refuses every dialog: none may open, ever."""
+    """A page that logs its full loads and refuses every dialog: none may open, ever. Nothing
+    it does may break its Content-Security-Policy either."""
     page = context.new_page()
     page.on("load", lambda loaded: log.loads.append(loaded.url))
+
+    def note_refusal(message: ConsoleMessage) -> None:
+        if refused_by_policy(message):
+            log.refused.append(message.text)
+
+    page.on("console", note_refusal)
 
     def refuse(dialog: Any) -> None:
         log.dialogs.append(dialog.message)
@@ -164,6 +190,7 @@ def page(context: BrowserContext, log: PageLog) -> Iterator[Page]:
     page.on("dialog", refuse)
     yield page
     assert log.dialogs == [], f"the page opened a dialog: {log.dialogs}"
+    assert log.refused == [], f"the policy refused: {log.refused}"
 
 
 # -- helpers ---------------------------------------------------------------------------------
