@@ -224,7 +224,7 @@ def details_schemas() -> dict[str, JsonSchema]:
     return {
         task_type: closed_object(
             {column.name: column_schema(column.element) for column in model.detail_columns()},
-            title=f"Details of a {task_type} task",
+            title=f"Details of {task_type} tasks",
         )
         for task_type, model in MODEL_FOR_TYPE.items()
     }
