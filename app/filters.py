@@ -17,7 +17,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import MAXYEAR, UTC, datetime
 from typing import Any, Literal
 
 from werkzeug.datastructures import MultiDict
@@ -36,6 +36,7 @@ MAX_OFFSET = 10_000
 MAX_WITHIN_HOURS = 8760
 MAX_TAGS = 20
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
 
 Order = Literal["desc", "asc"]
 
@@ -256,8 +257,9 @@ class TimestampField(ParsedField):
         try:
             self.data = moment.astimezone(UTC)
         except OverflowError:
-            self.data = None
-            raise ValueError(f"{raw!r} is out of range") from None
+            # Past the year 9999 in UTC (its last day, west of UTC) is later than every task:
+            # the last instant Python holds says the same. The other end is before 1970.
+            self.data = LATEST if moment.year == MAXYEAR else datetime.min.replace(tzinfo=UTC)
         if self.data < EARLIEST:
             self.data = None
             raise ValueError("must not be before 1970")
