@@ -326,6 +326,12 @@ def shared_responses() -> dict[str, JsonSchema]:
             "range; every bad parameter is named.",
             schema="InvalidQuery",
         ),
+        "UriTooLong": {
+            "description": (
+                "The request line is longer than the server takes (gunicorn's "
+                "limit_request_line, 4094 bytes by default); the body is the server's own."
+            )
+        },
         "Unavailable": problem_response(
             "The database cannot be reached right now.",
             headers={
@@ -378,6 +384,7 @@ def filtered(ok: JsonSchema, refused: Iterable[str] = ()) -> JsonSchema:
         "parameters": parameter_refs(refused),
         "responses": {
             "200": ok,
+            "414": ref("responses", "UriTooLong"),
             "422": ref("responses", "InvalidQuery"),
             "503": ref("responses", "Unavailable"),
         },
@@ -416,6 +423,7 @@ def operations() -> dict[str, JsonSchema]:
             "responses": {
                 "200": json_ok("TaskWithDetails", "The task."),
                 "404": ref("responses", "NotFound"),
+                "414": ref("responses", "UriTooLong"),
                 "503": ref("responses", "Unavailable"),
             },
         },
