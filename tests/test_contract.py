@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 from wtforms.validators import NumberRange, Optional
 
 from app.filters import PARAMETERS, REPEATABLE, StrictIntegerField, TaskFilterForm
-from app.openapi import PAGE_POLICY, filter_parameters
+from app.openapi import PAGE_POLICY, filter_parameters, years_from
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -84,6 +84,14 @@ def test_every_json_endpoint_of_the_api_is_described(app, description):
         if rule.endpoint.startswith("api.")
     }
     assert served | {"/openapi.json"} == set(description["paths"])
+
+
+@pytest.mark.parametrize("earliest", [0, 1, 999, 1970, 2000, 9999])
+def test_the_year_pattern_admits_exactly_the_years_from_the_earliest(earliest):
+    pattern = re.compile(f"^{years_from(earliest)}$")
+    assert [year for year in range(10000) if pattern.match(f"{year:04d}")] == list(
+        range(earliest, 10000)
+    )
 
 
 @pytest.mark.parametrize("path", ["/tasks", "/tasks/counts", "/tasks.csv", "/tasks.ndjson"])
