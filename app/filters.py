@@ -17,7 +17,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import MAXYEAR, UTC, datetime
 from typing import Any, Literal
 
 from werkzeug.datastructures import MultiDict
@@ -36,6 +36,7 @@ MAX_OFFSET = 10_000
 MAX_WITHIN_HOURS = 8760
 MAX_TAGS = 20
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
 
 Order = Literal["desc", "asc"]
 
@@ -190,7 +191,11 @@ class StrictIntegerField(ParsedField):
         return "" if self.data is None else str(self.data)
 
 
-class MultiChoiceField(SelectMultipleField):
+class RepeatableField(Field):
+    """A parameter that may be given more than once; its values are a list."""
+
+
+class MultiChoiceField(SelectMultipleField, RepeatableField):
     """A repeatable parameter whose every value must be one of `choices`."""
 
     def __init__(self, *args: Any, aliases: Mapping[str, str] | None = None, **kwargs: Any):
@@ -209,7 +214,7 @@ class MultiChoiceField(SelectMultipleField):
                 )
 
 
-class TagListField(Field):
+class TagListField(RepeatableField):
     """A repeatable exact-match tag; several tags mean any of them."""
 
     def process_formdata(self, valuelist: list[str]) -> None:
@@ -252,8 +257,9 @@ class TimestampField(ParsedField):
         try:
             self.data = moment.astimezone(UTC)
         except OverflowError:
-            self.data = None
-            raise ValueError(f"{raw!r} is out of range") from None
+            # Past the year 9999 in UTC (its last day, west of UTC) is later than every task:
+            # the last instant Python holds says the same. The other end is before 1970.
+            self.data = LATEST if moment.year == MAXYEAR else datetime.min.replace(tzinfo=UTC)
         if self.data < EARLIEST:
             self.data = None
             raise ValueError("must not be before 1970")
@@ -271,24 +277,51 @@ class TaskFilterForm(Form):
         assume_utc = False
         secret_key = ""
 
-    task_type = MultiChoiceField("Task type", choices=list(TASK_TYPES))
-    status = MultiChoiceField("Status", choices=list(STATUSES), aliases=STATUS_ALIASES)
+    task_type = MultiChoiceField(
+        "Task type",
+        choices=list(TASK_TYPES),
+        description="Only tasks of these types; the other tables are not read.",
+    )
+    status = MultiChoiceField(
+        "Status",
+        choices=list(STATUSES),
+        aliases=STATUS_ALIASES,
+        description=(
+            "Only tasks in these statuses. The one-letter codes "
+            + ", ".join(f"{code} ({status})" for code, status in STATUS_ALIASES.items())
+            + " are aliases."
+        ),
+    )
     within_hours = StrictIntegerField(
         "Active within (hours)",
         validators=[
             Optional(),
             NumberRange(1, MAX_WITHIN_HOURS, message=f"must be from 1 to {MAX_WITHIN_HOURS}"),
         ],
+        description=(
+            "Active within the last N hours: still queued or running, or finished at or "
+            "after now minus N hours."
+        ),
     )
-    created_after = TimestampField("Created at or after")
-    created_before = TimestampField("Created before")
-    tag = TagListField("Tag")
+    created_after = TimestampField(
+        "Created at or after",
+        description="Created at or after this instant: ISO 8601 with a zone, from 1970.",
+    )
+    created_before = TimestampField(
+        "Created before",
+        description="Created strictly before this instant; must be later than created_after.",
+    )
+    tag = TagListField(
+        "Tag",
+        description="Exact match, case and spaces included; several tags mean any of them.",
+    )
     limit = StrictIntegerField(
         "Page size",
         validators=[
             Optional(),
             NumberRange(1, MAX_LIMIT, message=f"must be from 1 to {MAX_LIMIT}"),
         ],
+        description="How many tasks a page holds.",
     )
     offset = StrictIntegerField(
         "Offset",
@@ -300,10 +333,27 @@ class TaskFilterForm(Form):
                 message=f"must be from 0 to {MAX_OFFSET}; reach deeper pages with cursor",
             ),
         ],
+        description="Skip this many matches; deeper pages are reached by cursor.",
     )
-    cursor = StringField("Cursor")
-    order = SelectField("Order", choices=list(ORDERS), validate_choice=False)
-    count = SelectField("Count", choices=["exact"], validate_choice=False)
+    cursor = StringField(
+        "Cursor",
+        description=(
+            "The next_cursor of an earlier page, passed back as is: the page after it, stable "
+            "while new tasks arrive. Not together with offset; keeps the order it was made for."
+        ),
+    )
+    order = SelectField(
+        "Order",
+        choices=list(ORDERS),
+        validate_choice=False,
+        description="Newest (desc) or oldest (asc) first, by created_at then id.",
+    )
+    count = SelectField(
+        "Count",
+        choices=["exact"],
+        validate_choice=False,
+        description="exact: count every match for total, however many.",
+    )
 
     def validate_order(self, field: Field) -> None:
         if field.raw_data and field.data not in ORDERS:
@@ -355,7 +405,9 @@ def _canonical(values: Iterable[str] | None, order: Sequence[str]) -> tuple[str,
     return tuple(value for value in order if value in chosen)
 
 
-REPEATABLE = frozenset({"task_type", "status", "tag"})
+REPEATABLE = frozenset(
+    field.name for field in TaskFilterForm() if isinstance(field, RepeatableField)
+)
 PARAMETERS = frozenset(TaskFilterForm().data)
 
 

@@ -32,7 +32,9 @@ class Status(StrEnum):
 ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 TAG_MAX_LENGTH = 128
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls and DEL, as a character-class range (the API's description reuses it).
+CONTROL_CHARACTER_RANGE = r"\x00-\x1f\x7f-\x9f"
+CONTROL_CHARACTERS = re.compile(f"[{CONTROL_CHARACTER_RANGE}]")
 
 
 def sql_constant(value: object) -> sa.ColumnElement[Any]:

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from oracle import NOW, STATUSES, counted, expected
 
-from app.filters import STATUS_ALIASES, TaskFilter, format_timestamp
+from app.filters import LATEST, STATUS_ALIASES, TaskFilter, format_timestamp
 from app.models import TASK_TYPES
 
 FILTERS = {
@@ -31,6 +31,14 @@ FILTERS = {
             ("created_before", format_timestamp(NOW - timedelta(days=5))),
         ],
         TaskFilter(created_after=NOW - timedelta(days=20), created_before=NOW - timedelta(days=5)),
+    ),
+    "created before the calendar's end": (
+        [("created_before", "9999-12-31T23:00:00-05:00")],
+        TaskFilter(created_before=LATEST),
+    ),
+    "created after the calendar's end": (
+        [("created_after", "9999-12-31T23:00:00-05:00")],
+        TaskFilter(created_after=LATEST),
     ),
     "one tag": ([("tag", "exp-1")], TaskFilter(tags=("exp-1",))),
     "tag with html": ([("tag", "<b>bold</b>")], TaskFilter(tags=("<b>bold</b>",))),

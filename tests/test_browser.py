@@ -624,3 +624,22 @@ def test_script_in_an_error_message_is_shown_as_text(site, page, log):
     assert page.locator(markup).count() == 0
     page.wait_for_timeout(200)  # an onerror handler would have run by now
     assert log.dialogs == []
+
+
+# -- the API's description -------------------------------------------------------------------
+
+
+def test_api_page_renders_every_operation_under_its_policy(site, page):
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text))
+    page.on("pageerror", lambda error: violations.append(str(error)))
+    requested = requests_from_now(page, lambda request: True)
+    page.goto(site.url("/api"))
+    with urlopen(f"{site.base}/openapi.json") as response:
+        paths = json.load(response)["paths"]
+    operations = page.locator(".opblock-summary-path")
+    expect(operations).to_have_count(len(paths))
+    assert sorted(operations.all_inner_texts()) == sorted(paths)
+    assert all(url.startswith(site.base) for url in requested), requested
+    assert not [text for text in violations if "Content Security Policy" in text], violations
+    assert not [text for text in violations if "Error" in text], violations

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from app.filters import (
+    LATEST,
     MAX_LIMIT,
     MAX_OFFSET,
     MAX_TAGS,
@@ -192,6 +193,19 @@ def test_strict_refuses_a_timestamp_without_zone_showing_one_that_works(name, ra
 def test_a_lower_case_z_is_utc_as_rfc_3339_allows():
     value = parse([("created_after", "2026-11-01t09:30:00z")]).value
     assert value.created_after == datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "errors", "instant"),
+    [
+        ("9999-12-31T23:00:00-05:00", {}, LATEST),
+        ("0001-01-01T00:30:00+01:00", {"created_after": ["must not be before 1970"]}, None),
+    ],
+)
+def test_an_instant_past_the_calendar_is_the_last_one_or_before_1970(raw, errors, instant):
+    parsed = parse([("created_after", raw)])
+    assert parsed.errors == errors
+    assert (parsed.value.created_after if parsed.value else None) == instant
 
 
 @pytest.mark.parametrize(
