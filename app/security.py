@@ -19,6 +19,9 @@ from flask import Flask, Response, current_app, request
 from app.config import allowed_hosts, frame_ancestor_sources
 from app.pages import EMBED_ENDPOINTS, HTMX_CDN_URL
 
+# Pages whose renderer draws images as data: URLs (Swagger UI's icons on /api).
+DATA_IMAGE_ENDPOINTS = frozenset({"contract.api_page"})
+
 HSTS_SECONDS = 365 * 24 * 60 * 60
 # A path prefix as a proxy forwards it: segments of printable characters. "//evil.example" or
 # "/\\evil.example" would make every link the app writes point at another host.
@@ -38,13 +41,15 @@ def plain_prefix(wsgi_app: WsgiApp) -> WsgiApp:
     return serve
 
 
-def content_security_policy(script_sources: Sequence[str], frame_ancestors: Sequence[str]) -> str:
+def content_security_policy(
+    script_sources: Sequence[str], frame_ancestors: Sequence[str], image_sources: Sequence[str] = ()
+) -> str:
     """The policy: everything from this site only, scripts also from `script_sources`."""
     directives = {
         "default-src": ["'self'"],
         "script-src": ["'self'", *script_sources],
         "style-src": ["'self'"],
-        "img-src": ["'self'"],
+        "img-src": ["'self'", *image_sources],
         "connect-src": ["'self'"],
         "form-action": ["'self'"],
         "base-uri": ["'self'"],
@@ -61,7 +66,10 @@ def security_headers(response: Response) -> Response:
     # Only this site may frame its pages; the embed only the portal origins configured.
     ancestors = config["EMBED_FRAME_ANCESTORS"] if embed else ["'self'"]
     scripts = [] if config["HTMX_LOCAL_ONLY"] else [HTMX_CDN_URL]
-    response.headers["Content-Security-Policy"] = content_security_policy(scripts, ancestors)
+    # The API page's renderer draws its icons as data: images.
+    images = ["data:"] if request.endpoint in DATA_IMAGE_ENDPOINTS else []
+    policy = content_security_policy(scripts, ancestors, images)
+    response.headers["Content-Security-Policy"] = policy
     if embed:
         response.headers.pop("X-Frame-Options", None)
     else:
