@@ -35,7 +35,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import generate_etag, quote_etag
 
 from app.api import next_page_cursor, task_or_404
-from app.clock import request_time
+from app.clock import display_now, request_time
 from app.config import frame_ancestor_sources
 from app.errors import (
     DATABASE_ERRORS,
@@ -141,12 +141,6 @@ def htmx_asset(app: Flask) -> HtmxAsset:
 
 
 # -- time, as people read it -----------------------------------------------------------------
-
-
-def display_now(now: datetime) -> datetime:
-    """The request time to the minute: relative times then change once a minute, not on
-    every request, so an unchanged list keeps its ETag (the page's script counts on)."""
-    return now.replace(second=0, microsecond=0)
 
 
 def time_ago(moment: datetime, now: datetime) -> str:
