@@ -4,7 +4,8 @@ Every schema change is an Alembic revision in `migrations/` (`flask --app wsgi d
 Flask-Migrate). `init-db` is the one command a newcomer runs: it creates a new database at
 the newest revision, upgrades one that has revisions, and adopts one made before revisions
 existed (the five tables, no version): it compares that schema with the first revision's and
-stamps it only when they match, so nothing is ever dropped or guessed.
+stamps it only when they match (or with the models, and stamps the newest), so nothing is
+ever dropped or guessed.
 """
 
 from __future__ import annotations
@@ -148,21 +149,33 @@ def has_task_tables(connection: sa.Connection, metadata: sa.MetaData) -> bool:
     return bool(present & set(metadata.tables))
 
 
-def adopt_unversioned(engine: sa.Engine) -> bool:
-    """Stamp the first revision on tables made before revisions; False when there are none.
+def adopt_unversioned(engine: sa.Engine) -> str | None:
+    """Stamp tables made before revisions with the revision they are; None when there are none.
 
-    Raises SchemaMismatch, changing nothing, when the tables are not the first revision's.
+    Raises SchemaMismatch, changing nothing, when the tables are no revision's.
     """
     with engine.connect() as connection:
-        if schema_state(connection).current is not None:
-            return False
-        metadata = revision_metadata(FIRST_REVISION, connection.dialect)
-        if not has_task_tables(connection, metadata):
-            return False
-        if differences := schema_differences(connection, metadata):
-            raise SchemaMismatch(differences)
-    flask_migrate.stamp(directory=str(MIGRATIONS), revision=FIRST_REVISION)
-    return True
+        state = schema_state(connection)
+        if state.current is not None:
+            return None
+        first = revision_metadata(FIRST_REVISION, connection.dialect)
+        if not has_task_tables(connection, first):
+            return None
+        revision = unversioned_revision(connection, first, state.head)
+    flask_migrate.stamp(directory=str(MIGRATIONS), revision=revision)
+    return revision
+
+
+def unversioned_revision(connection: sa.Connection, first: sa.MetaData, head: str) -> str:
+    """Which revision tables without a version are: the newest when they already match the
+    models (made from them, say), else the first one, or neither (SchemaMismatch)."""
+    from app.models import Base
+
+    if not schema_differences(connection, Base.metadata):
+        return head
+    if differences := schema_differences(connection, first):
+        raise SchemaMismatch(differences)
+    return FIRST_REVISION
 
 
 def upgrade_database() -> list[str]:
@@ -173,8 +186,8 @@ def upgrade_database() -> list[str]:
     from app.models import db
 
     done = []
-    if adopt_unversioned(db.engine):
-        done.append(f"Adopted the existing task tables as revision {FIRST_REVISION}")
+    if adopted := adopt_unversioned(db.engine):
+        done.append(f"Adopted the existing task tables as revision {adopted}")
     with db.engine.connect() as connection:
         before = schema_state(connection)
     if not before.at_head:

@@ -73,6 +73,18 @@ def test_init_db_adopts_tables_made_before_revisions_with_their_rows(runner, emp
     assert all_tasks(empty_engine) == before
 
 
+def test_init_db_adopts_tables_made_from_the_models_at_the_newest_revision(runner, empty_engine):
+    Base.metadata.create_all(empty_engine)
+    insert_tasks(empty_engine, known_tasks()[:30])
+    before = all_tasks(empty_engine)
+    result = invoke(runner, "init-db")
+    assert f"Adopted the existing task tables as revision {state(empty_engine).head}" in (
+        result.output
+    )
+    assert state(empty_engine).at_head and "Upgraded" not in result.output
+    assert all_tasks(empty_engine) == before
+
+
 def test_init_db_on_the_newest_revision_changes_nothing(runner, empty_engine):
     invoke(runner, "init-db")
     result = invoke(runner, "init-db")
