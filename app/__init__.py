@@ -30,7 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from app import api, cli, errors, pages, schema
+    from app import api, cache, cli, errors, pages, schema
     from app.models import close_read_connection, db
 
     db.init_app(app)
@@ -38,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.teardown_request(close_read_connection)
     with app.app_context():
         configure_engine(db.engine)
+    cache.init_app(app)
     app.register_blueprint(api.bp)
     pages.init_app(app)
     errors.init_app(app)

@@ -95,4 +95,9 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
         # How often the list refreshes itself while the shown page holds queued or running tasks.
         "LIVE_REFRESH_SECONDS": int(os.environ.get("LIVE_REFRESH_SECONDS", "5")),
+        # Where viewers of one view share its counts: empty keeps them in each process,
+        # redis://host:port/db shares them between every server behind one address.
+        "CACHE_URL": os.environ.get("CACHE_URL", ""),
+        # Put before every key in Redis, so that apps sharing one Redis keep apart.
+        "CACHE_KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "vectorize-tasks:"),
     }
