@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 # keys of versions gone by leave.
 TTL_SECONDS = 300
 MEMORY_ENTRIES = 512
+# Rendered lists are larger (up to about 200 kB for 100 rows) and kept in the process alone.
+RENDERED_ENTRIES = 64
 # Redis answers on a LAN in well under a millisecond; one that takes longer is treated as down.
 SOCKET_TIMEOUT_SECONDS = 0.25
 # After a failure, how long counts go without the cache before it is tried again.
@@ -179,7 +181,9 @@ def shared_facets(
 
 
 def init_app(app: Flask) -> None:
-    """Make the cache `CACHE_URL` names (a typo in it fails at start-up)."""
+    """Make the cache `CACHE_URL` names (a typo in it fails at start-up), and the process's
+    own for rendered lists (see app/pages.py)."""
+    app.extensions["rendered_lists"] = MemoryCache(entries=RENDERED_ENTRIES)
     app.extensions["counts_cache"] = make_cache(
         app.config["CACHE_URL"], app.config["CACHE_KEY_PREFIX"]
     )

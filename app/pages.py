@@ -15,7 +15,7 @@ import math
 import shlex
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import quote_etag
 
 from app.api import next_page_cursor, task_or_404
-from app.cache import shared_facets
+from app.cache import Cache, shared_facets
 from app.clock import display_now, request_time
 from app.config import frame_ancestor_sources
 from app.errors import (
@@ -563,62 +563,81 @@ class Shown:
     region_etag: str | None = None
 
 
-def list_headers(
-    response: Response, view: ListView, fragment: bool, self_url: str, etag: str | None
-) -> Response:
-    """The headers every answer of the list carries, 304s included."""
-    response.vary.update(VARY)
-    response.headers["Cache-Control"] = "no-cache"
-    if fragment:
-        response.headers.update(history_headers(view, self_url))
-    if etag is not None:
+@dataclass(frozen=True)
+class ListRequest:
+    """Which list a request asks for, and how: read from the request before any query."""
+
+    view: ListView
+    parsed: ParsedFilter
+    task_filter: TaskFilter
+    fragment: bool
+    self_url: str
+    now: datetime
+
+    def template(self) -> str:
+        """The results region alone, or the view's whole page."""
+        return "_results.html" if self.fragment else self.view.template
+
+    def respond(self, body: str, etag: str | None) -> Response:
+        """The answer with the headers every answer of the list carries; a 304 when the
+        browser's copy has `etag`, a 503 (try again shortly) when there is no ETag."""
+        response = make_response(body, 200 if etag else 503)
+        response.vary.update(VARY)
+        response.headers["Cache-Control"] = "no-cache"
+        if self.fragment:
+            response.headers.update(history_headers(self.view, self.self_url))
+        if etag is None:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         response.set_etag(etag)
-    return response
+        return response.make_conditional(request)
+
+
+def render_fresh(ask: ListRequest, connection: Any, version: DataVersion, etag: str) -> str:
+    """List, count and render the list: what the data version does not tell apart."""
+    task_filter, now = ask.task_filter, ask.now
+    shown = Shown(
+        ask.self_url,
+        now,
+        page=list_tasks(connection, task_filter, now),
+        facets=shared_facets(connection, task_filter, now, version),
+        region_etag=etag if ask.fragment else list_etag(ask.view, True, version),
+    )
+    tags = [] if ask.fragment else known_tags(connection, TAG_SUGGESTIONS)
+    context = results_context(ask.view, ask.parsed, task_filter, shown)
+    return render_template(ask.template(), **context, known_tags=tags)
 
 
 def render_list(view: ListView) -> Response:
     """The list page, or only its results region for an htmx request that targets it.
 
     The ETag comes first, from the data version alone: a view that has not changed since
-    the browser's copy answers 304 before anything is listed, counted or rendered.
+    the browser's copy answers 304 before anything is listed, counted or rendered, and a
+    view another viewer of this process was just sent is sent as rendered then (the ETag
+    covers everything the rendering depends on).
     """
     parsed, task_filter = page_filter(request.args)
     fragment = wants_results_fragment()
     self_url = history_url(view, parsed, task_filter, request.args)
-    now = request_time()
-    shown = Shown(self_url, now)
-    etag: str | None = None
-    tags: list[str] = []
+    ask = ListRequest(view, parsed, task_filter, fragment, self_url, request_time())
+    rendered: Cache = current_app.extensions["rendered_lists"]
     try:
         connection = read_connection()
-        version = data_version(connection, now)
+        version = data_version(connection, ask.now)
         etag = list_etag(view, fragment, version)
         if request.if_none_match.contains_weak(etag):
-            unchanged = list_headers(make_response(""), view, fragment, self_url, etag)
-            return unchanged.make_conditional(request)
-        shown = replace(
-            shown,
-            page=list_tasks(connection, task_filter, now),
-            facets=shared_facets(connection, task_filter, now, version),
-            region_etag=etag if fragment else list_etag(view, True, version),
-        )
-        if not fragment:
-            tags = known_tags(connection, TAG_SUGGESTIONS)
+            return ask.respond("", etag)
+        if (body := rendered.get(etag)) is None:
+            body = render_fresh(ask, connection, version, etag)
+            rendered.set(etag, body)
+        return ask.respond(body, etag)
     except DATABASE_ERRORS as error:
         if not is_unreachable(error):
             raise
         log_database_error(error)
         close_read_connection()
-        shown, etag = Shown(self_url, now), None
-    context = results_context(view, parsed, task_filter, shown)
-    template = "_results.html" if fragment else view.template
-    body = render_template(template, **context, known_tags=tags)
-    response = make_response(body, 200 if etag else 503)
-    list_headers(response, view, fragment, self_url, etag)
-    if etag is None:
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-    return response.make_conditional(request)
+    context = results_context(view, parsed, task_filter, Shown(self_url, ask.now))
+    return ask.respond(render_template(ask.template(), **context, known_tags=[]), None)
 
 
 @bp.get("/")

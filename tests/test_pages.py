@@ -471,8 +471,19 @@ def test_an_unchanged_refresh_runs_the_version_query_alone(app, client):
     assert unchanged.status_code == 304
     assert len(sent) == 1 and sent[0].lower().count("max(") == 5
     with statements_run(app) as sent:
-        assert refresh(client, {"status": "running"}).status_code == 200
-    assert len(sent) > 1  # the same refresh without the ETag lists and counts
+        assert refresh(client, {"status": "failed"}).status_code == 200
+    assert len(sent) > 1  # a view not shown yet is listed and counted
+
+
+def test_a_second_viewer_is_sent_the_first_viewers_rendering(app, client):
+    first = refresh(client, {"status": "running"})
+    with statements_run(app) as sent:
+        second = app.test_client().get(
+            "/", query_string={"status": "running"}, headers={**FRAGMENT, "HX-Current-URL": "/"}
+        )
+    assert len(sent) == 1 and sent[0].lower().count("max(") == 5
+    assert second.status_code == 200 and second.data == first.data
+    assert second.headers["ETag"] == first.headers["ETag"]
 
 
 def test_unchanged_refresh_keeps_the_headers_of_the_list(client):
