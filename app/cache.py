@@ -1,11 +1,12 @@
-"""Counts shared by everyone watching the same view.
+"""Counts and rendered lists shared by everyone watching the same view.
 
 A view's counts (the page's chips, `/tasks/counts`) are kept under its filter and the data
-version (app/query/versions.py): while no task changes, a thousand viewers of one view cost
-one count a minute. They are kept in the process by default (a small LRU whose entries
-expire), or in Redis when `CACHE_URL=redis://…` is set, so that every server behind one
-address shares them. A cache that cannot be reached is skipped, with a warning in the log:
-the counts are then computed as if there were no cache, never an error.
+version (app/query/versions.py), and its rendered list under its ETag: while no task
+changes, a thousand viewers of one view cost one count and one rendering a minute. They are
+kept in the process by default (a small LRU whose entries expire), or in Redis when
+`CACHE_URL=redis://…` is set, so that every server behind one address shares them. A cache
+that cannot be reached is skipped, with a warning in the log: the counts are then computed
+and the lists rendered as if there were no cache, never an error.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
@@ -32,7 +34,7 @@ logger = logging.getLogger(__name__)
 # keys of versions gone by leave.
 TTL_SECONDS = 300
 MEMORY_ENTRIES = 512
-# Rendered lists are larger (up to about 200 kB for 100 rows) and kept in the process alone.
+# Rendered lists are larger (up to about 200 kB for 100 rows).
 RENDERED_ENTRIES = 64
 # Redis answers on a LAN in well under a millisecond; one that takes longer is treated as down.
 SOCKET_TIMEOUT_SECONDS = 0.25
@@ -133,6 +135,30 @@ class RedisCache:
             return None
 
 
+# One lock per key being made in this process; a key's lock goes once nobody holds it.
+MAKING: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+MAKING_LOCK = threading.Lock()
+
+
+def kept_or_made(cache: Cache, key: str, make: Callable[[], str]) -> str:
+    """The text kept under `key`, or `make()` kept there.
+
+    Of the threads of this process that miss the same key at once, one makes it and the
+    others wait for it: when a view changes, its viewers all ask within one refresh, and
+    each would otherwise count and render it again.
+    """
+    if (kept := cache.get(key)) is not None:
+        return kept
+    with MAKING_LOCK:
+        lock = MAKING.setdefault(key, threading.Lock())
+    with lock:
+        if (kept := cache.get(key)) is not None:
+            return kept
+        made = make()
+        cache.set(key, made)
+        return made
+
+
 def redis_address(url: str) -> str:
     """The URL without its password, for the log."""
     import redis
@@ -143,10 +169,10 @@ def redis_address(url: str) -> str:
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
-def make_cache(url: str, prefix: str) -> Cache:
-    """The cache `CACHE_URL` names: in this process when empty, else Redis."""
+def make_cache(url: str, prefix: str, entries: int = MEMORY_ENTRIES) -> Cache:
+    """The cache `CACHE_URL` names: in this process (`entries` at most) when empty, else Redis."""
     if not url:
-        return MemoryCache()
+        return MemoryCache(entries)
     scheme = url.partition("://")[0].lower()
     if scheme not in REDIS_SCHEMES:
         raise ValueError(f"CACHE_URL: {scheme!r} is not redis://, rediss:// or unix://")
@@ -173,17 +199,16 @@ def shared_facets(
     """
     cache: Cache = current_app.extensions["counts_cache"]
     key = counts_key(task_filter, version or data_version(executor, now))
-    if (kept := cache.get(key)) is not None:
-        return Facets.from_json(json.loads(kept))
-    facets = count_facets(executor, task_filter, now)
-    cache.set(key, json.dumps(facets.as_json()))
-    return facets
+    kept = kept_or_made(
+        cache, key, lambda: json.dumps(count_facets(executor, task_filter, now).as_json())
+    )
+    return Facets.from_json(json.loads(kept))
 
 
 def init_app(app: Flask) -> None:
-    """Make the cache `CACHE_URL` names (a typo in it fails at start-up), and the process's
-    own for rendered lists (see app/pages.py)."""
-    app.extensions["rendered_lists"] = MemoryCache(entries=RENDERED_ENTRIES)
-    app.extensions["counts_cache"] = make_cache(
-        app.config["CACHE_URL"], app.config["CACHE_KEY_PREFIX"]
-    )
+    """Make the caches `CACHE_URL` names (a typo in it fails at start-up): one for counts,
+    one for rendered lists (see app/pages.py), which are larger, so fewer are kept in a
+    process."""
+    url, prefix = app.config["CACHE_URL"], app.config["CACHE_KEY_PREFIX"]
+    app.extensions["counts_cache"] = make_cache(url, prefix)
+    app.extensions["rendered_lists"] = make_cache(url, prefix, RENDERED_ENTRIES)

@@ -10,6 +10,7 @@ are built from the filter value's `to_args()`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import shlex
@@ -35,7 +36,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import quote_etag
 
 from app.api import next_page_cursor, task_or_404
-from app.cache import Cache, shared_facets
+from app.cache import Cache, kept_or_made, shared_facets
 from app.clock import display_now, request_time
 from app.config import frame_ancestor_sources
 from app.errors import (
@@ -613,8 +614,8 @@ def render_list(view: ListView) -> Response:
 
     The ETag comes first, from the data version alone: a view that has not changed since
     the browser's copy answers 304 before anything is listed, counted or rendered, and a
-    view another viewer of this process was just sent is sent as rendered then (the ETag
-    covers everything the rendering depends on).
+    view another viewer was just sent is sent as rendered then (the ETag covers everything
+    the rendering depends on), from the process or from the shared cache.
     """
     parsed, task_filter = page_filter(request.args)
     fragment = wants_results_fragment()
@@ -627,9 +628,8 @@ def render_list(view: ListView) -> Response:
         etag = list_etag(view, fragment, version)
         if request.if_none_match.contains_weak(etag):
             return ask.respond("", etag)
-        if (body := rendered.get(etag)) is None:
-            body = render_fresh(ask, connection, version, etag)
-            rendered.set(etag, body)
+        make = functools.partial(render_fresh, ask, connection, version, etag)
+        body = kept_or_made(rendered, f"list:{etag}", make)
         return ask.respond(body, etag)
     except DATABASE_ERRORS as error:
         if not is_unreachable(error):

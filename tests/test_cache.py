@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from conftest import make_app, statements_run, unavailable
 from flask import Flask
 from oracle import NOW, insert_tasks, known_tasks
 
-from app.cache import MemoryCache, counts_key, make_cache
+from app.cache import MemoryCache, counts_key, kept_or_made, make_cache
 from app.filters import Cursor, TaskFilter
 from app.query import DataVersion, count_facets
 from app.recorder import Recorder
@@ -107,6 +108,28 @@ def test_another_filter_or_data_version_has_other_counts(other):
     assert counts_key(*other) != counts_key(TaskFilter(statuses=("failed",)), VERSION)
 
 
+def test_threads_that_miss_one_key_at_once_make_it_once():
+    cache, made, answers = MemoryCache(), [], []
+    release = threading.Event()
+
+    def make() -> str:
+        made.append(1)
+        release.wait(5)
+        return "counted"
+
+    threads = [
+        threading.Thread(target=lambda: answers.append(kept_or_made(cache, "view", make)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)  # every thread has missed the key by now
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert made == [1] and answers == ["counted"] * 4
+
+
 def test_a_cache_url_that_is_not_redis_is_refused():
     with pytest.raises(ValueError, match="CACHE_URL"):
         make_cache("memcached://127.0.0.1:11211", "p:")
@@ -155,7 +178,7 @@ def redis_prefix() -> Iterator[str]:
     client.close()
 
 
-def test_two_servers_share_a_views_counts_over_redis(known_database, redis_prefix):
+def test_two_servers_share_a_views_counts_and_rendering_over_redis(known_database, redis_prefix):
     url = known_database[0]
     config = {"CACHE_URL": REDIS_URL, "CACHE_KEY_PREFIX": redis_prefix}
     with app_over(url, **config) as first, app_over(url, **config) as second:
@@ -165,8 +188,15 @@ def test_two_servers_share_a_views_counts_over_redis(known_database, redis_prefi
             shared = second.test_client().get("/tasks/counts", query_string=FAILED_TODAY)
         assert len(sent) == 1  # the data version; the counts came from Redis
         assert shared.get_json() == expected_counts(second, FAILED_TODAY)
+        with statements_run(second) as sent:
+            page = second.test_client().get("/", query_string=FAILED_TODAY)
+        assert len(sent) == 1  # the page as the first server rendered it
+        assert page.data == chips.data
     kept = redis.Redis.from_url(REDIS_URL).keys(redis_prefix + "*")
-    assert len(kept) == 1
+    assert sorted(key.decode().removeprefix(redis_prefix)[:5] for key in kept) == [
+        "count",
+        "list:",
+    ]
 
 
 def test_a_cache_on_a_closed_port_is_skipped_with_a_warning(known_database, caplog):
