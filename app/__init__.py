@@ -34,7 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     }
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from app import api, cli, errors, health, metrics, openapi, pages, schema, security
+    from app import api, cache, cli, errors, health, metrics, openapi, pages, schema, security
     from app.models import close_read_connection, db
 
     db.init_app(app)
@@ -50,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             )
     metrics.init_app(app)
     health.init_app(app)
+    cache.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     pages.init_app(app)

@@ -10,12 +10,13 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
 
+from app.cache import shared_facets
 from app.clock import request_time
 from app.errors import invalid_query
 from app.export import EXPORT_FORMATS, export_response, page_parameter_errors
 from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
 from app.models import connect_for_reading, read_connection
-from app.query import TaskDetail, TaskPage, TaskRow, count_facets, get_task, iter_tasks, list_tasks
+from app.query import TaskDetail, TaskPage, TaskRow, get_task, iter_tasks, list_tasks
 
 bp = Blueprint("api", __name__)
 
@@ -87,7 +88,7 @@ def count_tasks_json() -> Response:
     task_filter = api_filter()
     if isinstance(task_filter, Response):
         return task_filter
-    facets = count_facets(read_connection(), task_filter, request_time())
+    facets = shared_facets(read_connection(), task_filter, request_time())
     return jsonify(facets.as_json())
 
 

@@ -178,4 +178,9 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
         "DATABASE_CONNECT_TIMEOUT_SECONDS": whole_number(
             "DATABASE_CONNECT_TIMEOUT_SECONDS", 5, 1, 600
         ),
+        # Where viewers of one view share its counts: empty keeps them in each process,
+        # redis://host:port/db shares them between every server behind one address.
+        "CACHE_URL": os.environ.get("CACHE_URL", ""),
+        # Put before every key in Redis, so that apps sharing one Redis keep apart.
+        "CACHE_KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "vectorize-tasks:"),
     }

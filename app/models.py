@@ -259,6 +259,8 @@ class TaskColumns:
             sa.Index(f"ix_{table}_status_finished", "status", "finished_at"),
             # The longest time to finish per status, read in one step (app/query/shapes.py).
             sa.Index(f"ix_{table}_status_seconds", "status", "seconds_to_finish"),
+            # The newest change, read in one step: the data version (app/query/versions.py).
+            sa.Index(f"ix_{table}_updated", "updated_at"),
             *cls.extra_table_args(),
         )
 

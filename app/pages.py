@@ -10,6 +10,7 @@ are built from the filter value's `to_args()`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import shlex
@@ -32,14 +33,14 @@ from flask import (
     url_for,
 )
 from werkzeug.datastructures import MultiDict
-from werkzeug.http import generate_etag, quote_etag
+from werkzeug.http import quote_etag
 
 from app.api import next_page_cursor, task_or_404
-from app.clock import request_time
+from app.cache import Cache, kept_or_made, shared_facets
+from app.clock import display_now, request_time
 from app.errors import (
     DATABASE_ERRORS,
     RETRY_AFTER_SECONDS,
-    UNAVAILABLE_DETAIL,
     is_unreachable,
     log_database_error,
     outage,
@@ -55,7 +56,7 @@ from app.filters import (
     parse_filter,
 )
 from app.models import ACTIVE_STATUSES, TASK_TYPES, close_read_connection, read_connection
-from app.query import Facets, TaskPage, Total, count_facets, known_tags, list_tasks
+from app.query import DataVersion, Facets, TaskPage, Total, data_version, known_tags, list_tasks
 
 bp = Blueprint("pages", __name__)
 
@@ -146,12 +147,6 @@ def htmx_asset(app: Flask) -> HtmxAsset:
 
 
 # -- time, as people read it -----------------------------------------------------------------
-
-
-def display_now(now: datetime) -> datetime:
-    """The request time to the minute: relative times then change once a minute, not on
-    every request, so an unchanged list keeps its ETag (the page's script counts on)."""
-    return now.replace(second=0, microsecond=0)
 
 
 def time_ago(moment: datetime, now: datetime) -> str:
@@ -497,30 +492,29 @@ def results_context(
     view: ListView,
     parsed: ParsedFilter,
     task_filter: TaskFilter,
-    page: TaskPage | None,
-    facets: Facets | None,
+    shown: Shown,
 ) -> dict[str, Any]:
     """Everything `_results.html` renders, from the filter and what the query module said."""
-    url = history_url(view, parsed, task_filter, request.args)
     context: dict[str, Any] = {
         "view": view,
         "state": form_state(parsed),
         "task_filter": task_filter,
-        "self_url": url,
+        "self_url": shown.self_url,
         "clear_url": view.url(TaskFilter()),
-        "now": display_now(request_time()),
+        "now": display_now(shown.now),
         "refresh_seconds": current_app.config["LIVE_REFRESH_SECONDS"],
-        "unavailable": page is None or facets is None,
+        "unavailable": shown.page is None or shown.facets is None,
         "full_view_url": FULL_VIEW.url(task_filter),
         "links": engineer_links(task_filter),
         "applied": applied_filters(view, task_filter),
+        "region_etag": quote_etag(shown.region_etag) if shown.region_etag else "",
     }
-    if page is not None and facets is not None:
+    if shown.page is not None and shown.facets is not None:
         context |= {
-            "rows": page.items,
-            "chips": facet_chips(view, task_filter, facets),
-            "pager": build_pager(view, task_filter, page),
-            "live": any(row.status in LIVE_STATUSES for row in page.items),
+            "rows": shown.page.items,
+            "chips": facet_chips(view, task_filter, shown.facets),
+            "pager": build_pager(view, task_filter, shown.page),
+            "live": any(row.status in LIVE_STATUSES for row in shown.page.items),
         }
     return context
 
@@ -528,48 +522,128 @@ def results_context(
 # -- responses -------------------------------------------------------------------------------
 
 
-def results_etag(html: str) -> str:
-    """The ETag the results region would have if sent alone (Flask's `add_etag` hash)."""
-    return quote_etag(generate_etag(str(html).encode()))
+def render_fingerprint(app: Flask) -> str:
+    """What every rendering depends on besides the data and the request: the code, the
+    templates, the static files and the settings the pages show. A deploy changes it."""
+    digest = hashlib.sha256()
+    folders = (app.root_path, app.template_folder, app.static_folder)
+    for folder in (Path(str(name)) for name in folders):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix != ".pyc":
+                digest.update(str(path.relative_to(folder)).encode() + b"\0")
+                digest.update(path.read_bytes())
+    # Pager cursors are signed with the secret key; the others show in the markup.
+    settings = ("LIVE_REFRESH_SECONDS", "HTMX_LOCAL_ONLY", "SECRET_KEY")
+    digest.update(repr([app.config.get(name) for name in settings]).encode())
+    return digest.hexdigest()
+
+
+def list_etag(view: ListView, fragment: bool, version: DataVersion) -> str:
+    """The ETag of the list page or of its results region alone, known before either is
+    rendered: a digest of everything they are rendered from.
+
+    The data (the tables' newest changes and the minute), the request's full URL (host,
+    path and query string: the filter, the form's values as typed, the embed's options),
+    which rendering, and the app's own fingerprint.
+    """
+    parts = (
+        current_app.extensions["render_fingerprint"],
+        view.endpoint,
+        "fragment" if fragment else "page",
+        request.url,
+        version.token,
+    )
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the query module said for a list, or None where the database could not answer,
+    with the URL and time the list is shown for, and the ETag of its results region."""
+
+    self_url: str
+    now: datetime
+    page: TaskPage | None = None
+    facets: Facets | None = None
+    region_etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """Which list a request asks for, and how: read from the request before any query."""
+
+    view: ListView
+    parsed: ParsedFilter
+    task_filter: TaskFilter
+    fragment: bool
+    self_url: str
+    now: datetime
+
+    def template(self) -> str:
+        """The results region alone, or the view's whole page."""
+        return "_results.html" if self.fragment else self.view.template
+
+    def respond(self, body: str, etag: str | None) -> Response:
+        """The answer with the headers every answer of the list carries; a 304 when the
+        browser's copy has `etag`, a 503 (try again shortly) when there is no ETag."""
+        response = make_response(body, 200 if etag else 503)
+        response.vary.update(VARY)
+        response.headers["Cache-Control"] = "no-cache"
+        if self.fragment:
+            response.headers.update(history_headers(self.view, self.self_url))
+        if etag is None:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        response.set_etag(etag)
+        return response.make_conditional(request)
+
+
+def render_fresh(ask: ListRequest, connection: Any, version: DataVersion, etag: str) -> str:
+    """List, count and render the list: what the data version does not tell apart."""
+    task_filter, now = ask.task_filter, ask.now
+    shown = Shown(
+        ask.self_url,
+        now,
+        page=list_tasks(connection, task_filter, now),
+        facets=shared_facets(connection, task_filter, now, version),
+        region_etag=etag if ask.fragment else list_etag(ask.view, True, version),
+    )
+    tags = [] if ask.fragment else known_tags(connection, TAG_SUGGESTIONS)
+    context = results_context(ask.view, ask.parsed, task_filter, shown)
+    return render_template(ask.template(), **context, known_tags=tags)
 
 
 def render_list(view: ListView) -> Response:
-    """The list page, or only its results region for an htmx request that targets it."""
+    """The list page, or only its results region for an htmx request that targets it.
+
+    The ETag comes first, from the data version alone: a view that has not changed since
+    the browser's copy answers 304 before anything is listed, counted or rendered, and a
+    view another viewer was just sent is sent as rendered then (the ETag covers everything
+    the rendering depends on), from the process or from the shared cache.
+    """
     parsed, task_filter = page_filter(request.args)
     fragment = wants_results_fragment()
-    now = request_time()
-    page: TaskPage | None = None
-    facets: Facets | None = None
-    tags: list[str] = []
-    unavailable_detail = UNAVAILABLE_DETAIL
+    self_url = history_url(view, parsed, task_filter, request.args)
+    ask = ListRequest(view, parsed, task_filter, fragment, self_url, request_time())
+    rendered: Cache = current_app.extensions["rendered_lists"]
     try:
         connection = read_connection()
-        page = list_tasks(connection, task_filter, now)
-        facets = count_facets(connection, task_filter, now)
-        if not fragment:
-            tags = known_tags(connection, TAG_SUGGESTIONS)
+        version = data_version(connection, ask.now)
+        etag = list_etag(view, fragment, version)
+        if request.if_none_match.contains_weak(etag):
+            return ask.respond("", etag)
+        make = functools.partial(render_fresh, ask, connection, version, etag)
+        body = kept_or_made(rendered, f"list:{etag}", make)
+        return ask.respond(body, etag)
     except DATABASE_ERRORS as error:
         if not is_unreachable(error):
             raise
         log_database_error(error)
         close_read_connection()
-        page = facets = None
-        unavailable_detail = outage(error)[1]
-    context = results_context(view, parsed, task_filter, page, facets)
-    template = "_results.html" if fragment else view.template
-    body = render_template(
-        template, **context, known_tags=tags, unavailable_detail=unavailable_detail
-    )
-    response = make_response(body, 503 if page is None else 200)
-    response.vary.update(VARY)
-    response.headers["Cache-Control"] = "no-cache"
-    if fragment:
-        response.headers.update(history_headers(view, context["self_url"]))
-    if page is None:
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-    response.add_etag()
-    return response.make_conditional(request)
+        detail = outage(error)[1]
+    context = results_context(view, parsed, task_filter, Shown(self_url, ask.now))
+    body = render_template(ask.template(), **context, known_tags=[], unavailable_detail=detail)
+    return ask.respond(body, None)
 
 
 @bp.get("/")
@@ -646,10 +720,10 @@ def template_helpers(asset: HtmxAsset) -> dict[str, Any]:
 def init_app(app: Flask) -> None:
     """Register the pages and their template helpers."""
     asset = htmx_asset(app)
+    app.extensions["render_fingerprint"] = render_fingerprint(app)
     app.register_blueprint(bp)
     app.context_processor(lambda: template_helpers(asset))
     app.add_template_filter(format_timestamp, "iso")
     app.add_template_filter(utc_text, "utc")
     app.add_template_filter(thousands, "thousands")
     app.add_template_filter(total_text, "total_text")
-    app.add_template_filter(results_etag, "results_etag")

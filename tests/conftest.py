@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -219,3 +220,20 @@ def gunicorn_server(
     log = tmp_path_factory.mktemp("gunicorn") / "error.log"
     with running_gunicorn(served_database, log, TRUSTED_PROXIES="1") as server:
         yield server
+
+
+@contextmanager
+def statements_run(app: Flask) -> Iterator[list[str]]:
+    """The SQL statements the app's engine sends while the block runs, in order."""
+    with app.app_context():
+        engine = app.extensions["sqlalchemy"].engine
+    sent: list[str] = []
+
+    def record(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)

@@ -10,13 +10,15 @@ from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from conftest import csp_directives, make_app
-from oracle import NOW, expected
+from conftest import csp_directives, make_app, statements_run
+from oracle import NOW, expected, insert_tasks, known_tasks
 from werkzeug.datastructures import MultiDict
 
 from app.filters import TaskFilter, format_timestamp, parse_filter
+from app.models import MODEL_FOR_TYPE
 from app.pages import HTMX_CDN_URL, HTMX_FILE, duration_text, time_ago, total_text
 from app.query import Total
+from app.recorder import Recorder
 
 FRAGMENT = {"HX-Request": "true", "HX-Target": "results"}
 UNREACHABLE_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
@@ -452,6 +454,120 @@ def test_unchanged_results_answer_304(client):
 def test_page_has_an_etag_too(client):
     first = client.get("/")
     assert client.get("/", headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+
+
+def refresh(client, args, etag=None):
+    """A live refresh of the results region, as the page's script sends it."""
+    headers = {**FRAGMENT, "HX-Current-URL": "http://localhost/"}
+    if etag is not None:
+        headers["If-None-Match"] = etag
+    return client.get("/", query_string=args, headers=headers)
+
+
+def test_an_unchanged_refresh_runs_the_version_query_alone(app, client):
+    etag = refresh(client, {"status": "running"}).headers["ETag"]
+    with statements_run(app) as sent:
+        unchanged = refresh(client, {"status": "running"}, etag)
+    assert unchanged.status_code == 304
+    assert len(sent) == 1 and sent[0].lower().count("max(") == 5
+    with statements_run(app) as sent:
+        assert refresh(client, {"status": "failed"}).status_code == 200
+    assert len(sent) > 1  # a view not shown yet is listed and counted
+
+
+def test_a_second_viewer_is_sent_the_first_viewers_rendering(app, client):
+    first = refresh(client, {"status": "running"})
+    with statements_run(app) as sent:
+        second = app.test_client().get(
+            "/", query_string={"status": "running"}, headers={**FRAGMENT, "HX-Current-URL": "/"}
+        )
+    assert len(sent) == 1 and sent[0].lower().count("max(") == 5
+    assert second.status_code == 200 and second.data == first.data
+    assert second.headers["ETag"] == first.headers["ETag"]
+
+
+def test_unchanged_refresh_keeps_the_headers_of_the_list(client):
+    etag = refresh(client, {"status": "R"}).headers["ETag"]
+    unchanged = refresh(client, {"status": "R"}, etag)
+    assert unchanged.status_code == 304
+    assert unchanged.headers["ETag"] == etag
+    assert unchanged.headers["Cache-Control"] == "no-cache"
+    assert unchanged.headers["HX-Push-Url"] == "/?status=running"
+    assert set(unchanged.vary) >= {"HX-Request", "HX-Target"}
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"path": "/", "args": {"status": "failed"}, "fragment": True},
+        {"path": "/", "args": {"status": "running"}, "fragment": False},
+        {"path": "/embed", "args": {"status": "running"}, "fragment": True},
+        {"path": "/embed", "args": {"status": "running", "hide": "filters"}, "fragment": True},
+    ],
+)
+def test_each_view_and_rendering_has_its_own_etag(client, other):
+    shown = refresh(client, {"status": "running"}).headers["ETag"]
+    headers = FRAGMENT if other["fragment"] else {}
+    answer = client.get(
+        other["path"], query_string=other["args"], headers={**headers, "If-None-Match": shown}
+    )
+    assert answer.status_code == 200 and answer.headers["ETag"] != shown
+
+
+def test_a_new_minute_changes_the_etag(app, client):
+    etag = refresh(client, {"status": "running"}).headers["ETag"]
+    app.config["CLOCK"] = lambda: NOW + timedelta(seconds=59)
+    assert refresh(client, {"status": "running"}, etag).status_code == 304
+    app.config["CLOCK"] = lambda: NOW + timedelta(minutes=1)
+    assert refresh(client, {"status": "running"}, etag).status_code == 200
+
+
+@pytest.fixture
+def live_client(scratch_app, scratch_engine):
+    """A client over the known tasks in tables the test may change."""
+    insert_tasks(scratch_engine, known_tasks())
+    return scratch_app.test_client()
+
+
+def test_a_task_recorded_changes_the_etag_and_the_region(live_client, scratch_engine):
+    args = {"task_type": "training", "tag": "live-new"}
+    before = refresh(live_client, args)
+    assert Page(before.get_data(as_text=True)).row_ids == []
+    task_id = Recorder(scratch_engine, clock=lambda: NOW).create(
+        "training", tag="live-new", base_model="m", dataset_name="d", method="lora", epochs=1
+    )
+    after = refresh(live_client, args, before.headers["ETag"])
+    assert after.status_code == 200 and after.headers["ETag"] != before.headers["ETag"]
+    assert Page(after.get_data(as_text=True)).row_ids == [str(task_id)]
+
+
+def test_a_change_written_in_sql_with_updated_at_changes_the_etag(live_client, scratch_engine):
+    args = {"status": "running", "task_type": "training"}
+    before = refresh(live_client, args)
+    (shown, *_) = Page(before.get_data(as_text=True)).row_ids
+    table = MODEL_FOR_TYPE["training"].__table__
+    with scratch_engine.begin() as connection:
+        connection.execute(
+            table.update()
+            .where(table.c.id == uuid.UUID(shown))
+            .values(progress=0.75, updated_at=NOW)
+        )
+    after = refresh(live_client, args, before.headers["ETag"])
+    assert after.status_code == 200
+    assert 'value="75"' in after.get_data(as_text=True)
+
+
+def test_a_deleted_task_leaves_the_region_within_a_minute(scratch_app, live_client, scratch_engine):
+    args = {"status": "completed", "task_type": "synthesis"}
+    before = refresh(live_client, args)
+    (gone, *_) = Page(before.get_data(as_text=True)).row_ids
+    table = MODEL_FOR_TYPE["synthesis"].__table__
+    with scratch_engine.begin() as connection:
+        connection.execute(table.delete().where(table.c.id == uuid.UUID(gone)))
+    scratch_app.config["CLOCK"] = lambda: NOW + timedelta(minutes=1)
+    after = refresh(live_client, args, before.headers["ETag"])
+    assert after.status_code == 200
+    assert gone not in Page(after.get_data(as_text=True)).row_ids
 
 
 def test_relative_times_carry_the_exact_utc_instant(client, tasks):

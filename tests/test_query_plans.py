@@ -46,6 +46,7 @@ from app.query.pages import (
     page_values,
 )
 from app.query.shapes import page_shape_of, shape_of
+from app.query.versions import version_statement
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TASKS = 20_000
@@ -426,6 +427,41 @@ def test_mariadb_walk_past_a_window_over_every_status_reads_only_active_tasks(se
         )
     assert walked["page"] < 50
     assert walked["plain"] >= older > 1000
+
+
+# -- the data version: each table's newest change, one index step --------------------------
+
+UPDATED_INDEXES = {f"ix_{model.__tablename__}_updated" for model in MODEL_FOR_TYPE.values()}
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_reads_each_newest_change_from_the_end_of_its_index(seeded):
+    plan = sqlite_plan(seeded, sql_of(seeded, version_statement()))
+    reads = [step for step in plan if step.startswith(("SEARCH", "SCAN")) and "_task" in step]
+    assert len(reads) == 5
+    assert {step.split(" USING COVERING INDEX ")[1] for step in reads} == UPDATED_INDEXES
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_reads_each_newest_change_from_the_end_of_its_index(seeded):
+    scans = table_scans(postgresql_generic_plan(seeded, version_statement()))
+    assert {node["Index Name"] for node, _ in scans} == UPDATED_INDEXES
+    for node, above in scans:
+        assert node["Node Type"] == "Index Only Scan"
+        assert node["Scan Direction"] == "Backward"
+        assert above[-1] == "Limit"
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_reads_each_newest_change_from_the_end_of_its_index(seeded):
+    """MariaDB reads a MIN or MAX of an indexed column from the index while planning."""
+    with seeded.connect() as connection:
+        sql = sql_of(seeded, version_statement())
+        document = json.loads(connection.exec_driver_sql(f"EXPLAIN FORMAT=JSON {sql}").scalar())
+    subqueries = document["query_block"]["subqueries"]
+    assert len(subqueries) == 5
+    for subquery in subqueries:
+        assert subquery["query_block"]["table"] == {"message": "Select tables optimized away"}
 
 
 # -- time-window floors never lose a match, on every engine -----------------------------------

@@ -28,17 +28,20 @@ Nothing here reads `request`: callers pass a `TaskFilter`, a connection and the 
 
 One module per idea: `shapes` (a filter's SQL apart from its values, and each member's WHERE
 clause), `engines` (where engines get different SQL), `rows` (what a listed task is),
-`pages` (listings, one task, exports' batches), `counts` (totals and facets) and `gauges`
-(what a metrics scrape reads).
+`pages` (listings, one task, exports' batches), `counts` (totals and facets), `gauges`
+(what a metrics scrape reads) and `versions` (where the tables stand, to tell an unchanged
+view cheaply).
 """
 
 from app.query.counts import TOTAL_EXACT_UP_TO, Facets, Total, count_facets, count_tasks
 from app.query.pages import TaskPage, fetch_page, get_task, iter_tasks, known_tags, list_tasks
 from app.query.rows import LIST_COLUMNS, TaskDetail, TaskRow, list_columns
+from app.query.versions import DataVersion, data_version
 
 __all__ = [
     "LIST_COLUMNS",
     "TOTAL_EXACT_UP_TO",
+    "DataVersion",
     "Facets",
     "TaskDetail",
     "TaskPage",
@@ -46,6 +49,7 @@ __all__ = [
     "Total",
     "count_facets",
     "count_tasks",
+    "data_version",
     "fetch_page",
     "get_task",
     "iter_tasks",
