@@ -20,8 +20,8 @@ from app.models import (
     TASK_TYPES,
     EvaluationTask,
     UploadTask,
+    connect_for_reading,
     db,
-    read_connection,
     sql_constant,
 )
 
@@ -177,7 +177,8 @@ def postgresql_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
         reset_tables(engine)
         insert_tasks(engine, known_tasks())
         engine.dispose()
-        app = make_app(url)
+        # One pooled connection, so that what a request prepared is seen afterwards.
+        app = make_app(url, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0})
         yield app
         with app.app_context():
             db.engine.dispose()
@@ -188,9 +189,10 @@ def prepared_after_window_pages(app: Flask) -> list[tuple[int, int]]:
     client = app.test_client()
     for _ in range(8):
         assert client.get("/tasks?within_hours=24&limit=2").status_code == 200
-    with app.app_context():
+    with app.app_context(), connect_for_reading() as connection:
+        # The pool holds one connection (see postgresql_app): the one the requests used.
         statement = "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-        return [tuple(row) for row in read_connection().exec_driver_sql(statement)]
+        return [tuple(row) for row in connection.exec_driver_sql(statement)]
 
 
 def test_postgresql_keeps_a_pages_prepared_statements_from_request_to_request(postgresql_app):

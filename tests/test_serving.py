@@ -135,7 +135,7 @@ def test_requests_of_both_workers_are_counted_together_from_zero(server):
     address = urlsplit(server.url)
     served_by_the_other = 4
     with socket.create_connection((address.hostname, address.port), timeout=10) as held:
-        held.sendall(b"GET /tasks/counts HTTP/1.0\r\nHost: test\r\n")
+        held.sendall(b"GET /tasks/counts HTTP/1.0\r\nHost: 127.0.0.1\r\n")
         for _ in range(served_by_the_other):
             assert get(server, "/tasks/counts")[0] == 200
         held.sendall(b"\r\n")
