@@ -118,6 +118,10 @@ class RedisCache:
         """Keep `value` for the time to live; nothing when Redis cannot be reached."""
         self.attempt(lambda: self.client.set(self.prefix + key, value, ex=self.ttl))
 
+    def ping(self) -> None:
+        """Ask Redis for an answer now, raising if none comes (for /readyz)."""
+        self.client.ping()
+
     def attempt(self, operation: Callable[[], Any]) -> Any:
         """Run `operation`, or skip it while Redis is known to be unreachable."""
         if time.monotonic() < self.skip_until:

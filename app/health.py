@@ -22,11 +22,13 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from app.config import REPLICA_BIND
 from app.schema import schema_state
 
 Check = Callable[[Flask], str]
 CHECKS = "readiness_checks"
 PROBE_ENGINE = "readiness_engine"
+REPLICA_PROBE_ENGINE = "readiness_replica_engine"
 
 bp = Blueprint("health", __name__)
 
@@ -51,6 +53,12 @@ def init_app(app: Flask) -> None:
     )
     add_check(app, "database", database_answers)
     add_check(app, "schema", schema_at_head)
+    if replica_url := app.config.get("SQLALCHEMY_BINDS", {}).get(REPLICA_BIND):
+        seconds = app.config["READYZ_TIMEOUT_SECONDS"]
+        app.extensions[REPLICA_PROBE_ENGINE] = probe_engine(replica_url, seconds)
+        add_check(app, "replica", replica_answers)
+    if app.config.get("CACHE_URL"):
+        add_check(app, "cache", cache_answers)
     app.register_blueprint(bp)
 
 
@@ -171,6 +179,22 @@ def database_answers(app: Flask) -> str:
     started = time.perf_counter()
     with probe(app) as connection:
         connection.execute(sa.select(sa.literal_column("1"))).scalar_one()
+    return f"answered in {(time.perf_counter() - started) * 1000:.0f} ms"
+
+
+def replica_answers(app: Flask) -> str:
+    """The read replica takes a connection and answers (REPLICA_FALLBACK or not: reads
+    that fall back still mean a replica to mend)."""
+    started = time.perf_counter()
+    with app.extensions[REPLICA_PROBE_ENGINE].connect() as connection:
+        connection.execute(sa.select(sa.literal_column("1"))).scalar_one()
+    return f"answered in {(time.perf_counter() - started) * 1000:.0f} ms"
+
+
+def cache_answers(app: Flask) -> str:
+    """The shared cache (CACHE_URL) answers a PING; requests would otherwise skip it."""
+    started = time.perf_counter()
+    app.extensions["counts_cache"].ping()
     return f"answered in {(time.perf_counter() - started) * 1000:.0f} ms"
 
 

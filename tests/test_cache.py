@@ -252,3 +252,18 @@ def test_a_cache_that_stops_is_skipped_with_a_warning(known_database, own_redis,
             page = client.get("/", query_string={"status": "running"})
         assert page.status_code == 200 and 'id="chip-status-running"' in page.get_data(True)
     assert UNREACHABLE in caplog.text
+
+
+def test_readyz_checks_the_shared_cache(known_database):
+    with app_over(known_database[0], CACHE_URL=REDIS_URL) as app:
+        answer = app.test_client().get("/readyz")
+    assert answer.status_code == 200 and answer.get_json()["checks"]["cache"]["ok"]
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    with app_over(known_database[0], CACHE_URL=closed) as app:
+        answer = app.test_client().get("/readyz")
+    assert answer.status_code == 503 and not answer.get_json()["checks"]["cache"]["ok"]
+
+
+def test_readyz_has_no_cache_check_without_a_shared_cache(known_database):
+    with app_over(known_database[0]) as app:
+        assert "cache" not in app.test_client().get("/readyz").get_json()["checks"]

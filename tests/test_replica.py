@@ -192,3 +192,13 @@ def test_replica_url_from_the_environment_becomes_the_read_bind(tmp_path, monkey
     replica = "postgresql+psycopg://reader@replica.internal/tasks"
     assert settings["SQLALCHEMY_BINDS"] == {REPLICA_BIND: replica}
     assert settings["REPLICA_FALLBACK"] is True
+
+
+def test_readyz_checks_the_replica(app, pg_replica):
+    client = app.test_client()
+    assert client.get("/readyz").get_json()["checks"]["replica"]["ok"]
+    with replica_stopped(pg_replica):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert not response.get_json()["checks"]["replica"]["ok"]
+    assert response.get_json()["checks"]["database"]["ok"]
