@@ -253,9 +253,7 @@ class TaskColumns:
             sa.Index(f"ix_{table}_created", "created_at", "id", "status", "finished_at"),
             sa.Index(f"ix_{table}_status_created", "status", "created_at", "id", "finished_at"),
             sa.Index(f"ix_{table}_tag_created", "tag", "created_at", "id", "status", "finished_at"),
-            # Counts by status, and the time window's "finished recently" half, by status;
-            # with a tag, the same from the tag's own (capped counts read one range each).
-            sa.Index(f"ix_{table}_tag_status", "tag", "status", "finished_at", "created_at"),
+            # Counts by status, and the time window's "finished recently" half, by status.
             sa.Index(f"ix_{table}_status_finished", "status", "finished_at"),
             # The longest time to finish per status, read in one step (app/query/shapes.py).
             sa.Index(f"ix_{table}_status_seconds", "status", "seconds_to_finish"),

@@ -46,6 +46,7 @@ from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
 from app import create_app
+from app.cache import MemoryCache
 from app.config import normalise_database_url
 from app.demo import seed_demo
 from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
@@ -461,10 +462,19 @@ def run_case(
 
 
 def bench_app(url: str) -> Flask:
-    """The app over the bench database, its clock fixed at the seeding time."""
-    return create_app(
+    """The app over the bench database, its clock fixed at the seeding time.
+
+    Its caches keep nothing: with the clock standing still every request of a case would
+    otherwise be answered from the counts and the rendering of the first, and the bench
+    times what a view costs when it has changed (the cache's effect is what
+    bench/load_gunicorn.py --live measures).
+    """
+    app = create_app(
         {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET_KEY, "CLOCK": lambda: NOW}
     )
+    for cache in ("counts_cache", "rendered_lists"):
+        app.extensions[cache] = MemoryCache(entries=0)
+    return app
 
 
 def server_memory(connection: sa.Connection) -> str:

@@ -121,16 +121,17 @@ def exact_count_template(shape: Shape) -> sa.Select[Any]:
     return sa.select(exact_total(shape))
 
 
-def facet_parts(shape: Shape, capped: bool) -> list[Shape]:
+def facet_parts(shape: Shape) -> list[Shape]:
     """The counts the facets are made of, for one table.
 
-    One count per status: each reads one range of an index that leads with the status
-    (with tags, the tag and the status), and a capped one stops past the threshold. An
-    exact count with tags reads the tag's index once per half of the time window instead,
-    grouped by status: that index holds the status, and one pass beats five.
+    Without tags, one count per status: each reads one range of an index that leads with
+    the status, and a capped one stops past the threshold. The tag index holds the status,
+    so with tags one pass per half of the time window reads the tag's entries alone,
+    grouped by status: its cost follows the tag's tasks (a capped count of one rare status
+    would read them all anyway, once per status).
     """
     everything = replace(shape, statuses=())
-    if shape.tags and not capped:
+    if shape.tags:
         return split_by_window(everything)
     return [replace(everything, statuses=(status,)) for status in STATUSES]
 
@@ -165,7 +166,7 @@ def facet_template(shape: Shape, capped: bool) -> sa.CompoundSelect:
         *(
             facet_member(model, part, capped)
             for model in MODEL_FOR_TYPE.values()
-            for part in facet_parts(shape, capped)
+            for part in facet_parts(shape)
         )
     )
 
