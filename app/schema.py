@@ -9,6 +9,7 @@ stamps it only when they match, so nothing is ever dropped or guessed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,10 @@ def is_ours(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: 
     return not (kind == "table" and reflected and compare_to is None)
 
 
+@functools.cache
 def script_directory() -> ScriptDirectory:
-    """The project's revisions."""
+    """The project's revisions, read once: they do not change while the app runs, and
+    /readyz asks for the newest on every probe."""
     return ScriptDirectory(str(MIGRATIONS))
 
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import unavailable
+from server_support import free_port
 
 
 def server_tools() -> Path:
@@ -42,13 +42,6 @@ SETTINGS = {
     "hot_standby": "on",
     "logging_collector": "off",
 }
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def as_postgres(*command: str | Path) -> list[str]:

@@ -56,6 +56,13 @@ class Server:
         return [line for line in self.log_text().splitlines() if TROUBLE.search(line)]
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def wait_for_log(log: Path, pattern: re.Pattern[str], process: subprocess.Popen[bytes]) -> str:
     """The first match of `pattern` in the log, once the server has written it."""
     deadline = time.monotonic() + START_SECONDS

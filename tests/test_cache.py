@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ import redis
 from conftest import make_app, statements_run, unavailable
 from flask import Flask
 from oracle import NOW, insert_tasks, known_tasks
+from server_support import free_port
 
 from app.cache import MemoryCache, counts_key, kept_or_made, make_cache
 from app.filters import Cursor, TaskFilter
@@ -30,13 +30,6 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_SERVER = Path(os.environ.get("REDIS_SERVER", "/usr/bin/redis-server"))
 FAILED_TODAY = {"status": "failed", "within_hours": "24"}
 UNREACHABLE = "cannot be reached"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager

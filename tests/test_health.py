@@ -7,7 +7,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 from conftest import make_app, unavailable
 from flask import Flask
 from flask.testing import FlaskClient
+from server_support import free_port
 
 from app.health import NotReady, add_check
 from app.schema import (
@@ -179,13 +179,6 @@ def test_a_check_added_later_is_reported_and_held_to_the_limit(limited_app):
 
 
 # -- a PostgreSQL server of the test's own, stopped and resumed -------------------------------
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
