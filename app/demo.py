@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from app.bulk import bulk_loader, indexes_built_at_the_end
 from app.models import MODEL_FOR_TYPE, Status, TaskModel
+from app.timeouts import without_statement_limit
 
 TAGS = [f"exp-{n}" for n in range(1, 41)] + [
     "nightly",
@@ -206,17 +207,18 @@ def seed_demo(
 ) -> None:
     """Insert `tasks` demo tasks spread over the five tables and the last `weeks` weeks.
 
-    Loaded in bulk (see app/bulk.py): into empty tables, ten million take minutes.
+    Loaded in bulk (see app/bulk.py): into empty tables, ten million take minutes, and no
+    statement limit applies to the load or to the index builds after it.
     """
     rng = random.Random(seed)
     span = timedelta(weeks=weeks)
     models = list(MODEL_FOR_TYPE.values())
     shares = [tasks // len(models) + (i < tasks % len(models)) for i in range(len(models))]
     load = bulk_loader(engine, on_progress)
-    with indexes_built_at_the_end(engine):
+    with without_statement_limit(engine), indexes_built_at_the_end(engine):
         for model, share in zip(models, shares, strict=True):
             load(model, demo_rows(model, share, now, span, rng))
-    refresh_statistics(engine)
+        refresh_statistics(engine)
 
 
 def refresh_statistics(engine: sa.Engine) -> None:

@@ -248,11 +248,12 @@ class TaskColumns:
             ),
             sa.CheckConstraint("progress >= 0 AND progress <= 1", name="progress"),
             # Every listing walks one of these in (created_at, id) order. Each also holds
-            # the other filtered columns, so a walk reads only the rows it returns, and
-            # counts by status with a tag read the tag's index alone.
+            # the other filtered columns, so a walk reads only the rows it returns.
             sa.Index(f"ix_{table}_created", "created_at", "id", "status", "finished_at"),
             sa.Index(f"ix_{table}_status_created", "status", "created_at", "id", "finished_at"),
             sa.Index(f"ix_{table}_tag_created", "tag", "created_at", "id", "status", "finished_at"),
+            # A tag and a status: a page of both, and a capped count of one status of a tag.
+            sa.Index(f"ix_{table}_tag_status", "tag", "status", "created_at", "id", "finished_at"),
             # Counts by status, and the time window's "finished recently" half, by status.
             sa.Index(f"ix_{table}_status_finished", "status", "finished_at"),
             # The longest time to finish per status, read in one step (app/query/shapes.py).

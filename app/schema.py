@@ -22,6 +22,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
 
+from app.timeouts import without_statement_limit
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 FIRST_REVISION = "0001"
 
@@ -193,7 +195,8 @@ def create_at_head(engine: sa.Engine) -> None:
 def upgrade_database() -> list[str]:
     """Bring the app's database to the newest revision; say what was done.
 
-    Runs in an app context, on the primary database.
+    Runs in an app context, on the primary database. A revision may build an index over
+    millions of rows: no statement limit applies while it runs.
     """
     from app.models import db
 
@@ -203,7 +206,8 @@ def upgrade_database() -> list[str]:
     with db.engine.connect() as connection:
         before = schema_state(connection)
     if not before.at_head:
-        flask_migrate.upgrade(directory=str(MIGRATIONS))
+        with without_statement_limit(db.engine):
+            flask_migrate.upgrade(directory=str(MIGRATIONS))
         done.append(f"Upgraded from {before.current or 'an empty database'} to {before.head}")
     url = db.engine.url.render_as_string(hide_password=True)
     done.append(f"Tables ready at revision {before.head} in {url}")

@@ -17,6 +17,9 @@ from __future__ import annotations
 import select
 import sqlite3
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,7 +40,7 @@ class SqliteDeadline:
     """The progress handler of one SQLite connection: interrupt past the statement's limit."""
 
     def __init__(self, limit_ms: int):
-        self.limit_seconds = limit_ms / 1000
+        self.limit_seconds = seconds_or_endless(limit_ms)
         self.deadline = float("inf")
 
     def start(self) -> None:
@@ -47,6 +50,11 @@ class SqliteDeadline:
     def __call__(self) -> bool:
         # A true value makes SQLite stop the statement with SQLITE_INTERRUPT.
         return time.monotonic() > self.deadline
+
+
+def seconds_or_endless(limit_ms: int) -> float:
+    """A limit in seconds; 0 (as for PostgreSQL and MariaDB) is no limit."""
+    return limit_ms / 1000 if limit_ms else float("inf")
 
 
 def engine_kind(dialect: sa.Dialect) -> str:
@@ -71,7 +79,7 @@ def apply_limit(dialect: sa.Dialect, dbapi_connection: Any, info: dict, limit_ms
         return
     kind = engine_kind(dialect)
     if kind == "sqlite":
-        info[DEADLINE_KEY].limit_seconds = limit_ms / 1000
+        info[DEADLINE_KEY].limit_seconds = seconds_or_endless(limit_ms)
     elif kind in {"postgresql", "mariadb"}:
         statement = (
             f"SET statement_timeout = {int(limit_ms)}"
@@ -129,9 +137,14 @@ def answer_within(pgconn: Any, seconds: float) -> bool:
     return True
 
 
+# The statement limit each configured engine gives a connection when it is checked out.
+_ENGINE_LIMITS: weakref.WeakKeyDictionary[sa.Engine, int] = weakref.WeakKeyDictionary()
+
+
 def configure_time_limits(engine: sa.Engine, statement_ms: int, connect_seconds: int) -> None:
     """Limit every statement and every connection attempt of this engine."""
     kind = engine_kind(engine.dialect)
+    _ENGINE_LIMITS[engine] = statement_ms
 
     @sa.event.listens_for(engine, "do_connect")
     def _connect_timeout(_dialect: Any, _record: Any, _args: Any, params: dict) -> None:
@@ -144,19 +157,40 @@ def configure_time_limits(engine: sa.Engine, statement_ms: int, connect_seconds:
         if kind == "sqlite":
             deadline = record.info[DEADLINE_KEY] = SqliteDeadline(statement_ms)
             dbapi_connection.set_progress_handler(deadline, SQLITE_STEPS_PER_CHECK)
-        apply_limit(engine.dialect, dbapi_connection, record.info, statement_ms)
+        apply_limit(engine.dialect, dbapi_connection, record.info, _ENGINE_LIMITS[engine])
 
     @sa.event.listens_for(engine, "checkout")
     def _restore_limit(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         if kind == "postgresql" and not record.info.pop(FRESH_KEY, False):
             ping_within(dbapi_connection, connect_seconds)
-        apply_limit(engine.dialect, dbapi_connection, record.info, statement_ms)
+        apply_limit(engine.dialect, dbapi_connection, record.info, _ENGINE_LIMITS[engine])
 
     if kind == "sqlite":
 
         @sa.event.listens_for(engine, "before_cursor_execute")
         def _start_clock(connection: sa.Connection, *_args: Any) -> None:
             connection.info[DEADLINE_KEY].start()
+
+
+@contextmanager
+def without_statement_limit(engine: sa.Engine) -> Iterator[None]:
+    """Let every connection this engine hands out run as long as it needs, for a while.
+
+    For the commands that change the whole database (loading millions of rows, building
+    an index over them in a migration): a request's limit would stop them half done. They
+    run in a process of their own, so the engine's other users are not served meanwhile.
+    Connections checked out inside get no limit; the engine's own limit comes back with
+    the next checkout after.
+    """
+    if engine not in _ENGINE_LIMITS:
+        yield
+        return
+    kept = _ENGINE_LIMITS[engine]
+    _ENGINE_LIMITS[engine] = 0
+    try:
+        yield
+    finally:
+        _ENGINE_LIMITS[engine] = kept
 
 
 def is_statement_timeout(error: sa.exc.DBAPIError) -> bool:

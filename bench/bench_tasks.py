@@ -114,6 +114,8 @@ TARGETS: dict[str, tuple[float, float, float, float, float]] = {
     "postgresql": (5, 5, 15, 20, 40),
     "mariadb": (10, 10, 30, 40, 80),
 }
+# A live refresh of a region that has not changed, answered 304, on every engine (ms).
+REFRESH_TARGET = 5
 # How much slower a case may be at the largest size than at the smallest (engine: first and
 # cursor pages, counts); None: reported, no target.
 GROWTH_TARGETS: dict[str, tuple[float | None, float | None]] = {
@@ -168,6 +170,7 @@ class CaseResult:
     counts: float
     exact_counts: float
     fragment: float
+    refresh: float
     module_first_sql: float
     # None where the baseline was not timed (sizes past --baseline-up-to).
     baseline_first_sql: float | None
@@ -375,15 +378,24 @@ def get_ok(client: FlaskClient, path: str, args: Sequence[tuple[str, str]]) -> d
     return response.get_json()
 
 
+REGION_HEADERS = {"HX-Request": "true", "HX-Target": "results"}
+
+
 def get_fragment(client: FlaskClient, args: Sequence[tuple[str, str]]) -> str:
-    """GET the page's results region (table, counts, pager) as htmx asks for it."""
-    response = client.get(
-        f"/?{urlencode(list(args))}", headers={"HX-Request": "true", "HX-Target": "results"}
-    )
+    """GET the page's results region (table, counts, pager) as htmx asks for it; its ETag."""
+    response = client.get(f"/?{urlencode(list(args))}", headers=REGION_HEADERS)
     body = response.get_data(True)
     if response.status_code != 200 or not ("data-task-id" in body or 'id="empty"' in body):
         raise RuntimeError(f"results fragment {args}: {response.status_code}")
-    return body
+    return response.headers["ETag"]
+
+
+def refresh_unchanged(client: FlaskClient, args: Sequence[tuple[str, str]], etag: str) -> None:
+    """The page's live refresh of a region that has not changed: insist on 304."""
+    headers = {**REGION_HEADERS, "If-None-Match": etag}
+    response = client.get(f"/?{urlencode(list(args))}", headers=headers)
+    if response.status_code != 304:
+        raise RuntimeError(f"refresh of an unchanged region {args}: {response.status_code}")
 
 
 def check_same_ids(label: str, module_ids: list[Any], baseline_ids: list[Any]) -> None:
@@ -409,6 +421,7 @@ def run_case(
         baseline_ids = fetch_ids(connection, baseline_first, PAGE)
         check_same_ids(f"{case.name} first page", first_ids, baseline_ids)
     exact_args = (*case.args, ("count", "exact"))
+    etag = get_fragment(client, case.args)
     first = CaseResult(
         case=case,
         matches=matches,
@@ -417,6 +430,7 @@ def run_case(
         counts=timing.median_ms(lambda: get_ok(client, "/tasks/counts", case.args)),
         exact_counts=timing.median_ms(lambda: get_ok(client, "/tasks/counts", exact_args)),
         fragment=timing.median_ms(lambda: get_fragment(client, case.args)),
+        refresh=timing.median_ms(lambda: refresh_unchanged(client, case.args, etag)),
         module_first_sql=timing.median_ms(lambda: fetch_page(connection, task_filter, NOW)),
         baseline_first_sql=timing.median_ms(lambda: connection.execute(baseline_first).all())
         if baseline
@@ -555,15 +569,15 @@ def markdown_table(
         f"Server cache: {memory}.",
         "",
         "| case | matches | first page | offset 980 | cursor (depth) | last page | counts "
-        "| exact counts | page fragment | SQL first page: module / baseline "
+        "| exact counts | page fragment | unchanged refresh | SQL first page: module / baseline "
         "| SQL deep page: cursor / offset |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
         lines.append(
             f"| {r.case.name} | {r.matches:,} | {ms(r.first_page)} | {ms(r.offset_page)} "
             f"| {ms(r.cursor_page)} ({r.depth:,}) | {ms(r.last_page)} | {ms(r.counts)} "
-            f"| {ms(r.exact_counts)} | {ms(r.fragment)} "
+            f"| {ms(r.exact_counts)} | {ms(r.fragment)} | {ms(r.refresh)} "
             f"| {versus(r.module_first_sql, r.baseline_first_sql)} "
             f"| {versus(r.module_deep_sql, r.baseline_deep_sql)} |"
         )
@@ -595,6 +609,7 @@ def target_summary(kind: str, results: Sequence[CaseResult]) -> str:
         ("offset 980, worst case", worst(r.offset_page for r in results), offset),
         ("counts, worst case", max(r.counts for r in results), counts),
         ("page results fragment, worst case", max(r.fragment for r in results), fragment),
+        ("unchanged refresh (304), worst case", max(r.refresh for r in results), REFRESH_TARGET),
         ("exact counts, worst case", max(r.exact_counts for r in results), None),
     ]
     lines = [f"- {label}: {ms(value)} ms ({verdict(value, limit)})" for label, value, limit in rows]
@@ -622,6 +637,7 @@ GROWN: tuple[tuple[str, Callable[[CaseResult], float | None]], ...] = (
     ("last page", lambda r: r.last_page),
     ("counts", lambda r: r.counts),
     ("page fragment", lambda r: r.fragment),
+    ("unchanged refresh", lambda r: r.refresh),
     ("exact counts", lambda r: r.exact_counts),
 )
 
@@ -662,6 +678,7 @@ def growth_table(kind: str, by_size: dict[int, list[CaseResult]]) -> str:
         ("cursor page", pages_limit),
         ("counts", counts_limit),
         ("page fragment", None),
+        ("unchanged refresh", None),
         ("exact counts", None),
     ):
         value = worst_growth[label]

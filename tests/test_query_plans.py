@@ -45,7 +45,7 @@ from app.query.pages import (
     page_template,
     page_values,
 )
-from app.query.shapes import page_shape_of, shape_of
+from app.query.shapes import TERMINAL, page_shape_of, shape_of
 from app.query.versions import version_statement
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -164,10 +164,15 @@ def test_sqlite_counts_beside_created_before_read_from_the_window_floor(seeded):
     """Given created_at < :before, SQLite reads the (status, created_at) index: from the floor."""
     task_filter = TaskFilter(within_hours=1, created_before=NOW - timedelta(days=7))
     shape, values = shape_of(task_filter, NOW)
-    for capped in (True, False):
-        plan = sqlite_plan(seeded, template_sql(seeded, facet_template(shape, capped), values))
+    plan = sqlite_plan(seeded, template_sql(seeded, facet_template(shape), values))
+    finished = [step for step in plan if "_status_created" in step and "created_at>?" in step]
+    assert len(finished) == 15  # three finished statuses in each of five tables
+    assert all("created_at>? AND created_at<?" in step for step in finished)
+    for status in TERMINAL:
+        (capped,) = capped_count_templates(replace(shape, statuses=(status,)), True)
+        plan = sqlite_plan(seeded, template_sql(seeded, capped, {**values, "cap": 1}))
         finished = [step for step in plan if "_status_created" in step and "created_at>?" in step]
-        assert len(finished) == 15  # three finished statuses in each of five tables
+        assert len(finished) == 10  # the probe and the exact count, in each of five tables
         assert all("created_at>? AND created_at<?" in step for step in finished)
 
 
@@ -571,8 +576,7 @@ def test_statements_send_only_the_filters_values_as_parameters(task_filter):
     statements = [
         page_template(shape, merged=False),
         keys_template(shape),
-        facet_template(count_shape, capped=True),
-        facet_template(count_shape, capped=False),
+        facet_template(count_shape),
         *capped_count_templates(count_shape, one_statement=True),
     ]
     tags = {f"tag_{index}" for index in range(len(task_filter.tags))}
@@ -702,7 +706,7 @@ def gauge_statements() -> list[Any]:
     """The two statements of a metrics scrape, with their values."""
     shape, values = shape_of(TaskFilter(within_hours=1), NOW)
     return [
-        facet_template(shape, False).params(values),
+        facet_template(shape).params(values),
         silent_template().params({"silent_since": NOW - timedelta(hours=1)}),
     ]
 

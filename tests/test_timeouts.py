@@ -18,7 +18,7 @@ from pg_cluster import Cluster
 
 from app.config import settings_from_environment
 from app.models import read_connection
-from app.timeouts import DEADLINE_KEY
+from app.timeouts import DEADLINE_KEY, without_statement_limit
 
 LIMIT_MS = 300
 EXPORT_LIMIT_MS = 5000
@@ -172,6 +172,40 @@ def test_export_waits_up_to_its_own_limit_then_the_next_request_has_the_normal_o
     with slow_read(limited_app, engine_kind) as path:
         response, seconds = timed_get(client, path)
     assert response.status_code == 503 and seconds < LIMIT_MS / 1000 + SLACK
+
+
+def test_maintenance_runs_past_the_limit_and_requests_get_it_back(limited_app, engine_kind):
+    """Seeding and migrations run under `without_statement_limit`: a statement that a
+    request would be stopped in completes there, and the next request is limited again."""
+    client = limited_app.test_client()
+    before = client.get("/probe/session").get_json()
+    wait = 3 * LIMIT_MS / 1000
+    with limited_app.app_context():
+        engine = limited_app.extensions["sqlalchemy"].engine
+        with without_statement_limit(engine), engine.connect() as connection:
+            started = time.monotonic()
+            run_for(connection, engine_kind, wait)
+            assert time.monotonic() - started >= wait
+    assert client.get("/probe/session").get_json() == before == {**before, "limit_ms": LIMIT_MS}
+    with slow_read(limited_app, engine_kind) as path:
+        assert client.get(path).status_code == 503
+
+
+def run_for(connection: sa.Connection, kind: str, seconds: float) -> None:
+    """One statement that takes `seconds`: waiting for another's lock, or (SQLite) counting
+    rows until a clock the statement reads on every row says the time is up."""
+    if kind == "sqlite":
+        end = time.monotonic() + seconds
+        connection.connection.dbapi_connection.create_function("clock", 0, time.monotonic)
+        connection.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE clock() < ?) "
+            "SELECT count(*) FROM n",
+            (end,),
+        ).scalar_one()
+        return
+    url = connection.engine.url.render_as_string(hide_password=False)
+    with training_locked(url, kind, release_after=seconds):
+        connection.exec_driver_sql("SELECT count(*) FROM training_task").scalar_one()
 
 
 @pytest.mark.parametrize(

@@ -122,49 +122,29 @@ def exact_count_template(shape: Shape) -> sa.Select[Any]:
 
 
 def facet_parts(shape: Shape) -> list[Shape]:
-    """The counts the facets are made of, for one table.
-
-    Without tags, one count per status: each reads one range of an index that leads with
-    the status, and a capped one stops past the threshold. The tag index holds the status,
-    so with tags one pass per half of the time window reads the tag's entries alone,
-    grouped by status: its cost follows the tag's tasks (a capped count of one rare status
-    would read them all anyway, once per status).
-    """
+    """The exact counts the facets are made of, for one table: one per status."""
     everything = replace(shape, statuses=())
-    if shape.tags:
-        return split_by_window(everything)
     return [replace(everything, statuses=(status,)) for status in STATUSES]
 
 
-def facet_member(model: TaskModel, part: Shape, capped: bool) -> sa.Select[Any]:
-    """(task_type, status, count) rows of one table for one part of the facets.
+def facet_member(model: TaskModel, part: Shape) -> sa.Select[Any]:
+    """(task_type, status, count): one table's tasks of the part's one status.
 
-    A part of one status names it as a literal: grouping by a column known to be constant
-    still reads it from every row, which doubles the cost of a plain COUNT. A capped part
-    counts at most one row past the threshold.
+    The status is named as a literal: grouping by a column known to be constant still reads
+    it from every row, which doubles the cost of a plain COUNT.
     """
     task_type = list_columns(model)[0]
-    conditions = branch_conditions(model, part)
-    if len(part.statuses) != 1:
-        return (
-            sa.select(task_type, model.status.label("status"), sa.func.count())
-            .where(*conditions)
-            .group_by(model.status)
-        )
     status = sql_constant(part.statuses[0]).label("status")
-    if not capped:
-        return sa.select(task_type, status, sa.func.count()).select_from(model).where(*conditions)
-    hits = sa.select(sql_constant(1).label("hit")).select_from(model).where(*conditions)
-    cut = hits.limit(sql_constant(TOTAL_EXACT_UP_TO + 1)).subquery("hits")
-    return sa.select(task_type, status, sa.func.count()).select_from(cut)
+    conditions = branch_conditions(model, part)
+    return sa.select(task_type, status, sa.func.count()).select_from(model).where(*conditions)
 
 
 @functools.lru_cache(maxsize=512)
-def facet_template(shape: Shape, capped: bool) -> sa.CompoundSelect:
-    """Counts by (type, status) over every table, with neither of those two filters applied."""
+def facet_template(shape: Shape) -> sa.CompoundSelect:
+    """Exact counts by (type, status) over every table, with neither of those filters applied."""
     return sa.union_all(
         *(
-            facet_member(model, part, capped)
+            facet_member(model, part)
             for model in MODEL_FOR_TYPE.values()
             for part in facet_parts(shape)
         )
@@ -191,11 +171,11 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
 
 
 def count_by_type_and_status(
-    executor: Executor, shape: Shape, values: dict[str, Any], capped: bool
+    executor: Executor, shape: Shape, values: dict[str, Any]
 ) -> dict[tuple[str, str], int]:
-    """Zero-filled counts per (type, status), with neither of those two filters applied."""
+    """Zero-filled exact counts per (type, status), with neither of those filters applied."""
     matrix = {(t, s): 0 for t in TASK_TYPES for s in STATUSES}
-    for task_type, status, tasks in executor.execute(facet_template(shape, capped), values):
+    for task_type, status, tasks in executor.execute(facet_template(shape), values):
         matrix[(task_type, status)] += tasks
     return matrix
 
@@ -205,17 +185,47 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
 
     Each is exact up to TOTAL_EXACT_UP_TO and "at least" that beyond (see `Total.capped`),
     so that a view of ten million tasks costs what one of a hundred thousand does, unless
-    the filter asks for exact counts. Each count of one type and one status reads at most
-    one row past the threshold.
+    the filter asks for exact counts.
     """
-    capped = not task_filter.exact_count
+    if task_filter.exact_count:
+        return exact_facets(executor, task_filter, now)
+    return capped_facets(executor, task_filter, now)
+
+
+def capped_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
+    """One capped count per status and one per type, and the total from those.
+
+    A chip needs its own sum to be exact or past the threshold, not every (type, status)
+    cell of it: counted whole, each status and each type reads at most 10,001 entries,
+    ten counts in all where the 25 cells would read up to 25 times that. Statuses (and
+    types) split the matches, so the total is their sum, and past the threshold as soon
+    as one of them is.
+    """
+    first = task_filter.first_page
+    status = {s: count_tasks(executor, replace(first, statuses=(s,)), now) for s in STATUSES}
+    task_type = {t: count_tasks(executor, replace(first, task_types=(t,)), now) for t in TASK_TYPES}
+    return Facets(
+        status=status,
+        task_type=task_type,
+        total=sum_of([status[s] for s in task_filter.statuses or STATUSES]),
+    )
+
+
+def sum_of(parts: list[Total]) -> Total:
+    """The total of disjoint parts: exact if each is, else past the threshold."""
+    if all(part.relation == "eq" for part in parts):
+        return Total.capped(sum(part.value for part in parts))
+    return Total.capped(TOTAL_EXACT_UP_TO + 1)
+
+
+def exact_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
+    """Every count exact, from one statement of counts per (type, status)."""
     shape, values = shape_of(task_filter.first_page, now)
-    matrix = count_by_type_and_status(executor, shape, values, capped)
+    matrix = count_by_type_and_status(executor, shape, values)
     types = task_filter.task_types or TASK_TYPES
     statuses = task_filter.statuses or STATUSES
-    total = Total.capped if capped else functools.partial(Total, relation="eq")
     return Facets(
-        status={s: total(sum(matrix[(t, s)] for t in types)) for s in STATUSES},
-        task_type={t: total(sum(matrix[(t, s)] for s in statuses)) for t in TASK_TYPES},
-        total=total(sum(matrix[(t, s)] for t in types for s in statuses)),
+        status={s: Total(sum(matrix[(t, s)] for t in types), "eq") for s in STATUSES},
+        task_type={t: Total(sum(matrix[(t, s)] for s in statuses), "eq") for t in TASK_TYPES},
+        total=Total(sum(matrix[(t, s)] for t in types for s in statuses), "eq"),
     )

@@ -59,6 +59,4 @@ def task_gauges(executor: Executor, now: datetime, hours: int) -> TaskGauges:
     silent = dict.fromkeys(TASK_TYPES, 0)
     for task_type, tasks in executor.execute(silent_template(), {"silent_since": since}):
         silent[task_type] = tasks
-    return TaskGauges(
-        by_status=count_by_type_and_status(executor, shape, values, capped=False), silent=silent
-    )
+    return TaskGauges(by_status=count_by_type_and_status(executor, shape, values), silent=silent)

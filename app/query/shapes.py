@@ -159,13 +159,14 @@ def has_floor(shape: Shape) -> bool:
 
     A member that also reads queued or running tasks has no floor: those match at any age.
     An ascending page after a cursor already starts among the oldest matches, so it keeps
-    the cursor as its one lower bound. A count gets one only beside a created_at bound:
-    it otherwise reads a range of the (status, finished_at) index, but given `created_at <
-    :before` an engine may read that longer range of the (status, created_at) index
-    instead, and the floor bounds it from below.
+    the cursor as its one lower bound. A count without a tag gets one only beside a
+    created_at bound: it otherwise reads a range of the (status, finished_at) index, but
+    given `created_at < :before` an engine may read that longer range of the (status,
+    created_at) index instead, and the floor bounds it from below. A count with a tag reads
+    the (tag, status, created_at) index, where the floor is what bounds the range.
     """
     finished_only = bool(shape.statuses) and set(shape.statuses) <= set(TERMINAL)
-    walks_created_at = shape.page or shape.after or shape.before
+    walks_created_at = shape.page or shape.after or shape.before or bool(shape.tags)
     return (
         walks_created_at
         and shape.window
