@@ -141,12 +141,18 @@ def type_fields(task_type: str, rng: random.Random, finished_ok: bool) -> dict[s
     }
 
 
-def demo_task(task_type: str, now: datetime, span: timedelta, rng: random.Random) -> dict:
-    """One task at a random point of its life; recent tasks are more often still active."""
-    # A fifth of the tasks come from the last day, the rest spread evenly over the span:
-    # recent work is busier, yet the newest minutes are not all queued tasks.
+def demo_created_at(now: datetime, span: timedelta, rng: random.Random) -> datetime:
+    """When a demo task was created.
+
+    A fifth of the tasks come from the last day, the rest spread evenly over the span:
+    recent work is busier, yet the newest minutes are not all queued tasks.
+    """
     recent = rng.random() < 0.2
-    created = now - (RECENT if recent else span) * rng.random() - timedelta(seconds=1)
+    return now - (RECENT if recent else span) * rng.random() - timedelta(seconds=1)
+
+
+def demo_task(task_type: str, now: datetime, created: datetime, rng: random.Random) -> dict:
+    """One task created at `created`, at a random point of its life since."""
     age = now - created
     low, high = DURATION_MINUTES[task_type]
     duration = timedelta(minutes=rng.uniform(low, high))
@@ -191,9 +197,16 @@ def demo_task(task_type: str, now: datetime, span: timedelta, rng: random.Random
 def demo_rows(
     model: TaskModel, count: int, now: datetime, span: timedelta, rng: random.Random
 ) -> Iterator[dict]:
-    """`count` demo rows for one table."""
-    for _ in range(count):
-        yield demo_task(model.task_type, now, span, rng)
+    """`count` demo rows for one table, oldest first.
+
+    A module writes a task when it is created, so a real table holds its rows roughly in
+    creation order, and an engine's reads follow from that: on PostgreSQL an index-only
+    scan checks the visibility map of each row's page, and rows laid out at random would
+    make a scan of a time range jump between pages of the map.
+    """
+    moments = sorted(demo_created_at(now, span, rng) for _ in range(count))
+    for created in moments:
+        yield demo_task(model.task_type, now, created, rng)
 
 
 def seed_demo(
