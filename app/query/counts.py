@@ -53,11 +53,13 @@ class Total:
 
 @dataclass(frozen=True)
 class Facets:
-    """Counts by status and by type, each with every filter but its own dimension applied."""
+    """Counts by status and by type, each with every filter but its own dimension applied,
+    and how many of the matches are stalled (the filter with `stalled=true`)."""
 
     status: dict[str, Total]
     task_type: dict[str, Total]
     total: Total
+    stalled: Total
 
     def as_json(self) -> dict[str, Any]:
         """What `/tasks/counts` answers."""
@@ -65,6 +67,7 @@ class Facets:
             "status": {name: total.as_json() for name, total in self.status.items()},
             "task_type": {name: total.as_json() for name, total in self.task_type.items()},
             "total": self.total.as_json(),
+            "stalled": self.stalled.as_json(),
         }
 
     @classmethod
@@ -74,6 +77,7 @@ class Facets:
             status={name: Total.from_json(total) for name, total in data["status"].items()},
             task_type={name: Total.from_json(total) for name, total in data["task_type"].items()},
             total=Total.from_json(data["total"]),
+            stalled=Total.from_json(data["stalled"]),
         )
 
 
@@ -206,7 +210,8 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
     Each is exact up to TOTAL_EXACT_UP_TO and "at least" that beyond (see `Total.capped`),
     so that a view of ten million tasks costs what one of a hundred thousand does, unless
     the filter asks for exact counts. Each count of one type and one status reads at most
-    one row past the threshold.
+    one row past the threshold. The stalled count reads a range of each table's (status,
+    updated_at) index (see `stalled_condition`).
     """
     capped = not task_filter.exact_count
     shape, values = shape_of(task_filter.first_page, now)
@@ -218,4 +223,5 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
         status={s: total(sum(matrix[(t, s)] for t in types)) for s in STATUSES},
         task_type={t: total(sum(matrix[(t, s)] for s in statuses)) for t in TASK_TYPES},
         total=total(sum(matrix[(t, s)] for t in types for s in statuses)),
+        stalled=count_tasks(executor, replace(task_filter, stalled=True), now),
     )
