@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from app.clock import utcnow
 from app.models import ACTOR_MAX_LENGTH, CONTROL_CHARACTERS, EventKind, TaskEvent
 
+# Who the app's own moves name (fail-stalled).
 SYSTEM_ACTOR = "system"
 
 

@@ -13,13 +13,15 @@ running it at once (cron) fail each task once.
 from __future__ import annotations
 
 import os
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from app.events import SYSTEM_ACTOR
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, Status, TaskModel
 
 DEFAULT_STALLED_AFTER_MINUTES = 30
@@ -88,6 +90,59 @@ def is_stalled(
 ) -> bool:
     """Whether a task, as listed, is stalled at `now`: the page's reading of the filter."""
     return status == Status.RUNNING.value and heard_at < limits.heard_before(now)[task_type]
+
+
+DURATION = re.compile(r"([1-9][0-9]{0,6})([mhd])")
+DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """ "90m", "2h" or "3d" as a timedelta; a ValueError says the form otherwise."""
+    found = DURATION.fullmatch(text.strip().lower())
+    if not found:
+        raise ValueError(f"{text!r} is not a duration such as 90m, 2h or 3d")
+    return timedelta(**{DURATION_UNITS[found[2]]: int(found[1])})
+
+
+@dataclass(frozen=True)
+class FailedStalled:
+    """What one `fail_stalled` run found and did."""
+
+    found: list[tuple[str, uuid.UUID]]
+    failed: list[tuple[str, uuid.UUID]]
+
+    @property
+    def moved_on(self) -> list[tuple[str, uuid.UUID]]:
+        """Found, but failed by another run or heard from in between."""
+        return [key for key in self.found if key not in set(self.failed)]
+
+
+def fail_stalled(
+    engine: sa.Engine,
+    heard_before: Mapping[str, datetime],
+    *,
+    clock: Callable[[], datetime],
+    dry_run: bool = False,
+) -> FailedStalled:
+    """Fail every running task last heard before its type's moment, as "system".
+
+    Each task is failed by its own compare-and-set statement, which also asks that it is
+    still unheard: several runs at once fail each task once, and a task that reported
+    meanwhile is left running. A dry run only finds them.
+    """
+    from app.recorder import Recorder  # the recorder reads this module's definitions
+
+    with engine.connect() as connection:
+        found = stalled_candidates(connection, heard_before)
+    if dry_run:
+        return FailedStalled(found, [])
+    recorder = Recorder(engine, clock, actor=SYSTEM_ACTOR)
+    failed = [
+        (task_type, task_id)
+        for task_type, task_id in found
+        if recorder.fail_stalled(task_type, task_id, heard_before[task_type])
+    ]
+    return FailedStalled(found, failed)
 
 
 def stalled_candidates(
