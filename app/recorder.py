@@ -7,9 +7,10 @@ of them match and the other is told the task had already moved on.
 
 Each move writes its event (app/events.py) in the same transaction, with the recorder's
 `actor` (the module's name) as who acted: created, started, completed, failed, cancelled,
-and progress milestones. A milestone is each quarter crossed (25%, 50%, 75%, 100%), not
-every report: a report records one only when its compare-and-set also finds the task below
-that quarter, so two reports racing over one quarter record it once. `heartbeat()` and
+and progress milestones. A milestone is a quarter reached (25%, 50%, 75%, 100%), not every
+report: a report records one, naming the highest quarter it reached, only when its
+compare-and-set also finds the task below that quarter, so two reports racing over one
+quarter record it once. `heartbeat()` and
 every progress report set `updated_at`, which is when the module was last heard from (see
 app/stalled.py).
 """
