@@ -53,6 +53,7 @@ from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign
 from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, Base, TaskEvent, db
 from app.query import count_tasks, fetch_page, iter_tasks, list_columns
 from app.schema import compare_with, drop_schema, upgrade_database
+from app.timeouts import limit_statements
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = ROOT / "instance" / "vt_bench.sqlite3"
@@ -124,6 +125,8 @@ GROWTH_TARGETS: dict[str, tuple[float | None, float | None]] = {
     "postgresql": (1.3, 1.5),
     "mariadb": (None, None),
 }
+# How long one statement writing the events of a table may run, at ten million tasks.
+SEEDING_LIMIT_MS = 3_600_000
 # Sizes are timed from here up to --tasks, by powers of ten.
 SMALLEST_SIZE = 1_000_000
 
@@ -260,22 +263,29 @@ def seed(engine: sa.Engine, tasks: int) -> None:
 def seed_events(engine: sa.Engine) -> None:
     """A "created" event for every task and a "started" one for every task that started,
     each by its type's module, written by the database from the task tables in one pass."""
-    with engine.begin() as connection:
-        for task_type, model in MODEL_FOR_TYPE.items():
-            for kind, moment, condition in (
-                ("created", model.created_at, sa.true()),
-                ("started", model.started_at, model.started_at.is_not(None)),
-            ):
-                rows = sa.select(
-                    sa.literal(task_type),
-                    model.id,
-                    sa.literal(kind),
-                    sa.literal(f"{task_type}-module"),
-                    moment,
-                ).where(condition)
-                columns = ["task_type", "task_id", "kind", "actor", "at"]
-                connection.execute(sa.insert(TaskEvent).from_select(columns, rows))
+    with engine.connect() as connection:
+        limit_statements(connection, SEEDING_LIMIT_MS)  # one statement per table and kind
+        with connection.begin():
+            write_events(connection)
     print("  seeded the tasks' events", file=sys.stderr)
+
+
+def write_events(connection: sa.Connection) -> None:
+    """The statements of `seed_events`: one INSERT … SELECT per table and kind."""
+    for task_type, model in MODEL_FOR_TYPE.items():
+        for kind, moment, condition in (
+            ("created", model.created_at, sa.true()),
+            ("started", model.started_at, model.started_at.is_not(None)),
+        ):
+            rows = sa.select(
+                sa.literal(task_type),
+                model.id,
+                sa.literal(kind),
+                sa.literal(f"{task_type}-module"),
+                moment,
+            ).where(condition)
+            columns = ["task_type", "task_id", "kind", "actor", "at"]
+            connection.execute(sa.insert(TaskEvent).from_select(columns, rows))
 
 
 def events_seeded(engine: sa.Engine) -> bool:
