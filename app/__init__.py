@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.clock import utcnow
 from app.config import settings_from_environment
+from app.stalled import limits_from_environment
 from app.timeouts import configure_time_limits, engine_options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.from_mapping(settings_from_environment(Path(app.instance_path)))
     app.config["CLOCK"] = utcnow
+    app.config["STALL_LIMITS"] = limits_from_environment()
     if test_config:
         app.config.from_mapping(test_config)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {

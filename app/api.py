@@ -1,7 +1,8 @@
-"""The JSON API: `/tasks`, `/tasks/counts`, `/tasks/<id>` and the exports, for scripts."""
+"""The JSON API: `/tasks`, `/tasks/counts`, `/tasks/<id>`, its events and the exports."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Generator
 from datetime import datetime
@@ -13,6 +14,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, url
 from app.cache import shared_facets
 from app.clock import request_time
 from app.errors import invalid_query
+from app.events import Event, task_events
 from app.export import EXPORT_FORMATS, export_response, page_parameter_errors
 from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
 from app.models import connect_for_reading, read_connection
@@ -51,7 +53,12 @@ def next_page_cursor(task_filter: TaskFilter, page: TaskPage) -> Cursor | None:
 
 def api_filter(refused: dict[str, list[str]] | None = None) -> TaskFilter | Response:
     """The request's filter, or the 422 naming every bad parameter, `refused` ones included."""
-    parsed = parse_filter(request.args, secret_key=current_app.secret_key, strict=True)
+    parsed = parse_filter(
+        request.args,
+        secret_key=current_app.secret_key,
+        strict=True,
+        stall_limits=current_app.config["STALL_LIMITS"],
+    )
     errors = {**parsed.errors, **(refused or {})}
     if errors or parsed.value is None:
         return invalid_query(errors)
@@ -126,14 +133,35 @@ def export_ndjson() -> Response:
 
 def task_or_404(task_id: str) -> TaskDetail:
     """The task with this id, or a 404 that says whether the id or the task is wrong."""
-    try:
-        parsed_id = uuid.UUID(task_id)
-    except ValueError:
-        abort(404, description=f"{task_id!r} is not a task id (a UUID)")
+    parsed_id = parsed_task_id(task_id)
     detail = get_task(read_connection(), parsed_id)
     if detail is None:
         abort(404, description=f"no task has id {parsed_id}")
     return detail
+
+
+def parsed_task_id(task_id: str) -> uuid.UUID:
+    """The id in a task's URL, or a 404 that says it is not one."""
+    try:
+        return uuid.UUID(task_id)
+    except ValueError:
+        abort(404, description=f"{task_id!r} is not a task id (a UUID)")
+
+
+@bp.get("/tasks/<task_id>/events")
+def task_events_json(task_id: str) -> Response:
+    """A task's events, oldest first: what happened, who did it, when (kept after deletion)."""
+    parsed_id = parsed_task_id(task_id)
+    connection = read_connection()
+    events = task_events(connection, parsed_id)
+    if not events and get_task(connection, parsed_id) is None:
+        abort(404, description=f"no task has id {parsed_id}, and no events name it")
+    return jsonify({"task_id": str(parsed_id), "items": [event_json(e) for e in events]})
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """One event as the API writes it."""
+    return {name: json_value(value) for name, value in dataclasses.asdict(event).items()}
 
 
 @bp.get("/tasks/<task_id>")

@@ -41,7 +41,7 @@ SOCKET_TIMEOUT_SECONDS = 0.25
 # After a failure, how long counts go without the cache before it is tried again.
 RETRY_SECONDS = 5.0
 # Bumped when what is kept under a key changes shape.
-KEY_FORMAT = "counts-1"
+KEY_FORMAT = "counts-2"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -187,7 +187,8 @@ def counts_key(task_filter: TaskFilter, version: DataVersion) -> str:
     """The key of a view's counts: its filter without what does not change them, and the
     data version. Page, order and page size leave the counts as they are."""
     counted = task_filter.to_args(limit=DEFAULT_LIMIT, offset=0, cursor=None, order="desc")
-    text = json.dumps([KEY_FORMAT, counted, version.token])
+    limits = task_filter.stall_limits.minutes  # the setting stalled tasks are counted by
+    text = json.dumps([KEY_FORMAT, counted, limits, version.token])
     return "counts:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -1,9 +1,12 @@
-"""Commands: `flask --app wsgi init-db` and `flask --app wsgi seed-demo --tasks N`.
+"""Commands: `flask --app wsgi init-db`, `seed-demo --tasks N` and `fail-stalled`.
 
 The revisions themselves run through Flask-Migrate: `flask --app wsgi db upgrade`, …
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -13,6 +16,7 @@ from flask.cli import with_appcontext
 from app.demo import seed_demo
 from app.models import MODEL_FOR_TYPE, db
 from app.schema import SchemaMismatch, upgrade_database
+from app.stalled import fail_stalled, parse_duration
 
 
 def task_count() -> int:
@@ -60,7 +64,52 @@ def seed_demo_command(tasks: int, weeks: int, seed: int | None, if_empty: bool) 
     click.echo(f"Added {tasks} demo tasks.")
 
 
+class DurationType(click.ParamType):
+    """A duration such as 90m, 2h or 3d."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+@click.command("fail-stalled")
+@click.option(
+    "--older-than",
+    type=DurationType(),
+    help="Not heard from for longer than this (90m, 2h, 3d), whatever the type; "
+    "by default each type's STALLED_AFTER_MINUTES.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list the tasks that would be failed.")
+@with_appcontext
+def fail_stalled_command(older_than: timedelta | None, dry_run: bool) -> None:
+    """Fail running tasks whose module stopped reporting; safe to run on several servers."""
+    clock = current_app.config["CLOCK"]
+    now = clock()
+    if older_than is None:
+        heard_before = current_app.config["STALL_LIMITS"].heard_before(now)
+    else:
+        heard_before = dict.fromkeys(MODEL_FOR_TYPE, now - older_than)
+    result = fail_stalled(db.engine, heard_before, clock=clock, dry_run=dry_run)
+    done = set(result.found if dry_run else result.failed)
+    for task_type, task_id in result.found:
+        if (task_type, task_id) in done:
+            click.echo(f"{'would fail' if dry_run else 'failed'} {task_type} {task_id}")
+    if dry_run:
+        click.echo(f"{len(result.found)} stalled tasks would be failed (dry run).")
+        return
+    click.echo(f"Failed {len(result.failed)} stalled tasks.")
+    if result.moved_on:
+        click.echo(f"{len(result.moved_on)} moved on meanwhile (reported, or failed elsewhere).")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands with `flask`."""
     app.cli.add_command(init_db_command)
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(fail_stalled_command)

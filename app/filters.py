@@ -24,7 +24,9 @@ from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form, SelectField, SelectMultipleField, StringField
 from wtforms.validators import NumberRange, Optional, StopValidation, ValidationError
 
+from app.events import actor_problem
 from app.models import TASK_TYPES, Status, tag_problem
+from app.stalled import StallLimits
 
 STATUSES = tuple(status.value for status in Status)
 # The one-letter codes of the earlier /tasks implementation, still accepted.
@@ -39,6 +41,7 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 
 Order = Literal["desc", "asc"]
+DEFAULT_STALL_LIMITS = StallLimits()
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class TaskFilter:
     cursor: Cursor | None = None
     order: Order = "desc"
     exact_count: bool = False
+    actor: str | None = None
+    stalled: bool = False
+    # Not a parameter: the server's setting, which `stalled` is read with.
+    stall_limits: StallLimits = DEFAULT_STALL_LIMITS
 
     def to_args(self, **changes: Any) -> list[tuple[str, str]]:
         """Query-string pairs that parse back to this filter (with `changes` applied).
@@ -83,6 +90,10 @@ class TaskFilter:
         if value.created_before is not None:
             args.append(("created_before", format_timestamp(value.created_before)))
         args += [("tag", tag) for tag in value.tags]
+        if value.actor is not None:
+            args.append(("actor", value.actor))
+        if value.stalled:
+            args.append(("stalled", "true"))
         if value.order != "desc":
             args.append(("order", value.order))
         if value.limit != DEFAULT_LIMIT:
@@ -270,12 +281,21 @@ class TimestampField(ParsedField):
         return "" if self.data is None else format_timestamp(self.data)
 
 
+class ActorField(StringField):
+    """Who acted on a task (a module, a token, a person, "system"): an exact name."""
+
+    def pre_validate(self, form: Form) -> None:
+        if self.data and (problem := actor_problem(self.data)):
+            raise StopValidation(problem)
+
+
 class TaskFilterForm(Form):
     """Every query parameter of `/tasks`, its type, its range and its message."""
 
     class Meta:
         assume_utc = False
         secret_key = ""
+        stall_limits = DEFAULT_STALL_LIMITS
 
     task_type = MultiChoiceField(
         "Task type",
@@ -314,6 +334,22 @@ class TaskFilterForm(Form):
     tag = TagListField(
         "Tag",
         description="Exact match, case and spaces included; several tags mean any of them.",
+    )
+    actor = ActorField(
+        "Acted on by",
+        description=(
+            "Only tasks someone acted on: an event of the task names this actor exactly "
+            "(a module's or token's name, a person, or system)."
+        ),
+    )
+    stalled = SelectField(
+        "Stalled",
+        choices=["true", "false"],
+        validate_choice=False,
+        description=(
+            "true: only running tasks not heard from (progress or heartbeat) for longer "
+            "than their type's limit; false, the default, does not filter."
+        ),
     )
     limit = StrictIntegerField(
         "Page size",
@@ -359,6 +395,10 @@ class TaskFilterForm(Form):
         if field.raw_data and field.data not in ORDERS:
             raise ValidationError(f"unknown value {field.data!r}; expected one of: desc, asc")
 
+    def validate_stalled(self, field: Field) -> None:
+        if field.raw_data and field.data not in ("true", "false"):
+            raise ValidationError(f"unknown value {field.data!r}; expected one of: true, false")
+
     def validate_count(self, field: Field) -> None:
         if field.raw_data and field.data != "exact":
             raise ValidationError(f"unknown value {field.data!r}; the only value is exact")
@@ -397,6 +437,9 @@ class TaskFilterForm(Form):
             cursor=cursor,
             order=order,
             exact_count=bool(self.count.raw_data),
+            actor=self.actor.data or None,
+            stalled=bool(self.stalled.raw_data) and self.stalled.data == "true",
+            stall_limits=self.meta.stall_limits,
         )
 
 
@@ -447,10 +490,17 @@ def lenient_arguments(args: MultiDict[str, str]) -> MultiDict[str, str]:
     )
 
 
-def parse_filter(args: MultiDict[str, str], *, secret_key: str, strict: bool) -> ParsedFilter:
+def parse_filter(
+    args: MultiDict[str, str],
+    *,
+    secret_key: str,
+    strict: bool,
+    stall_limits: StallLimits | None = None,
+) -> ParsedFilter:
     """Validate query-string arguments into a filter value, or say what is wrong with them.
 
     `strict` is the API's reading; the page passes False to accept what an HTML form submits.
+    `stall_limits` is the server's setting that `stalled=true` is read with.
     """
     early_errors = strict_argument_errors(args) if strict else {}
     formdata = MultiDict(
@@ -458,7 +508,9 @@ def parse_filter(args: MultiDict[str, str], *, secret_key: str, strict: bool) ->
     )
     if not strict:
         formdata = lenient_arguments(formdata)
-    form = TaskFilterForm(formdata, meta={"secret_key": secret_key, "assume_utc": not strict})
+    meta = {"secret_key": secret_key, "assume_utc": not strict}
+    meta["stall_limits"] = stall_limits or DEFAULT_STALL_LIMITS
+    form = TaskFilterForm(formdata, meta=meta)
     form.validate()
     errors = {**early_errors, **{name: list(msgs) for name, msgs in form.errors.items()}}
     return ParsedFilter(form, errors, None if errors else form.task_filter())

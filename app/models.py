@@ -260,6 +260,9 @@ class TaskColumns:
             sa.Index(f"ix_{table}_status_seconds", "status", "seconds_to_finish"),
             # The newest change, read in one step: the data version (app/query/versions.py).
             sa.Index(f"ix_{table}_updated", "updated_at"),
+            # Running tasks not heard from since a moment: a range of this index, whatever
+            # the table's size (stalled tasks, app/stalled.py; the metrics' silent gauge).
+            sa.Index(f"ix_{table}_status_updated", "status", "updated_at"),
             *cls.extra_table_args(),
         )
 
@@ -414,3 +417,51 @@ MODEL_FOR_TYPE: dict[str, TaskModel] = {
     for model in (UploadTask, UploadDatasetTask, TrainingTask, EvaluationTask, SynthesisTask)
 }
 TASK_TYPES = tuple(MODEL_FOR_TYPE)
+
+
+class EventKind(StrEnum):
+    """What happened to a task, as its timeline says it."""
+
+    CREATED = "created"
+    STARTED = "started"
+    PROGRESS = "progress"
+    CANCEL_REQUESTED = "cancel_requested"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRIED = "retried"
+
+
+ACTOR_MAX_LENGTH = 200
+# Actors match exactly, as tags do: MariaDB's default collation ignores case and spaces.
+ActorType = sa.String(ACTOR_MAX_LENGTH).with_variant(
+    mysql.VARCHAR(ACTOR_MAX_LENGTH, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
+)
+
+
+class TaskEvent(db.Model):
+    """One change of one task, who made it and when: written once, never edited.
+
+    The task is named by type and id without a foreign key, so that deleting a task keeps
+    its events readable.
+    """
+
+    __tablename__ = "task_event"
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    task_type: Mapped[str] = mapped_column(sa.String(32))
+    task_id: Mapped[uuid.UUID] = mapped_column(UUIDType)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    actor: Mapped[str] = mapped_column(ActorType)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.CheckConstraint(f"kind IN ({_in_list(tuple(EventKind))})", name="kind"),
+        # A task's timeline, in order: one range of this index.
+        sa.Index("ix_task_event_task", "task_id", "at", "id"),
+        # Tasks someone acted on (the list's `actor=`): the actor's entries alone.
+        sa.Index("ix_task_event_actor", "actor", "task_type", "task_id"),
+    )

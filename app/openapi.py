@@ -28,6 +28,7 @@ from app.filters import (
     EARLIEST,
     MAX_TAGS,
     STATUSES,
+    ActorField,
     RepeatableField,
     StrictIntegerField,
     TagListField,
@@ -35,7 +36,14 @@ from app.filters import (
     TaskFilterForm,
     TimestampField,
 )
-from app.models import CONTROL_CHARACTER_RANGE, MODEL_FOR_TYPE, TAG_MAX_LENGTH, TASK_TYPES
+from app.models import (
+    ACTOR_MAX_LENGTH,
+    CONTROL_CHARACTER_RANGE,
+    MODEL_FOR_TYPE,
+    TAG_MAX_LENGTH,
+    TASK_TYPES,
+    EventKind,
+)
 from app.query import Facets, TaskRow, Total
 
 bp = Blueprint("contract", __name__)
@@ -111,10 +119,21 @@ def timestamp_schema(_field: Field) -> JsonSchema:
     }
 
 
+def actor_schema(_field: Field) -> JsonSchema:
+    """An actor's name: what `actor_problem` accepts."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": ACTOR_MAX_LENGTH,
+        "pattern": f"^[^{CONTROL_CHARACTER_RANGE}]*$",
+    }
+
+
 # One value of a field, by its class; the first class that matches wins (subclasses first).
 # A field of a new class has no schema until it gets one here, and the description fails.
 VALUE_SCHEMAS: list[tuple[type[Field], Callable[[Field], JsonSchema]]] = [
     (TagListField, tag_schema),
+    (ActorField, actor_schema),
     (StrictIntegerField, number_range),
     (TimestampField, timestamp_schema),
     (SelectField, lambda field: {"type": "string", "enum": choice_values(field)}),
@@ -285,6 +304,24 @@ def response_schemas() -> dict[str, JsonSchema]:
                 for field in dataclasses.fields(Facets)
             }
         ),
+        "Event": closed_object(
+            {
+                "task_type": {"type": "string", "enum": list(TASK_TYPES)},
+                "task_id": {"type": "string", "format": "uuid"},
+                "kind": {"type": "string", "enum": [kind.value for kind in EventKind]},
+                "actor": actor_schema(StringField()),
+                "at": {"type": "string", "format": "date-time"},
+                "note": {"type": ["string", "null"]},
+            },
+            description="One change of a task: what happened, who did it, when.",
+        ),
+        "TaskEvents": closed_object(
+            {
+                "task_id": {"type": "string", "format": "uuid"},
+                "items": {"type": "array", "items": ref("schemas", "Event")},
+            },
+            description="A task's events, oldest first; kept when the task is deleted.",
+        ),
         "Problem": {
             "type": "object",
             "properties": problem,
@@ -385,6 +422,14 @@ def filtered(ok: JsonSchema, refused: Iterable[str] = ()) -> JsonSchema:
     }
 
 
+TASK_ID_PARAMETER = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
 def operations() -> dict[str, JsonSchema]:
     """Each JSON endpoint's operation, by endpoint name (its path comes from the URL map)."""
     return {
@@ -406,17 +451,22 @@ def operations() -> dict[str, JsonSchema]:
         },
         "api.show_task_json": {
             "operationId": "getTask",
-            "parameters": [
-                {
-                    "name": "task_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "format": "uuid"},
-                }
-            ],
+            "parameters": [TASK_ID_PARAMETER],
             "responses": {
                 "200": json_ok("TaskWithDetails", "The task."),
                 "404": ref("responses", "NotFound"),
+                "414": ref("responses", "UriTooLong"),
+                "503": ref("responses", "Unavailable"),
+            },
+        },
+        "api.task_events_json": {
+            "operationId": "getTaskEvents",
+            "parameters": [TASK_ID_PARAMETER],
+            "responses": {
+                "200": json_ok("TaskEvents", "The task's events, oldest first."),
+                "404": problem_response(
+                    "No task has this id and no events name it, or the id is not a UUID."
+                ),
                 "414": ref("responses", "UriTooLong"),
                 "503": ref("responses", "Unavailable"),
             },

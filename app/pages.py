@@ -45,6 +45,7 @@ from app.errors import (
     log_database_error,
     outage,
 )
+from app.events import task_events
 from app.filters import (
     DEFAULT_LIMIT,
     MAX_OFFSET,
@@ -56,7 +57,17 @@ from app.filters import (
     parse_filter,
 )
 from app.models import ACTIVE_STATUSES, TASK_TYPES, close_read_connection, read_connection
-from app.query import DataVersion, Facets, TaskPage, Total, data_version, known_tags, list_tasks
+from app.query import (
+    DataVersion,
+    Facets,
+    TaskPage,
+    TaskRow,
+    Total,
+    data_version,
+    known_tags,
+    list_tasks,
+)
+from app.stalled import is_stalled
 
 bp = Blueprint("pages", __name__)
 
@@ -102,6 +113,16 @@ STATUS_LABELS = {
     "completed": "Completed",
     "failed": "Failed",
     "cancelled": "Cancelled",
+}
+EVENT_LABELS = {
+    "created": "Created",
+    "started": "Started",
+    "progress": "Progress",
+    "cancel_requested": "Cancel requested",
+    "cancelled": "Cancelled",
+    "completed": "Completed",
+    "failed": "Failed",
+    "retried": "Retried",
 }
 # Shown beside the status text, never instead of it.
 STATUS_ICONS = {"queued": "◷", "running": "▶", "completed": "✓", "failed": "✕", "cancelled": "⊘"}
@@ -185,6 +206,14 @@ def task_duration(started: datetime | None, finished: datetime | None, now: date
     return duration_text(((finished or now) - started).total_seconds())
 
 
+def stalled_text(row: TaskRow, now: datetime) -> str | None:
+    """ "Stalled — last heard 2 h ago" for a stalled task (see app/stalled.py), else None."""
+    limits = current_app.config["STALL_LIMITS"]
+    if not is_stalled(row.task_type, row.status, row.updated_at, now, limits):
+        return None
+    return f"Stalled \N{EM DASH} last heard {time_ago(row.updated_at, now)}"
+
+
 def utc_text(moment: datetime) -> str:
     """The exact instant, for tooltips: 2026-11-28 09:14:03 UTC."""
     return format_timestamp(moment)[:19].replace("T", " ") + " UTC"
@@ -246,13 +275,17 @@ def page_filter(args: MultiDict[str, str]) -> tuple[ParsedFilter, TaskFilter]:
     When a parameter is bad, the form keeps it (to show the value and its message) and the
     list is shown for the other parameters, with that one left out.
     """
-    secret_key = current_app.secret_key
-    parsed = parse_filter(args, secret_key=secret_key, strict=False)
+    read = functools.partial(
+        parse_filter,
+        secret_key=current_app.secret_key,
+        strict=False,
+        stall_limits=current_app.config["STALL_LIMITS"],
+    )
+    parsed = read(args)
     if parsed.value is not None:
         return parsed, parsed.value
     usable = MultiDict([(k, v) for k, v in args.items(multi=True) if k not in parsed.errors])
-    fallback = parse_filter(usable, secret_key=secret_key, strict=False)
-    return parsed, fallback.value or TaskFilter()
+    return parsed, read(usable).value or TaskFilter(stall_limits=parsed.form.meta.stall_limits)
 
 
 def form_state(parsed: ParsedFilter) -> dict[str, Any]:
@@ -272,6 +305,8 @@ def form_state(parsed: ParsedFilter) -> dict[str, Any]:
         "limit": form.limit._value(),
         "order": form.order.data if form.order.raw_data else "desc",
         "count": "exact" if form.count.raw_data else "",
+        "actor": form.actor._value(),
+        "stalled": "true" if form.stalled.data == "true" else "",
         "errors": parsed.errors,
     }
 
@@ -389,6 +424,16 @@ def facet_chips(view: ListView, task_filter: TaskFilter, facets: Facets) -> dict
             )
             for value in values
         ]
+    chips["stalled"] = [
+        Chip(
+            "stalled",
+            "true",
+            "Stalled",
+            facets.stalled,
+            start.stalled,
+            view.url(start, stalled=not start.stalled),
+        )
+    ]
     return chips
 
 
@@ -414,6 +459,10 @@ def applied_filters(view: ListView, task_filter: TaskFilter) -> list[Link]:
     for tag in start.tags:
         remaining = tuple(other for other in start.tags if other != tag)
         applied.append(Link(f"tag is “{tag}”", view.url(start, tags=remaining)))
+    if start.actor is not None:
+        applied.append(Link(f"acted on by “{start.actor}”", view.url(start, actor=None)))
+    if start.stalled:
+        applied.append(Link("stalled", view.url(start, stalled=False)))
     return applied
 
 
@@ -533,7 +582,7 @@ def render_fingerprint(app: Flask) -> str:
                 digest.update(str(path.relative_to(folder)).encode() + b"\0")
                 digest.update(path.read_bytes())
     # Pager cursors are signed with the secret key; the others show in the markup.
-    settings = ("LIVE_REFRESH_SECONDS", "HTMX_LOCAL_ONLY", "SECRET_KEY")
+    settings = ("LIVE_REFRESH_SECONDS", "HTMX_LOCAL_ONLY", "SECRET_KEY", "STALL_LIMITS")
     digest.update(repr([app.config.get(name) for name in settings]).encode())
     return digest.hexdigest()
 
@@ -669,6 +718,7 @@ def render_task(view: ListView, task_id: str) -> Response:
         view=view,
         row=row,
         details=detail.details,
+        events=task_events(read_connection(), parsed_id),
         now=display_now(request_time()),
         back_url=view.url(back_filter),
         back_filter=back_filter,
@@ -714,6 +764,8 @@ def template_helpers(asset: HtmxAsset) -> dict[str, Any]:
         "error_preview": ERROR_PREVIEW_CHARACTERS,
         "time_ago": time_ago,
         "task_duration": task_duration,
+        "stalled_text": stalled_text,
+        "event_labels": EVENT_LABELS,
     }
 
 

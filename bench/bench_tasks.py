@@ -50,9 +50,10 @@ from app.cache import MemoryCache
 from app.config import normalise_database_url
 from app.demo import seed_demo
 from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
-from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, Base, db
+from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, Base, TaskEvent, db
 from app.query import count_tasks, fetch_page, iter_tasks, list_columns
 from app.schema import compare_with, drop_schema, upgrade_database
+from app.timeouts import limit_statements
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = ROOT / "instance" / "vt_bench.sqlite3"
@@ -103,6 +104,9 @@ CASES = (
         "training, failed, 1 week",
         (("task_type", "training"), ("status", "failed"), ("within_hours", "168")),
     ),
+    # Running tasks not heard from for longer than their type's limit.
+    Case("stalled", (("stalled", "true"),)),
+    Case("stalled, training", (("task_type", "training"), ("stalled", "true"))),
 )
 RATIO_A_CASE = "completed, 24 h"
 RATIO_B_CASE = "no filter"
@@ -123,6 +127,8 @@ GROWTH_TARGETS: dict[str, tuple[float | None, float | None]] = {
     "postgresql": (1.3, 1.5),
     "mariadb": (None, None),
 }
+# How long one statement writing the events of a table may run, at ten million tasks.
+SEEDING_LIMIT_MS = 3_600_000
 # Sizes are timed from here up to --tasks, by powers of ten.
 SMALLEST_SIZE = 1_000_000
 
@@ -254,6 +260,41 @@ def seed(engine: sa.Engine, tasks: int) -> None:
             print(f"  seeded {done:,} of {tasks:,} tasks ({elapsed:.0f} s)", file=sys.stderr)
 
     seed_demo(engine, tasks, NOW, seed=SEED, on_progress=progress)
+    seed_events(engine)
+
+
+def seed_events(engine: sa.Engine) -> None:
+    """A "created" event for every task and a "started" one for every task that started,
+    each by its type's module, written by the database from the task tables in one pass."""
+    with engine.connect() as connection:
+        limit_statements(connection, SEEDING_LIMIT_MS)  # one statement per table and kind
+        with connection.begin():
+            write_events(connection)
+    print("  seeded the tasks' events", file=sys.stderr)
+
+
+def write_events(connection: sa.Connection) -> None:
+    """The statements of `seed_events`: one INSERT … SELECT per table and kind."""
+    for task_type, model in MODEL_FOR_TYPE.items():
+        for kind, moment, condition in (
+            ("created", model.created_at, sa.true()),
+            ("started", model.started_at, model.started_at.is_not(None)),
+        ):
+            rows = sa.select(
+                sa.literal(task_type),
+                model.id,
+                sa.literal(kind),
+                sa.literal(f"{task_type}-module"),
+                moment,
+            ).where(condition)
+            columns = ["task_type", "task_id", "kind", "actor", "at"]
+            connection.execute(sa.insert(TaskEvent).from_select(columns, rows))
+
+
+def events_seeded(engine: sa.Engine) -> bool:
+    """Whether the bench's events are there (a database seeded before they were is not)."""
+    with engine.connect() as connection:
+        return connection.execute(sa.select(TaskEvent.id).limit(1)).first() is not None
 
 
 def prepare(url: str, tasks: int, reseed: bool) -> None:
@@ -276,6 +317,8 @@ def prepare(url: str, tasks: int, reseed: bool) -> None:
             else:
                 for step in upgrade_database():
                     print(f"  {step}", file=sys.stderr)
+                if not events_seeded(engine):
+                    seed_events(engine)
             if drift := schema_drift(engine):
                 raise SystemExit(f"{engine.url!r} differs from the models; --reseed: {drift}")
         finally:
@@ -307,6 +350,9 @@ def baseline_statement(
             conditions.append(model.created_at >= task_filter.created_after)
         if task_filter.created_before is not None:
             conditions.append(model.created_at < task_filter.created_before)
+        if task_filter.stalled:
+            heard_before = task_filter.stall_limits.heard_before(now)[model.task_type]
+            conditions += [model.status == "running", model.updated_at < heard_before]
         branches.append(sa.select(*list_columns(model)).where(*conditions))
     tasks = sa.union_all(*branches).subquery("tasks")
     statement = sa.select(tasks)
@@ -514,10 +560,31 @@ def machine_speed(connection: sa.Connection) -> str:
     return f"sum(range(100_000)) in Python {python:.2f} ms; SELECT 1 round trip {round_trip:.2f} ms"
 
 
+def time_events(client: FlaskClient, connection: sa.Connection, timing: Timing) -> str:
+    """`GET /tasks/<id>/events` of the newest started training task, and the task page."""
+    model = MODEL_FOR_TYPE["training"]
+    task_id = connection.execute(
+        sa.select(model.id)
+        .where(model.started_at.is_not(None))
+        .order_by(model.created_at.desc())
+        .limit(1)
+    ).scalar_one()
+    events = get_ok(client, f"/tasks/{task_id}/events", ())
+    if [item["kind"] for item in events["items"]][:2] != ["created", "started"]:
+        raise AssertionError(f"events of {task_id}: {events}")
+    endpoint = timing.median_ms(lambda: get_ok(client, f"/tasks/{task_id}/events", ()))
+    page = timing.median_ms(lambda: client.get(f"/task/{task_id}").get_data())
+    return (
+        f"- `/tasks/<id>/events` of one task ({len(events['items'])} events): {ms(endpoint)} ms; "
+        f"its page `/task/<id>` with the timeline: {ms(page)} ms"
+    )
+
+
 def run_engine(
     url: str, cases: Sequence[Case], timing: Timing, depth: int, baseline: bool
-) -> tuple[str, list[CaseResult]]:
-    """Every case on one database, the client and the bare statements side by side."""
+) -> tuple[str, list[CaseResult], str]:
+    """Every case on one database, the client and the bare statements side by side, and
+    the events of one task."""
     app = bench_app(url)
     client = app.test_client()
     with app.app_context():
@@ -529,9 +596,10 @@ def run_engine(
             for case in cases:
                 print(f"  {case.name}", file=sys.stderr)
                 results.append(run_case(case, client, connection, timing, depth, baseline))
+            events = time_events(client, connection, timing)
     finally:
         engine.dispose()
-    return memory, results
+    return memory, results, events
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -781,11 +849,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             if options.seed_only:
                 continue
             baseline = size <= options.baseline_up_to
-            memory, results = run_engine(sized, cases, timing, options.depth, baseline)
+            memory, results, events = run_engine(sized, cases, timing, options.depth, baseline)
             by_size[size] = results
             print(markdown_table(kind, size, timing, memory, results))
             print()
             print(target_summary(kind, results))
+            print(events)
             print(flush=True)
         if len(by_size) > 1:
             print(growth_table(kind, by_size))

@@ -213,6 +213,9 @@
     setTags(form, state.tag);
     setSelect(form.querySelector("#limit"), state.limit || "20");
     setSelect(form.querySelector("#order"), state.order);
+    setValue(form.querySelector("#actor"), state.actor);
+    var stalled = form.querySelector("#stalled");
+    if (stalled) stalled.checked = state.stalled === "true";
     var count = form.querySelector('input[name="count"]');
     if (count) count.disabled = state.count !== "exact";
     setErrors(form, state.errors);

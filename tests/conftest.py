@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings
-from oracle import NOW, delete_all_tasks, insert_tasks, known_tasks
+from oracle import NOW, delete_all_tasks, insert_events, insert_tasks, known_tasks
 from server_support import Server, running_gunicorn
 
 from app import create_app
@@ -126,6 +126,7 @@ def known_database(
         reset_tables(engine)
         tasks = known_tasks()
         insert_tasks(engine, tasks)
+        insert_events(engine, tasks)
         engine.dispose()
         yield url, tasks
 

@@ -13,12 +13,19 @@ import sqlalchemy as sa
 
 from app.demo import type_fields
 from app.filters import TaskFilter, format_timestamp
-from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base, Status
+from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base, Status, TaskEvent
 from app.query import TOTAL_EXACT_UP_TO
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STATUSES = [s.value for s in Status]
 KNOWN_TAGS = ["exp-1", "exp-2", "nightly", "Exp-1", "exp-1 ", "<b>bold</b>", "ünïcode-✓"]
+# Who acted on the known tasks (an event each); names differing in case or a space are apart.
+KNOWN_ACTORS = ["trainer", "Trainer", "uploader", "alice@example.com", "system", "trainer "]
+# Keys of a known task that the oracle reads but the task tables do not hold.
+ORACLE_ONLY = frozenset({"task_type", "actors"})
+# How long ago the module of a recently heard running task last reported, in minutes: on
+# each side of the 30-minute limit and of training's 120.
+HEARD_MINUTES_AGO = (5, 29, 31, 119, 121)
 
 
 def make_task(
@@ -68,14 +75,53 @@ def known_tasks(seed: int = 7) -> list[dict[str, Any]]:
         status = STATUSES[index % len(STATUSES)]
         finished_after = timedelta(minutes=10)
         tasks.append(make_task(task_type, status, tie, finished_after=finished_after, rng=rng))
+    tasks += recently_heard_tasks(rng)
+    return with_actors(tasks, random.Random(seed + 1))
+
+
+def recently_heard_tasks(rng: random.Random) -> list[dict[str, Any]]:
+    """Running tasks of every type last heard a little before and after their limits."""
+    tasks = []
+    for task_type in TASK_TYPES:
+        for minutes in HEARD_MINUTES_AGO:
+            created = NOW - timedelta(hours=8, minutes=minutes)
+            task = make_task(task_type, "running", created, tag="exp-2", rng=rng)
+            task["updated_at"] = NOW - timedelta(minutes=minutes)
+            tasks.append(task)
     return tasks
+
+
+def with_actors(tasks: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """Each task with the actors of its events: none, one or two of KNOWN_ACTORS."""
+    for task in tasks:
+        task["actors"] = tuple(rng.sample(KNOWN_ACTORS, rng.choice([0, 1, 1, 2])))
+    return tasks
+
+
+def insert_events(engine: sa.Engine, tasks: Iterable[dict[str, Any]]) -> None:
+    """An event for each actor of each task, so that `actor=` has something to find."""
+    rows = [
+        {
+            "task_type": task["task_type"],
+            "task_id": task["id"],
+            "kind": "progress",
+            "actor": actor,
+            "at": task["updated_at"],
+            "note": "reached 50%",
+        }
+        for task in tasks
+        for actor in task.get("actors", ())
+    ]
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(sa.insert(TaskEvent), rows)
 
 
 def insert_tasks(engine: sa.Engine, tasks: Iterable[dict[str, Any]]) -> None:
     """Bulk-insert task dicts into their tables."""
     by_type: dict[str, list[dict[str, Any]]] = {t: [] for t in TASK_TYPES}
     for task in tasks:
-        row = {key: value for key, value in task.items() if key != "task_type"}
+        row = {key: value for key, value in task.items() if key not in ORACLE_ONLY}
         by_type[task["task_type"]].append(row)
     with engine.begin() as connection:
         for task_type, rows in by_type.items():
@@ -98,7 +144,17 @@ def matches(task: dict[str, Any], f: TaskFilter, now: datetime = NOW) -> bool:
             return False
     if f.created_after is not None and task["created_at"] < f.created_after:
         return False
+    if f.actor is not None and f.actor not in task.get("actors", ()):
+        return False
+    if f.stalled and not stalled(task, f, now):
+        return False
     return not (f.created_before is not None and task["created_at"] >= f.created_before)
+
+
+def stalled(task: dict[str, Any], f: TaskFilter, now: datetime = NOW) -> bool:
+    """Running, and last heard (updated_at) longer ago than its type's limit."""
+    limit = f.stall_limits.limit(task["task_type"])
+    return task["status"] == "running" and task["updated_at"] < now - limit
 
 
 def sort_key(task: dict[str, Any]) -> tuple[datetime, str]:
@@ -138,6 +194,7 @@ def facets(tasks: list[dict[str, Any]], f: TaskFilter, now: datetime = NOW) -> d
         "status": {s: count(replace(f, statuses=(s,))) for s in STATUSES},
         "task_type": {t: count(replace(f, task_types=(t,))) for t in TASK_TYPES},
         "total": count(f),
+        "stalled": count(replace(f, stalled=True)),
     }
 
 

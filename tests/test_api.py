@@ -185,6 +185,7 @@ def test_counts_are_zero_filled(client):
         "status": dict.fromkeys(STATUSES, zero),
         "task_type": dict.fromkeys(TASK_TYPES, zero),
         "total": zero,
+        "stalled": zero,
     }
 
 

@@ -549,7 +549,9 @@ def test_window_counts_keep_tasks_created_long_before_the_window(empty_engine, t
 
 # -- what a statement sends apart from its text -------------------------------------------
 
-FILTER_VALUES = {"since", "after", "before", "cursor_at", "cursor_id"}
+FILTER_VALUES = {"since", "after", "before", "cursor_at", "cursor_id", "actor"} | {
+    f"heard_before_{task_type}" for task_type in MODEL_FOR_TYPE
+}
 LIMITS = {"member_rows", "page_rows", "page_offset", "cap"}
 EVERY_KIND_OF_FILTER = [
     TaskFilter(),
@@ -558,6 +560,7 @@ EVERY_KIND_OF_FILTER = [
     TaskFilter(statuses=("completed",), within_hours=24, created_after=NOW - timedelta(days=9)),
     TaskFilter(task_types=("training",), tags=("exp-7", "nightly"), within_hours=168),
     ANY_STATUS_PAST_THE_WINDOW,
+    TaskFilter(stalled=True, actor="trainer", tags=("exp-7",)),
 ]
 
 
@@ -742,4 +745,56 @@ def test_mariadb_task_gauges_read_ranges_of_indexes_that_lead_with_the_status(se
         tables = mariadb_tables(seeded, sql_of(seeded, statement))
         assert tables
         assert all(table["access_type"] in {"ref", "range"} for table in tables)
+        assert all("_status_" in table["key"] for table in tables)
+
+
+# -- stalled tasks ---------------------------------------------------------------------------
+
+STALLED = TaskFilter(stalled=True)
+
+
+def stalled_statements() -> list[Any]:
+    """A first page of stalled tasks and their counts, with their values."""
+    page_shape, page_values_ = page_shape_of(STALLED, NOW)
+    shape, values = shape_of(STALLED, NOW)
+    return [
+        page_template(page_shape, True).params(page_values_ | page_values(STALLED)),
+        page_template(page_shape, False).params(page_values_ | page_values(STALLED)),
+        *(t.params(values | {"cap": 10_001}) for t in capped_count_templates(shape, True)),
+        *(t.params(values | {"cap": 10_001}) for t in capped_count_templates(shape, False)),
+    ]
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_stalled_tasks_are_read_from_the_running_range_of_a_status_index(seeded):
+    for statement in stalled_statements():
+        plan = sqlite_plan(seeded, sql_of(seeded, statement))
+        reads = [step for step in plan if step.startswith(("SEARCH", "SCAN")) and "_task" in step]
+        assert reads, plan
+        assert all(re.search(r"INDEX ix_\w+_status_\w+ \(status=", step) for step in reads), reads
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_stalled_tasks_are_read_from_the_running_range_of_a_status_index(seeded):
+    for statement in stalled_statements():
+        plan = postgresql_generic_plan(seeded, statement)
+        scans = table_scans(plan)
+        assert scans
+        assert not any(node["Node Type"] == "Seq Scan" for node, _ in scans)
+        # An index scan names its index; a bitmap heap scan's child does.
+        indexes = [node["Index Name"] for node, _ in nodes(plan) if "Index Name" in node]
+        assert len(indexes) == len(scans)
+        assert all("_status_" in index for index in indexes), indexes
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_stalled_tasks_are_read_from_the_running_range_of_a_status_index(seeded):
+    for statement in stalled_statements():
+        tables = [
+            t
+            for t in mariadb_tables(seeded, sql_of(seeded, statement))
+            if "_task" in t["table_name"]
+        ]
+        assert tables
+        assert all(table["access_type"] in {"ref", "range"} for table in tables), tables
         assert all("_status_" in table["key"] for table in tables)

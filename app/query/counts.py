@@ -53,11 +53,13 @@ class Total:
 
 @dataclass(frozen=True)
 class Facets:
-    """Counts by status and by type, each with every filter but its own dimension applied."""
+    """Counts by status and by type, each with every filter but its own dimension applied,
+    and how many of the matches are stalled (the filter with `stalled=true`)."""
 
     status: dict[str, Total]
     task_type: dict[str, Total]
     total: Total
+    stalled: Total
 
     def as_json(self) -> dict[str, Any]:
         """What `/tasks/counts` answers."""
@@ -65,6 +67,7 @@ class Facets:
             "status": {name: total.as_json() for name, total in self.status.items()},
             "task_type": {name: total.as_json() for name, total in self.task_type.items()},
             "total": self.total.as_json(),
+            "stalled": self.stalled.as_json(),
         }
 
     @classmethod
@@ -74,6 +77,7 @@ class Facets:
             status={name: Total.from_json(total) for name, total in data["status"].items()},
             task_type={name: Total.from_json(total) for name, total in data["task_type"].items()},
             total=Total.from_json(data["total"]),
+            stalled=Total.from_json(data["stalled"]),
         )
 
 
@@ -185,7 +189,8 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
 
     Each is exact up to TOTAL_EXACT_UP_TO and "at least" that beyond (see `Total.capped`),
     so that a view of ten million tasks costs what one of a hundred thousand does, unless
-    the filter asks for exact counts.
+    the filter asks for exact counts. The stalled count reads a range of each table's
+    (status, updated_at) index (see `stalled_condition`).
     """
     if task_filter.exact_count:
         return exact_facets(executor, task_filter, now)
@@ -208,6 +213,7 @@ def capped_facets(executor: Executor, task_filter: TaskFilter, now: datetime) ->
         status=status,
         task_type=task_type,
         total=sum_of([status[s] for s in task_filter.statuses or STATUSES]),
+        stalled=count_tasks(executor, replace(first, stalled=True), now),
     )
 
 
@@ -228,4 +234,5 @@ def exact_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
         status={s: Total(sum(matrix[(t, s)] for t in types), "eq") for s in STATUSES},
         task_type={t: Total(sum(matrix[(t, s)] for s in statuses), "eq") for t in TASK_TYPES},
         total=Total(sum(matrix[(t, s)] for t in types for s in statuses), "eq"),
+        stalled=count_tasks(executor, replace(task_filter, stalled=True), now),
     )

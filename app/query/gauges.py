@@ -15,6 +15,7 @@ from app.query.counts import count_by_type_and_status
 from app.query.engines import Executor
 from app.query.rows import list_columns
 from app.query.shapes import shape_of
+from app.stalled import last_heard
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class TaskGauges:
     """What a metrics scrape reports of the tasks, each count exact and zero-filled.
 
     `by_status` holds every queued and running task, and the tasks finished in the recent
-    hours; `silent` the running tasks that have not reported (updated_at) in those hours.
+    hours; `silent` the running tasks not heard from in those hours (the stalled tasks'
+    `last_heard`, app/stalled.py).
     """
 
     by_status: dict[tuple[str, str], int]
@@ -31,17 +33,17 @@ class TaskGauges:
 
 @functools.cache
 def silent_template() -> sa.CompoundSelect:
-    """(task_type, count) of running tasks last updated before :silent_since, per table.
+    """(task_type, count) of running tasks last heard before :silent_since, per table.
 
-    Each member reads the running tasks' range of an index that leads with the status and
-    looks up their updated_at: a cost that follows the running tasks, not the table.
+    Each member reads one range of the (status, updated_at) index, the stalled filter's:
+    a cost that follows the silent running tasks, not the table.
     """
     running = sql_constant(Status.RUNNING.value)
     return sa.union_all(
         *(
             sa.select(list_columns(model)[0], sa.func.count())
             .select_from(model)
-            .where(model.status == running, model.updated_at < sa.bindparam("silent_since"))
+            .where(model.status == running, last_heard(model) < sa.bindparam("silent_since"))
             for model in MODEL_FOR_TYPE.values()
         )
     )

@@ -20,11 +20,13 @@ from app.models import (
     TASK_TYPES,
     TERMINAL_STATUSES,
     Status,
+    TaskEvent,
     TaskModel,
     UTCDateTime,
     sql_constant,
 )
 from app.query.engines import Greatest, SecondsBefore
+from app.stalled import last_heard
 
 ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
 TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
@@ -41,7 +43,8 @@ class Shape:
     created_at bounds are written (see `created_bounds`). `page` says that the members walk
     the created_at order to fill a page, rather than count: members with a time window then
     get their created_at floor (see `has_floor`), and one that reads every finished status
-    leaves out its status test (see `reads_every_finished_status`).
+    leaves out its status test (see `reads_every_finished_status`). `actor` and `stalled`
+    say that the members carry those tests (see `actor_condition`, `stalled_condition`).
     """
 
     task_types: tuple[str, ...]
@@ -53,6 +56,8 @@ class Shape:
     cursor: bool = False
     order: Order = "desc"
     page: bool = False
+    actor: bool = False
+    stalled: bool = False
 
 
 def created_bounds(
@@ -92,17 +97,37 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         values["before"] = before
     if cursor is not None:
         values["cursor_at"], values["cursor_id"] = cursor.created_at, cursor.id
+    if task_filter.actor is not None:
+        values["actor"] = task_filter.actor
+    if task_filter.stalled:
+        heard_before = task_filter.stall_limits.heard_before(now)
+        values |= {f"heard_before_{t}": moment for t, moment in heard_before.items()}
     shape = Shape(
         task_types=task_filter.task_types or TASK_TYPES,
-        statuses=task_filter.statuses,
+        statuses=stalled_statuses(task_filter) if task_filter.stalled else task_filter.statuses,
         tags=tags,
         window=task_filter.within_hours is not None,
         after=after is not None,
         before=before is not None,
         cursor=cursor is not None,
         order=task_filter.order,
+        actor=task_filter.actor is not None,
+        stalled=task_filter.stalled,
     )
     return shape, values
+
+
+def stalled_statuses(task_filter: TaskFilter) -> tuple[str, ...]:
+    """The statuses a stalled filter reads: running, unless the status filter leaves it out.
+
+    Naming running puts each member on the running range of the status's index, a cost that
+    follows the running tasks; a status filter without running keeps its statuses, and the
+    stalled test (which asks for running) then matches none of them.
+    """
+    running = Status.RUNNING.value
+    if not task_filter.statuses or running in task_filter.statuses:
+        return (running,)
+    return task_filter.statuses
 
 
 def page_shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
@@ -234,7 +259,34 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         conditions.append(model.created_at < sa.bindparam("before"))
     if shape.cursor:
         conditions.append(keyset_condition(model, shape.order))
+    if shape.stalled:
+        conditions.append(stalled_condition(model, shape))
+    if shape.actor:
+        conditions.append(actor_condition(model))
     return conditions
+
+
+def stalled_condition(model: TaskModel, shape: Shape) -> sa.ColumnElement[bool]:
+    """Running, and last heard before :heard_before_<type> (the type's limit ago).
+
+    With running as the member's one status the status test is already written; otherwise
+    it is written here, and a member of other statuses matches nothing.
+    """
+    moment = sa.bindparam(f"heard_before_{model.task_type}", type_=UTCDateTime())
+    heard = last_heard(model) < moment
+    if shape.statuses == (Status.RUNNING.value,):
+        return heard
+    return sa.and_(statuses_condition(model, (Status.RUNNING.value,)), heard)
+
+
+def actor_condition(model: TaskModel) -> sa.ColumnElement[bool]:
+    """An event of the task names :actor: an EXISTS on task_event's (actor, type, id) index."""
+    event = sa.select(sql_constant(1)).where(
+        TaskEvent.actor == sa.bindparam("actor", type_=TaskEvent.actor.type),
+        TaskEvent.task_type == sql_constant(model.task_type),
+        TaskEvent.task_id == model.id,
+    )
+    return event.exists()
 
 
 def reads_every_finished_status(shape: Shape) -> bool:

@@ -1,0 +1,360 @@
+"""Every change on record: the recorder's events, `GET /tasks/<id>/events`, the task page's
+timeline, and the list's `actor=` filter against the oracle, on every engine."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from oracle import KNOWN_ACTORS, NOW, expected, facets
+from test_pages import get_page
+
+from app.demo import type_fields
+from app.events import record_event, task_events
+from app.filters import TaskFilter
+from app.models import MODEL_FOR_TYPE, EventKind, TaskEvent
+from app.recorder import IllegalTransition, Recorder, TaskNotFound
+
+
+class SettableClock:
+    """A clock that shows whatever instant the test last set."""
+
+    def __init__(self):
+        self.now = NOW
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock()
+
+
+@pytest.fixture
+def recorder(empty_engine: sa.Engine, clock: SettableClock) -> Recorder:
+    return Recorder(empty_engine, clock, actor="trainer-7")
+
+
+def new_task(recorder: Recorder, task_type: str = "training") -> uuid.UUID:
+    fields = type_fields(task_type, random.Random(3), finished_ok=False)
+    return recorder.create(task_type, tag="exp-1", **fields)
+
+
+def timeline(engine: sa.Engine, task_id: uuid.UUID) -> list[tuple[str, str, str | None]]:
+    """(kind, actor, note) of a task's events, oldest first."""
+    with engine.connect() as connection:
+        return [(e.kind, e.actor, e.note) for e in task_events(connection, task_id)]
+
+
+# -- the recorder writes an event for every move ---------------------------------------------
+
+
+def test_create_records_who_created_the_task_and_when(recorder, empty_engine, clock):
+    task_id = new_task(recorder)
+    with empty_engine.connect() as connection:
+        (event,) = task_events(connection, task_id)
+    assert (event.task_type, event.task_id, event.kind) == ("training", task_id, "created")
+    assert (event.actor, event.at, event.note) == ("trainer-7", clock.now, None)
+
+
+def test_a_whole_life_is_on_record_in_order(recorder, empty_engine, clock):
+    task_id = new_task(recorder)
+    clock.advance(minutes=1)
+    recorder.start("training", task_id)
+    for progress in (0.1, 0.2, 0.3, 0.55, 0.56, 0.8, 0.9):
+        clock.advance(minutes=1)
+        recorder.report_progress("training", task_id, progress)
+    clock.advance(minutes=1)
+    recorder.complete("training", task_id, output_model="m-ft")
+    assert timeline(empty_engine, task_id) == [
+        ("created", "trainer-7", None),
+        ("started", "trainer-7", None),
+        ("progress", "trainer-7", "reached 25%"),
+        ("progress", "trainer-7", "reached 50%"),
+        ("progress", "trainer-7", "reached 75%"),
+        ("completed", "trainer-7", None),
+    ]
+
+
+def test_a_report_that_jumps_several_quarters_records_the_highest_once(recorder, empty_engine):
+    task_id = new_task(recorder)
+    recorder.start("training", task_id)
+    recorder.report_progress("training", task_id, 0.8)
+    recorder.report_progress("training", task_id, 0.6)  # backwards: no quarter crossed
+    recorder.report_progress("training", task_id, 1.0)
+    notes = [note for kind, _, note in timeline(empty_engine, task_id) if kind == "progress"]
+    assert notes == ["reached 75%", "reached 100%"]
+
+
+@pytest.mark.parametrize("from_status", ["queued", "running"])
+def test_fail_records_the_error_as_its_note(recorder, empty_engine, from_status):
+    task_id = new_task(recorder)
+    if from_status == "running":
+        recorder.start("training", task_id)
+    recorder.fail("training", task_id, "CUDA out of memory")
+    assert timeline(empty_engine, task_id)[-1] == ("failed", "trainer-7", "CUDA out of memory")
+
+
+def test_cancel_is_recorded(recorder, empty_engine):
+    task_id = new_task(recorder)
+    recorder.cancel("training", task_id)
+    assert timeline(empty_engine, task_id)[-1] == ("cancelled", "trainer-7", None)
+
+
+def test_a_refused_move_leaves_no_event(recorder, empty_engine):
+    task_id = new_task(recorder)
+    with pytest.raises(IllegalTransition):
+        recorder.complete("training", task_id)
+    with pytest.raises(IllegalTransition):
+        recorder.report_progress("training", task_id, 0.5)
+    assert [kind for kind, _, _ in timeline(empty_engine, task_id)] == ["created"]
+
+
+def test_heartbeat_is_heard_but_records_no_event(recorder, empty_engine, clock):
+    task_id = new_task(recorder)
+    recorder.start("training", task_id)
+    clock.advance(minutes=45)
+    recorder.heartbeat("training", task_id)
+    table = MODEL_FOR_TYPE["training"].__table__
+    with empty_engine.connect() as connection:
+        heard = connection.execute(
+            sa.select(table.c.updated_at).where(table.c.id == task_id)
+        ).scalar_one()
+    assert heard == clock.now
+    assert [kind for kind, _, _ in timeline(empty_engine, task_id)] == ["created", "started"]
+
+
+def test_heartbeat_of_a_task_that_is_not_running_is_refused(recorder):
+    task_id = new_task(recorder)
+    with pytest.raises(IllegalTransition, match="heartbeat"):
+        recorder.heartbeat("training", task_id)
+    with pytest.raises(TaskNotFound):
+        recorder.heartbeat("training", uuid.uuid4())
+
+
+def test_two_reports_racing_over_one_quarter_record_it_once(empty_engine, clock, engine_kind):
+    """Each report's compare-and-set also asks for the task below the quarter."""
+    recorder = Recorder(empty_engine, clock, actor="trainer-7")
+    task_ids = [new_task(recorder) for _ in range(8)]
+    for task_id in task_ids:
+        recorder.start("training", task_id)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def report(progress: float) -> None:
+        try:
+            barrier.wait()
+            for task_id in task_ids:
+                recorder.report_progress("training", task_id, progress)
+        except BaseException as error:  # pragma: no cover - shown by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=report, args=(p,)) for p in (0.5, 0.6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for task_id in task_ids:
+        kinds = [kind for kind, _, _ in timeline(empty_engine, task_id)]
+        assert kinds.count("progress") == 1
+
+
+def test_a_recorder_needs_a_usable_actor_name(empty_engine):
+    with pytest.raises(ValueError, match="control characters"):
+        Recorder(empty_engine, actor="bad\nname")
+    with pytest.raises(ValueError, match="empty"):
+        Recorder(empty_engine, actor="")
+
+
+def test_record_event_refuses_an_unknown_kind(empty_engine):
+    with empty_engine.begin() as connection, pytest.raises(ValueError):
+        record_event(connection, "training", uuid.uuid4(), "renamed", "alice")
+
+
+def test_an_event_written_in_a_rolled_back_transaction_is_gone(empty_engine):
+    """record_event writes on the caller's connection: the change's transaction decides."""
+    task_id = uuid.uuid4()
+    with empty_engine.connect() as connection:
+        transaction = connection.begin()
+        record_event(connection, "training", task_id, EventKind.RETRIED, "alice@example.com")
+        transaction.rollback()
+    assert timeline(empty_engine, task_id) == []
+
+
+# -- GET /tasks/<id>/events and the task page ------------------------------------------------
+
+
+@pytest.fixture
+def lived(scratch_app, scratch_engine) -> uuid.UUID:
+    """A training task created, started, half done and failed by the module "trainer"."""
+    recorder = Recorder(scratch_engine, lambda: NOW, actor="trainer")
+    task_id = new_task(recorder)
+    recorder.start("training", task_id)
+    recorder.report_progress("training", task_id, 0.5)
+    recorder.fail("training", task_id, "<script>alert(1)</script>")
+    return task_id
+
+
+def test_events_endpoint_lists_a_task_s_events_oldest_first(scratch_app, lived):
+    response = scratch_app.test_client().get(f"/tasks/{lived}/events")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["task_id"] == str(lived)
+    assert [item["kind"] for item in body["items"]] == ["created", "started", "progress", "failed"]
+    first = body["items"][0]
+    assert first == {
+        "task_type": "training",
+        "task_id": str(lived),
+        "kind": "created",
+        "actor": "trainer",
+        "at": "2026-11-28T12:00:00Z",
+        "note": None,
+    }
+
+
+def test_deleting_a_task_keeps_its_events_readable(scratch_app, scratch_engine, lived):
+    table = MODEL_FOR_TYPE["training"].__table__
+    with scratch_engine.begin() as connection:
+        connection.execute(table.delete().where(table.c.id == lived))
+    client = scratch_app.test_client()
+    assert client.get(f"/tasks/{lived}").status_code == 404
+    response = client.get(f"/tasks/{lived}/events")
+    assert response.status_code == 200
+    assert len(response.get_json()["items"]) == 4
+
+
+def test_events_of_a_task_with_none_are_an_empty_list(client, tasks):
+    quiet = next(task for task in tasks if not task["actors"])
+    response = client.get(f"/tasks/{quiet['id']}/events")
+    assert response.status_code == 200
+    assert response.get_json() == {"task_id": str(quiet["id"]), "items": []}
+
+
+@pytest.mark.parametrize("task_id", [str(uuid.UUID(int=5)), "not-a-uuid"])
+def test_events_of_no_task_are_404_problems(client, task_id):
+    response = client.get(f"/tasks/{task_id}/events")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
+def test_task_page_shows_the_timeline_escaped(scratch_app, lived):
+    response, page = get_page(scratch_app.test_client(), f"/task/{lived}")
+    body = response.get_data(as_text=True)
+    assert [item["data-kind"] for item in page.find("li")] == [
+        "created",
+        "started",
+        "progress",
+        "failed",
+    ]
+    assert "reached 50%" in body
+    assert 'by <span class="event-actor">trainer</span>' in body
+    assert "<script>alert(1)</script>" not in body
+
+
+def test_task_page_says_when_nothing_is_on_record(client, tasks):
+    quiet = next(task for task in tasks if not task["actors"])
+    _, page = get_page(client, f"/task/{quiet['id']}")
+    assert page.has_id("no-events")
+
+
+def test_the_app_has_no_way_to_edit_an_event():
+    """Events are written once: no UPDATE of task_event anywhere in the app's code."""
+    from pathlib import Path
+
+    source = "\n".join(p.read_text() for p in Path("app").rglob("*.py"))
+    assert "update(TaskEvent" not in source and "TaskEvent.__table__.update" not in source
+
+
+# -- actor= on the list, against the oracle --------------------------------------------------
+
+ACTOR_FILTERS = [
+    *[TaskFilter(actor=actor) for actor in KNOWN_ACTORS],
+    TaskFilter(actor="nobody"),
+    TaskFilter(actor="trainer", statuses=("running", "failed")),
+    TaskFilter(actor="alice@example.com", task_types=("training",), within_hours=24 * 30),
+    TaskFilter(actor="system", tags=("exp-1", "nightly")),
+    TaskFilter(actor="uploader", order="asc", limit=7),
+    TaskFilter(actor="trainer", stalled=True),
+]
+
+
+def args_of(task_filter: TaskFilter) -> list[tuple[str, str]]:
+    return task_filter.to_args()
+
+
+@pytest.mark.parametrize("task_filter", ACTOR_FILTERS, ids=lambda f: repr(f.to_args()))
+def test_actor_filter_lists_the_oracles_tasks(client, tasks, task_filter):
+    ids: list[str] = []
+    query: list[tuple[str, str]] = args_of(task_filter)
+    while True:
+        body = client.get("/tasks", query_string=query).get_json()
+        ids += [item["id"] for item in body["items"]]
+        if not body["next_cursor"]:
+            break
+        query = [*args_of(task_filter), ("cursor", body["next_cursor"])]
+    assert ids == expected(tasks, task_filter)
+
+
+@pytest.mark.parametrize("task_filter", ACTOR_FILTERS, ids=lambda f: repr(f.to_args()))
+def test_actor_filter_counts_are_the_oracles(client, tasks, task_filter):
+    counts = client.get("/tasks/counts", query_string=args_of(task_filter)).get_json()
+    assert counts == facets(tasks, task_filter)
+
+
+def test_actor_filter_on_the_page_lists_the_same_rows(client, tasks):
+    task_filter = TaskFilter(actor="trainer", limit=100)
+    response, page = get_page(client, "/", args_of(task_filter))
+    assert response.status_code == 200
+    assert page.row_ids == expected(tasks, task_filter)
+    assert page.by_id("actor")["value"] == "trainer"
+    assert "acted on by “trainer”" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("x" * 201, "at most 200"), ("a\tb", "control characters")],
+)
+def test_bad_actor_is_a_422_naming_it(client, value, message):
+    response = client.get("/tasks", query_string={"actor": value})
+    assert response.status_code == 422
+    (error,) = response.get_json()["errors"]
+    assert error["parameter"] == "actor" and message in error["detail"]
+
+
+def test_bad_actor_on_the_page_is_an_inline_message(client):
+    response, page = get_page(client, "/", [("actor", "a\x01b")])
+    assert response.status_code == 200
+    assert page.by_id("actor").get("aria-invalid") == "true"
+
+
+def test_actor_filter_reads_the_events_by_an_exists(client):
+    """The filter is a correlated EXISTS over task_event, not a join that repeats tasks."""
+    from app.query.pages import page_statement
+
+    sql = str(page_statement(TaskFilter(actor="trainer"), NOW).compile())
+    assert sql.count("EXISTS") == len(MODEL_FOR_TYPE)
+    assert "task_event" in sql
+
+
+def keys_of(rows: list[Any]) -> set[str]:
+    return {row["id"] for row in rows}
+
+
+def test_events_written_by_the_recorder_are_found_by_actor(scratch_app, lived):
+    client = scratch_app.test_client()
+    assert keys_of(client.get("/tasks?actor=trainer").get_json()["items"]) == {str(lived)}
+    assert client.get("/tasks?actor=Trainer").get_json()["items"] == []
+
+
+def test_event_table_has_no_foreign_key_to_the_tasks(scratch_engine):
+    assert sa.inspect(scratch_engine).get_foreign_keys(TaskEvent.__tablename__) == []
