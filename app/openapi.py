@@ -29,6 +29,7 @@ from app.filters import (
     MAX_TAGS,
     STATUSES,
     RepeatableField,
+    SearchField,
     StrictIntegerField,
     TagListField,
     TaskFilter,
@@ -37,6 +38,7 @@ from app.filters import (
 )
 from app.models import CONTROL_CHARACTER_RANGE, MODEL_FOR_TYPE, TAG_MAX_LENGTH, TASK_TYPES
 from app.query import Facets, TaskRow, Total
+from app.search import MAX_SEARCH_LENGTH, valid_search_pattern
 
 bp = Blueprint("contract", __name__)
 
@@ -102,6 +104,16 @@ def tag_schema(_field: Field) -> JsonSchema:
     }
 
 
+def search_schema(_field: Field) -> JsonSchema:
+    """The search box's text: what `parse_search` accepts, as a Python regular expression."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_SEARCH_LENGTH,
+        "pattern": valid_search_pattern(),
+    }
+
+
 def timestamp_schema(_field: Field) -> JsonSchema:
     """An instant with a zone, no earlier than the filter's earliest year."""
     return {
@@ -115,6 +127,7 @@ def timestamp_schema(_field: Field) -> JsonSchema:
 # A field of a new class has no schema until it gets one here, and the description fails.
 VALUE_SCHEMAS: list[tuple[type[Field], Callable[[Field], JsonSchema]]] = [
     (TagListField, tag_schema),
+    (SearchField, search_schema),
     (StrictIntegerField, number_range),
     (TimestampField, timestamp_schema),
     (SelectField, lambda field: {"type": "string", "enum": choice_values(field)}),

@@ -25,6 +25,7 @@ from app.models import (
     sql_constant,
 )
 from app.query.engines import Greatest, SecondsBefore
+from app.query.search import fulltext_words, search_conditions, search_values
 
 ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
 TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
@@ -53,6 +54,9 @@ class Shape:
     cursor: bool = False
     order: Order = "desc"
     page: bool = False
+    search_phrases: int = 0
+    search_indexed: bool = False
+    search_ids: int = 0
 
 
 def created_bounds(
@@ -92,6 +96,9 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         values["before"] = before
     if cursor is not None:
         values["cursor_at"], values["cursor_id"] = cursor.created_at, cursor.id
+    search = task_filter.search
+    if search is not None:
+        values.update(search_values(search))
     shape = Shape(
         task_types=task_filter.task_types or TASK_TYPES,
         statuses=task_filter.statuses,
@@ -101,6 +108,9 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         before=before is not None,
         cursor=cursor is not None,
         order=task_filter.order,
+        search_phrases=len(search.phrases) if search else 0,
+        search_indexed=bool(search and fulltext_words(search)),
+        search_ids=len(search.ids) if search else 0,
     )
     return shape, values
 
@@ -233,6 +243,9 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         conditions.append(model.created_at < sa.bindparam("before"))
     if shape.cursor:
         conditions.append(keyset_condition(model, shape.order))
+    conditions += search_conditions(
+        model, shape.search_phrases, shape.search_indexed, shape.search_ids
+    )
     return conditions
 
 
