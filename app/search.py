@@ -38,7 +38,8 @@ def valid_search_pattern() -> str:
     start), no operator or control character appears, and a letter or digit does.
     """
     other = f'[^\\s"\\-{CONTROLS}{re.escape(OPERATORS)}]'
-    run = f"(?:\\s|{other}-*)*"
+    space = f"[^\\S{CONTROLS}]"
+    run = f"(?:{space}|{other}-*)*"
     with_word = f"{run}[^\\W_]-*{run}"
     pair, pair_with_word = f'"{run}"{run}', f'(?:"{with_word}"{run}|"{run}"{with_word})'
     return f"^(?:{with_word}(?:{pair})*|{run}(?:{pair})*{pair_with_word}(?:{pair})*)$"
