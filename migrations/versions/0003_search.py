@@ -109,11 +109,19 @@ def server_statements(table: str, dialect: str) -> list[str]:
 
 
 def create_unmodelled(connection: sa.Connection) -> None:
-    """Make the search objects on tables that have none yet."""
+    """Make the search objects on tables that have none yet.
+
+    Filling a column or an index for every existing task takes longer than a request's
+    statement limit, which the app's connections carry: it is lifted meanwhile (for this
+    transaction on PostgreSQL; restored afterwards on MariaDB).
+    """
     dialect = connection.dialect.name
     if dialect == "postgresql":
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     if dialect in MARIADB:
+        connection.exec_driver_sql("SET @search_limit = @@SESSION.max_statement_time")
+        connection.exec_driver_sql("SET SESSION max_statement_time = 0")
         # Every word is indexed: the default stopwords hold "on", "from", "the", "with"…
         connection.exec_driver_sql("SET SESSION innodb_ft_enable_stopword = OFF")
     for table in SEARCHED:
@@ -122,6 +130,8 @@ def create_unmodelled(connection: sa.Connection) -> None:
         )
         for statement in statements:
             connection.exec_driver_sql(statement)
+    if dialect in MARIADB:
+        connection.exec_driver_sql("SET SESSION max_statement_time = @search_limit")
 
 
 def drop_unmodelled(connection: sa.Connection) -> None:
