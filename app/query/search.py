@@ -22,6 +22,7 @@ from app.search import Search
 # MariaDB's FULLTEXT holds words of innodb_ft_min_token_size (3 by default) to
 # innodb_ft_max_token_size characters; shorter or longer words are checked by LIKE alone.
 FULLTEXT_WORD_LENGTHS = range(3, 85)
+TEXT = sa.String()
 
 
 class WordsMatch(sa.sql.functions.FunctionElement[bool]):
@@ -31,7 +32,8 @@ class WordsMatch(sa.sql.functions.FunctionElement[bool]):
     when no word is long enough for its index) and one `LIKE` pattern per phrase.
     """
 
-    type = sa.Boolean()
+    # Not Boolean: SQLite would get `(…) = 1`, which hides the conditions from its planner.
+    type = sa.types.NullType()
     name = "words_match"
     inherit_cache = True
 
@@ -42,9 +44,19 @@ def _table(element: WordsMatch) -> str:
 
 @compiles(WordsMatch, "sqlite")
 def _words_match_sqlite(element: WordsMatch, compiler: Any, **kw: Any) -> str:
-    table, match = _table(element), compiler.process(element.clauses.clauses[1], **kw)
+    """The rows the FTS5 table finds, behind a test that any are found at all.
+
+    The test names no table of the query, so SQLite runs it once before the loop and skips
+    the walk of a table where nothing matches, which it would otherwise read to its end.
+    """
+    table = _table(element)
     search = f"{table}_search"
-    return f"{table}.rowid IN (SELECT rowid FROM {search} WHERE {search} MATCH {match})"
+    matches = [
+        f"SELECT {column} FROM {search} WHERE {search} MATCH "
+        + compiler.process(element.clauses.clauses[1], **kw)
+        for column in ("1", "rowid")
+    ]
+    return f"(EXISTS ({matches[0]}) AND +{table}.rowid IN ({matches[1]}))"
 
 
 def _likes(element: WordsMatch, compiler: Any, **kw: Any) -> list[str]:
@@ -91,18 +103,30 @@ def search_values(search: Search) -> dict[str, Any]:
     return values
 
 
+def _search_value(name: str, type_: Any = TEXT) -> sa.BindParameter[Any]:
+    """A search value written into the statement when it runs, not sent apart.
+
+    PostgreSQL plans the app's statements once for any values (plan_cache_mode), and for a
+    `LIKE` or an id range it cannot see, it walks created_at through every task of a table
+    where no task matches. Written out, each search is planned for its own words: a rare
+    word reads the trigram index, a common one walks created_at. The values are letters,
+    digits, spaces and the code's own `%` and `"` (app/search.py), quoted by SQLAlchemy.
+    """
+    return sa.bindparam(name, type_=type_, literal_execute=True)
+
+
 def search_conditions(
     model: TaskModel, phrases: int, indexed: bool, ids: int
 ) -> list[sa.ColumnElement[bool]]:
     """The WHERE conditions of a search of `phrases` phrases and `ids` id ranges."""
     conditions: list[sa.ColumnElement[bool]] = []
     for index in range(ids):
-        low = sa.bindparam(f"id_low_{index}", type_=model.id.type)
-        high = sa.bindparam(f"id_high_{index}", type_=model.id.type)
+        low = _search_value(f"id_low_{index}", model.id.type)
+        high = _search_value(f"id_high_{index}", model.id.type)
         conditions.append(model.id.between(low, high))
     if phrases:
-        against = sa.bindparam("search_against") if indexed else sa.null()
-        patterns = [sa.bindparam(f"search_{index}") for index in range(phrases)]
-        match = WordsMatch(model.id, sa.bindparam("search_match"), against, *patterns)
+        against = _search_value("search_against") if indexed else sa.null()
+        patterns = [_search_value(f"search_{index}") for index in range(phrases)]
+        match = WordsMatch(model.id, _search_value("search_match"), against, *patterns)
         conditions.append(match)
     return conditions
