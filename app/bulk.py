@@ -4,7 +4,8 @@ Ten million demo tasks must take minutes, not hours. Rows go in large transactio
 `COPY … FROM STDIN` on PostgreSQL, and as multi-row INSERTs elsewhere (PyMySQL writes an
 executemany as one INSERT of many rows; SQLite runs it in one prepared statement). Into empty
 tables, the secondary indexes are dropped first and built once at the end, which sorts each
-index once instead of updating it row by row.
+index once instead of updating it row by row. The search objects a revision keeps beside
+the models (app.schema.unmodelled_hooks) are dropped and made again the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.models import MODEL_FOR_TYPE, TaskModel
+from app.schema import unmodelled_hooks
 
 Loader = Callable[[TaskModel, Iterable[dict[str, Any]]], None]
 # Rows per transaction, and per INSERT statement where the engine takes many at once.
@@ -52,11 +54,17 @@ def indexes_built_at_the_end(engine: sa.Engine) -> Iterator[None]:
     indexes = [index for model in MODEL_FOR_TYPE.values() for index in droppable_indexes(model)]
     for index in indexes:
         index.drop(engine)
+    with engine.begin() as connection:
+        for drop in reversed(unmodelled_hooks("drop_unmodelled")):
+            drop(connection)
     try:
         yield
     finally:
         for index in indexes:
             index.create(engine)
+        with engine.begin() as connection:
+            for create in unmodelled_hooks("create_unmodelled"):
+                create(connection)
 
 
 def chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

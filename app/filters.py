@@ -26,6 +26,7 @@ from wtforms.validators import NumberRange, Optional, StopValidation, Validation
 
 from app.events import actor_problem
 from app.models import TASK_TYPES, Status, tag_problem
+from app.search import MAX_SEARCH_LENGTH, Search, SearchError, parse_search
 from app.stalled import StallLimits
 
 STATUSES = tuple(status.value for status in Status)
@@ -64,6 +65,7 @@ class TaskFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     tags: tuple[str, ...] = ()
+    search: Search | None = None
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     cursor: Cursor | None = None
@@ -94,6 +96,8 @@ class TaskFilter:
             args.append(("actor", value.actor))
         if value.stalled:
             args.append(("stalled", "true"))
+        if value.search is not None:
+            args.append(("q", value.search.text))
         if value.order != "desc":
             args.append(("order", value.order))
         if value.limit != DEFAULT_LIMIT:
@@ -243,6 +247,24 @@ class TagListField(RepeatableField):
         return (self.data or [""])[0]
 
 
+class SearchField(ParsedField):
+    """The search box: ids, words and "quoted phrases" (see app/search.py)."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist:
+            return
+        self.data = None
+        try:
+            self.data = parse_search(valuelist[0])
+        except SearchError as error:
+            raise ValueError(str(error)) from None
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        return "" if self.data is None else self.data.text
+
+
 class TimestampField(ParsedField):
     """An ISO 8601 instant. Without a zone it is an error, or UTC where `assume_utc`."""
 
@@ -351,6 +373,15 @@ class TaskFilterForm(Form):
             "than their type's limit; false, the default, does not filter."
         ),
     )
+    q = SearchField(
+        "Search",
+        description=(
+            "A task id, or its first 8 or more characters; or words of the task's summary "
+            "(model, dataset, method, source), its error message or its tag, each of which "
+            'must appear; "quoted words" must appear together. Case-insensitive, at most '
+            f"{MAX_SEARCH_LENGTH} characters, no search operators."
+        ),
+    )
     limit = StrictIntegerField(
         "Page size",
         validators=[
@@ -432,6 +463,7 @@ class TaskFilterForm(Form):
             created_after=self.created_after.data,
             created_before=self.created_before.data,
             tags=tuple(sorted(set(self.tag.data or ()))),
+            search=self.q.data,
             limit=self.limit.data or DEFAULT_LIMIT,
             offset=self.offset.data or 0,
             cursor=cursor,

@@ -30,6 +30,7 @@ from app.filters import (
     STATUSES,
     ActorField,
     RepeatableField,
+    SearchField,
     StrictIntegerField,
     TagListField,
     TaskFilter,
@@ -45,6 +46,7 @@ from app.models import (
     EventKind,
 )
 from app.query import Facets, TaskRow, Total
+from app.search import MAX_SEARCH_LENGTH, valid_search_pattern
 
 bp = Blueprint("contract", __name__)
 
@@ -110,6 +112,16 @@ def tag_schema(_field: Field) -> JsonSchema:
     }
 
 
+def search_schema(_field: Field) -> JsonSchema:
+    """The search box's text: what `parse_search` accepts, as a Python regular expression."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_SEARCH_LENGTH,
+        "pattern": valid_search_pattern(),
+    }
+
+
 def timestamp_schema(_field: Field) -> JsonSchema:
     """An instant with a zone, no earlier than the filter's earliest year."""
     return {
@@ -134,6 +146,7 @@ def actor_schema(_field: Field) -> JsonSchema:
 VALUE_SCHEMAS: list[tuple[type[Field], Callable[[Field], JsonSchema]]] = [
     (TagListField, tag_schema),
     (ActorField, actor_schema),
+    (SearchField, search_schema),
     (StrictIntegerField, number_range),
     (TimestampField, timestamp_schema),
     (SelectField, lambda field: {"type": "string", "enum": choice_values(field)}),

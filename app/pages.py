@@ -16,7 +16,7 @@ import math
 import shlex
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from flask import (
     Response,
     current_app,
     make_response,
+    redirect,
     render_template,
     request,
     url_for,
@@ -64,9 +65,11 @@ from app.query import (
     TaskRow,
     Total,
     data_version,
+    get_task,
     known_tags,
     list_tasks,
 )
+from app.search import mark_words
 from app.stalled import is_stalled
 
 bp = Blueprint("pages", __name__)
@@ -302,6 +305,7 @@ def form_state(parsed: ParsedFilter) -> dict[str, Any]:
         "created_after": form.created_after._value(),
         "created_before": form.created_before._value(),
         "tag": list(form.tag.data or []),
+        "q": form.q._value(),
         "limit": form.limit._value(),
         "order": form.order.data if form.order.raw_data else "desc",
         "count": "exact" if form.count.raw_data else "",
@@ -463,6 +467,8 @@ def applied_filters(view: ListView, task_filter: TaskFilter) -> list[Link]:
         applied.append(Link(f"acted on by “{start.actor}”", view.url(start, actor=None)))
     if start.stalled:
         applied.append(Link("stalled", view.url(start, stalled=False)))
+    if start.search is not None:
+        applied.append(Link(f"search for “{start.search.text}”", view.url(start, search=None)))
     return applied
 
 
@@ -556,6 +562,7 @@ def results_context(
         "full_view_url": FULL_VIEW.url(task_filter),
         "links": engineer_links(task_filter),
         "applied": applied_filters(view, task_filter),
+        "searched_words": task_filter.search.words if task_filter.search else frozenset(),
         "region_etag": quote_etag(shown.region_etag) if shown.region_etag else "",
     }
     if shown.page is not None and shown.facets is not None:
@@ -677,6 +684,8 @@ def render_list(view: ListView) -> Response:
     rendered: Cache = current_app.extensions["rendered_lists"]
     try:
         connection = read_connection()
+        if (jump := jump_to_task(view, connection, task_filter)) is not None:
+            return jump
         version = data_version(connection, ask.now)
         etag = list_etag(view, fragment, version)
         if request.if_none_match.contains_weak(etag):
@@ -693,6 +702,26 @@ def render_list(view: ListView) -> Response:
     context = results_context(view, parsed, task_filter, Shown(self_url, ask.now))
     body = render_template(ask.template(), **context, known_tags=[], unavailable_detail=detail)
     return ask.respond(body, None)
+
+
+def jump_to_task(view: ListView, connection: Any, task_filter: TaskFilter) -> Response | None:
+    """A whole task id in the search box opens that task's page, when the task exists.
+
+    The task page's way back is the list without the search, which would only open the
+    task again. An htmx request is told to go there (`HX-Redirect`), a plain one redirected.
+    """
+    task_id = task_filter.search.whole_id if task_filter.search else None
+    if task_id is None or get_task(connection, task_id) is None:
+        return None
+    url = view.task_url(task_id, replace(task_filter.first_page, search=None))
+    if request.headers.get("HX-Request") == "true":
+        response = make_response("", 200)
+        response.headers["HX-Redirect"] = url
+    else:
+        response = redirect(url, 303)
+    response.vary.update(VARY)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 @bp.get("/")
@@ -779,3 +808,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(utc_text, "utc")
     app.add_template_filter(thousands, "thousands")
     app.add_template_filter(total_text, "total_text")
+    app.add_template_filter(mark_words, "mark")

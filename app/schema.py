@@ -10,7 +10,7 @@ stamps it only when they match, so nothing is ever dropped or guessed.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,21 @@ def alembic_options(dialect: sa.Dialect) -> dict[str, Any]:
     }
 
 
+# Kept by a revision beside the models, which cannot declare them (see migrations/versions/
+# 0005_search.py): the search column and its index are no drift. SQLite's FTS5 tables are
+# tables the models do not declare, which the comparison leaves alone in any case.
+UNMODELLED_COLUMNS = frozenset({"search_text"})
+UNMODELLED_INDEX_SUFFIX = "_search"
+
+
 def is_ours(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
-    """Compare only the tables the schema declares: a shared database may hold others."""
-    return not (kind == "table" and reflected and compare_to is None)
+    """Compare only what the models declare: a shared database may hold other tables, and
+    the search objects are made by their revision (`unmodelled_hooks`)."""
+    if kind == "table" and reflected and compare_to is None:
+        return False
+    if kind == "column" and name in UNMODELLED_COLUMNS:
+        return False
+    return not (kind == "index" and name and name.endswith(UNMODELLED_INDEX_SUFFIX))
 
 
 @functools.cache
@@ -87,6 +99,16 @@ def schema_state(connection: sa.Connection) -> SchemaState:
     head = script_directory().get_current_head()
     assert head is not None, f"no revisions in {MIGRATIONS}"
     return SchemaState(current=current, head=head)
+
+
+def unmodelled_hooks(name: str) -> list[Callable[[sa.Connection], None]]:
+    """Each revision's `name` function (create_unmodelled, drop_unmodelled), oldest first.
+
+    A revision that makes objects the models cannot declare defines them, so that a
+    database made from the models at once gets them too.
+    """
+    revisions = reversed(list(script_directory().walk_revisions()))
+    return [hook for rev in revisions if (hook := getattr(rev.module, name, None)) is not None]
 
 
 def revision_metadata(revision: str, dialect: sa.Dialect) -> sa.MetaData:
@@ -174,6 +196,9 @@ def drop_schema(engine: sa.Engine) -> None:
     """Drop the task tables and the revision: a scratch database (tests, the bench) anew."""
     from app.models import Base
 
+    with engine.begin() as connection:
+        for drop in reversed(unmodelled_hooks("drop_unmodelled")):
+            drop(connection)
     Base.metadata.drop_all(engine)
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
@@ -189,6 +214,8 @@ def create_at_head(engine: sa.Engine) -> None:
 
     Base.metadata.create_all(engine)
     with engine.begin() as connection:
+        for create in unmodelled_hooks("create_unmodelled"):
+            create(connection)
         MigrationContext.configure(connection).stamp(script_directory(), "heads")
 
 

@@ -107,6 +107,12 @@ CASES = (
     # Running tasks not heard from for longer than their type's limit.
     Case("stalled", (("stalled", "true"),)),
     Case("stalled, training", (("task_type", "training"), ("stalled", "true"))),
+    # Search: a word many tasks have, a rare one, a phrase, an error's words, an id's start.
+    Case("q=llama", (("q", "llama"),)),
+    Case("q=humaneval", (("q", "humaneval"),)),
+    Case('q="support tickets"', (("q", '"support tickets"'),)),
+    Case("q=cuda memory, failed", (("q", "cuda memory"), ("status", "failed"))),
+    Case("q=id prefix", (("q", "3f2a9b1c"),)),
 )
 RATIO_A_CASE = "completed, 24 h"
 RATIO_B_CASE = "no filter"
@@ -120,6 +126,8 @@ TARGETS: dict[str, tuple[float, float, float, float, float]] = {
 }
 # A live refresh of a region that has not changed, answered 304, on every engine (ms).
 REFRESH_TARGET = 5
+# Targets of the search cases on every engine: first page and counts (ms).
+SEARCH_TARGETS = (20, 60)
 # How much slower a case may be at the largest size than at the smallest (engine: first and
 # cursor pages, counts); None: reported, no target.
 GROWTH_TARGETS: dict[str, tuple[float | None, float | None]] = {
@@ -460,6 +468,8 @@ def run_case(
 ) -> CaseResult:
     """Time one case through the client and as bare statements (the baseline's if asked)."""
     task_filter = case_filter(case)
+    # The earlier implementation had no search to compare with.
+    baseline = baseline and task_filter.search is None
     matches = count_tasks(connection, replace(task_filter, exact_count=True), NOW).value
     baseline_first = baseline_statement(task_filter, NOW, limit=PAGE, offset=0)
     first_ids = [item["id"] for item in get_ok(client, "/tasks", case.args)["items"]]
@@ -666,10 +676,21 @@ def worst(values: Iterable[float | None]) -> float | None:
     return max((value for value in values if value is not None), default=None)
 
 
+def is_search(case: Case) -> bool:
+    """Whether a case searches with q (its targets are SEARCH_TARGETS)."""
+    return any(name == "q" for name, _ in case.args)
+
+
 def target_summary(kind: str, results: Sequence[CaseResult]) -> str:
     """The worst case of each kind beside its target, and the two ratios."""
     first, cursor, offset, counts, fragment = TARGETS[kind]
     by_name = {r.case.name: r for r in results}
+    searches = [r for r in results if is_search(r.case)]
+    results = [r for r in results if not is_search(r.case)] or results
+    search_rows = [
+        ("search first page, worst case", worst(r.first_page for r in searches), SEARCH_TARGETS[0]),
+        ("search counts, worst case", worst(r.counts for r in searches), SEARCH_TARGETS[1]),
+    ]
     rows = [
         ("first page, worst case", worst(r.first_page for r in results), first),
         ("cursor page, worst case", worst(r.cursor_page for r in results), cursor),
@@ -679,6 +700,7 @@ def target_summary(kind: str, results: Sequence[CaseResult]) -> str:
         ("page results fragment, worst case", max(r.fragment for r in results), fragment),
         ("unchanged refresh (304), worst case", max(r.refresh for r in results), REFRESH_TARGET),
         ("exact counts, worst case", max(r.exact_counts for r in results), None),
+        *(search_rows if searches else []),
     ]
     lines = [f"- {label}: {ms(value)} ms ({verdict(value, limit)})" for label, value, limit in rows]
     a = by_name.get(RATIO_A_CASE)

@@ -211,6 +211,7 @@
     setValue(form.querySelector("#created_after"), state.created_after);
     setValue(form.querySelector("#created_before"), state.created_before);
     setTags(form, state.tag);
+    setValue(form.querySelector("#q"), state.q);
     setSelect(form.querySelector("#limit"), state.limit || "20");
     setSelect(form.querySelector("#order"), state.order);
     setValue(form.querySelector("#actor"), state.actor);

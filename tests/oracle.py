@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
@@ -15,6 +16,7 @@ from app.demo import type_fields
 from app.filters import TaskFilter, format_timestamp
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base, Status, TaskEvent
 from app.query import TOTAL_EXACT_UP_TO
+from app.search import Search
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STATUSES = [s.value for s in Status]
@@ -148,6 +150,8 @@ def matches(task: dict[str, Any], f: TaskFilter, now: datetime = NOW) -> bool:
         return False
     if f.stalled and not stalled(task, f, now):
         return False
+    if f.search is not None and not search_matches(task, f.search):
+        return False
     return not (f.created_before is not None and task["created_at"] >= f.created_before)
 
 
@@ -155,6 +159,37 @@ def stalled(task: dict[str, Any], f: TaskFilter, now: datetime = NOW) -> bool:
     """Running, and last heard (updated_at) longer ago than its type's limit."""
     limit = f.stall_limits.limit(task["task_type"])
     return task["status"] == "running" and task["updated_at"] < now - limit
+
+
+# The fields whose words `q` finds, by type: the summary's, then the error and the tag.
+SEARCHED_FIELDS = {
+    "model_upload": ("model_name", "source"),
+    "dataset_upload": ("dataset_name", "source"),
+    "training": ("base_model", "dataset_name", "method"),
+    "evaluation": ("model_name", "benchmark"),
+    "synthesis": ("output_dataset", "generator_model"),
+}
+
+
+def field_words(task: dict[str, Any]) -> list[list[str]]:
+    """Each searched field's words: runs of letters and digits, in lower case."""
+    fields = (*SEARCHED_FIELDS[task["task_type"]], "error_msg", "tag")
+    return [re.findall(r"[^\W_]+", (task[name] or "").lower()) for name in fields]
+
+
+def has_phrase(words: list[str], phrase: tuple[str, ...]) -> bool:
+    """Whether the words hold the phrase's words one after the other."""
+    size = len(phrase)
+    return any(tuple(words[start : start + size]) == phrase for start in range(len(words)))
+
+
+def search_matches(task: dict[str, Any], search: Search) -> bool:
+    """Whether a task's id is in every id range and its fields hold every phrase."""
+    task_id = task["id"].hex
+    if not all(ids.low.hex <= task_id <= ids.high.hex for ids in search.ids):
+        return False
+    fields = field_words(task)
+    return all(any(has_phrase(words, phrase) for words in fields) for phrase in search.phrases)
 
 
 def sort_key(task: dict[str, Any]) -> tuple[datetime, str]:

@@ -168,14 +168,14 @@ def test_lenient_keeps_the_other_values_beside_empty_ones():
     assert parse(args, strict=False).value == TaskFilter(statuses=("failed",), limit=50)
 
 
-@pytest.mark.parametrize("name", ["statuss", "page", "q", "Status"])
+@pytest.mark.parametrize("name", ["statuss", "page", "query", "Status"])
 def test_strict_refuses_an_unknown_name(name):
     errors = parse([(name, "failed")]).errors
     assert list(errors) == [name]
     assert errors[name][0].startswith("unknown parameter")
 
 
-@pytest.mark.parametrize("name", ["statuss", "page", "q", "Status"])
+@pytest.mark.parametrize("name", ["statuss", "page", "query", "Status"])
 def test_lenient_ignores_an_unknown_name(name):
     parsed = parse([(name, "failed")], strict=False)
     assert (parsed.errors, parsed.value) == ({}, TaskFilter())

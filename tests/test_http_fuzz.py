@@ -210,6 +210,10 @@ KINDS: dict[str, Build] = {
         query(p, b"created_after=%"),
         query(p, b"cursor=%ff"),
         query(p, b"within_hours=%D9%A3"),
+        query(p, b"q=%22unclosed"),
+        query(p, b"q=%2Bcuda+-memory+NEAR(a+b)*"),
+        query(p, b"q=%25_%5C%27%3B"),
+        query(p, b"q=" + b"%E2%9C%93" * 300),
     ],
     "control byte": lambda p: [
         request(p + b"\x00"),
@@ -217,6 +221,7 @@ KINDS: dict[str, Build] = {
         request(p + b"\x7f"),
         request(query(p, b"tag=\x1b[31m")),
         request(query(p, b"tag=a\x00b")),
+        request(query(p, b"q=a%00b")),
         request(p, headers=[(b"Accept", b"text/html\x00")]),
         request(p, headers=[(b"X-Junk", b"a\x01b")]),
         request(p, headers=[(b"X-Junk", b"a\rb")]),

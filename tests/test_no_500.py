@@ -16,6 +16,9 @@ VALUES = st.one_of(
     st.datetimes().map(lambda moment: moment.isoformat()),
     st.sampled_from(["2026-11-28T00:00:00Z", "9999-12-31T23:59:59+14:00", "0001-01-01T00:00Z"]),
     st.sampled_from(["\x00", "%", "'; DROP TABLE training_task; --", "é" * 200]),
+    # Search syntax of the engines, which q refuses or reads as words.
+    st.sampled_from(['"cuda', "a OR (b", "+cuda -memory", "NEAR(a b)", "col:wo*", "^x", "@3"]),
+    st.sampled_from(["%_", "\\", "'", '""', "3f2a9b1c", "3F2A9B1C-", "a" * 201, "日本語 ✓"]),
 )
 QUERIES = st.lists(st.tuples(NAMES, VALUES), max_size=6)
 

@@ -13,12 +13,22 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracle import NOW, STATUSES, delete_all_tasks, expected, facets, insert_tasks, item_json
+from oracle import (
+    NOW,
+    STATUSES,
+    delete_all_tasks,
+    expected,
+    facets,
+    field_words,
+    insert_tasks,
+    item_json,
+)
 
 from app.cache import MemoryCache
 from app.demo import type_fields
 from app.filters import STATUS_ALIASES, TaskFilter
 from app.models import TASK_TYPES, TERMINAL_STATUSES
+from app.search import parse_search
 
 PROPERTY_SETTINGS = settings(
     max_examples=200,
@@ -29,6 +39,14 @@ PROPERTY_SETTINGS = settings(
 # Case and trailing-space variants: tags match exactly, on every engine.
 TAGS = ["a", "A", "a ", " a", "b", "exp-1"]
 TERMINAL = {s.value for s in TERMINAL_STATUSES}
+# Failed tasks' messages: unicode, HTML, and words shared with summaries ("lora", "from").
+ERRORS = [
+    "ran out of ünïcode ✓",
+    "CUDA out of memory; tried LoRA from scratch",
+    '<b>Bad</b> & "quoted" <script>alert(1)</script>',
+    "ÉCOLE d'été 日本語 Привет",
+    "Out-of-memory: CUDA",
+]
 
 # Minutes before NOW. The sampled ones recur often, so tasks tie on created_at across tables
 # and land exactly on the edges of time windows and created_after/created_before bounds.
@@ -71,7 +89,7 @@ def task_rows(draw: st.DrawFn, creation: st.SearchStrategy[datetime]) -> dict[st
         "started_at": started,
         "finished_at": finished,
         "progress": progress,
-        "error_msg": "ran out of ünïcode ✓" if status == "failed" else None,
+        "error_msg": draw(st.sampled_from(ERRORS)) if status == "failed" else None,
         **type_fields(task_type, random.Random(0), finished_ok=status == "completed"),
     }
 
@@ -109,6 +127,27 @@ def edges(tasks: list[dict[str, Any]]) -> tuple[st.SearchStrategy, st.SearchStra
 
 
 @st.composite
+def search_terms(draw: st.DrawFn, tasks: list[dict[str, Any]]) -> str:
+    """One term of `q` that is likely to match some of the tasks: a word, a phrase of two
+    neighbouring words, an id or its start, or a word no task has."""
+    fields = [words for task in tasks for words in field_words(task) if words] or [["none"]]
+    words = draw(st.sampled_from(fields))
+    start = draw(st.integers(0, len(words) - 1))
+    kind = draw(st.sampled_from(["word", "phrase", "id", "prefix", "absent", "upper"]))
+    if kind in {"id", "prefix"} and tasks:
+        task_id = draw(st.sampled_from(tasks))["id"]
+        if kind == "id":
+            return str(task_id) if draw(st.booleans()) else task_id.hex.upper()
+        return str(task_id)[: draw(st.integers(8, 23))].rstrip("-")
+    if kind == "phrase":
+        return '"' + " ".join(words[start : start + 2]) + '"'
+    if kind == "absent":
+        return draw(st.sampled_from(["zzzq", "ünï", "日本", "memory-cuda", '"memory of"']))
+    word = words[start]
+    return word.upper() if kind == "upper" else word
+
+
+@st.composite
 def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[str, str]], TaskFilter]:
     """Random tasks, the query-string arguments of a random filter, and the filter they mean."""
     tasks = draw(task_lists())
@@ -127,6 +166,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[str, st
             created_before = None
     tags = draw(st.lists(st.sampled_from([*TAGS, "no-such-tag"]), max_size=3))
     order = draw(st.sampled_from([None, "desc", "asc"]))
+    terms = draw(st.none() | st.lists(search_terms(tasks), min_size=1, max_size=3))
+    q = " ".join(terms) if terms else None
 
     args = [("task_type", t) for t in task_types] + [("status", s) for s in statuses]
     if within_hours is not None:
@@ -138,6 +179,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[str, st
     args += [("tag", tag) for tag in tags]
     if order is not None:
         args.append(("order", order))
+    if q is not None:
+        args.append(("q", q))
     task_filter = TaskFilter(
         task_types=tuple(set(task_types)),
         statuses=tuple({STATUS_ALIASES.get(s, s) for s in statuses}),
@@ -145,6 +188,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[str, st
         created_after=created_after,
         created_before=created_before,
         tags=tuple(set(tags)),
+        search=parse_search(q) if q is not None else None,
         order=order or "desc",
     )
     return tasks, draw(st.permutations(args)), task_filter

@@ -60,7 +60,9 @@ def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> l
             member = sa.select(*columns(model)).where(*branch_conditions(model, part))
             if limited:
                 order = order_columns(model.created_at, model.id, shape.order)
-                cut = pin_index(member, model, walked_index(model, part))
+                # A search reads its own index; the walk is the engine's choice then.
+                searching = part.search_phrases or part.search_ids
+                cut = member if searching else pin_index(member, model, walked_index(model, part))
                 cut = cut.order_by(*order).limit(_integer("member_rows"))
                 member = sa.select(sa.literal_column("*")).select_from(cut.subquery())
             branches.append(member)

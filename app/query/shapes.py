@@ -26,6 +26,7 @@ from app.models import (
     sql_constant,
 )
 from app.query.engines import Greatest, SecondsBefore
+from app.query.search import fulltext_words, search_conditions, search_values
 from app.stalled import last_heard
 
 ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
@@ -58,6 +59,9 @@ class Shape:
     page: bool = False
     actor: bool = False
     stalled: bool = False
+    search_phrases: int = 0
+    search_indexed: bool = False
+    search_ids: int = 0
 
 
 def created_bounds(
@@ -102,6 +106,9 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
     if task_filter.stalled:
         heard_before = task_filter.stall_limits.heard_before(now)
         values |= {f"heard_before_{t}": moment for t, moment in heard_before.items()}
+    search = task_filter.search
+    if search is not None:
+        values.update(search_values(search))
     shape = Shape(
         task_types=task_filter.task_types or TASK_TYPES,
         statuses=stalled_statuses(task_filter) if task_filter.stalled else task_filter.statuses,
@@ -113,6 +120,9 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         order=task_filter.order,
         actor=task_filter.actor is not None,
         stalled=task_filter.stalled,
+        search_phrases=len(search.phrases) if search else 0,
+        search_indexed=bool(search and fulltext_words(search)),
+        search_ids=len(search.ids) if search else 0,
     )
     return shape, values
 
@@ -263,6 +273,9 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         conditions.append(stalled_condition(model, shape))
     if shape.actor:
         conditions.append(actor_condition(model))
+    conditions += search_conditions(
+        model, shape.search_phrases, shape.search_indexed, shape.search_ids
+    )
     return conditions
 
 

@@ -1,0 +1,236 @@
+"""Search with `q`: ids, their first characters, words and phrases, on every engine, as the
+oracle matches them; bad searches answer 422; the page jumps to a task, marks the words and
+says when nothing matches."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from oracle import NOW, expected, facets, insert_tasks, make_task
+from werkzeug.datastructures import MultiDict
+
+from app.filters import TaskFilter, parse_filter
+from app.models import TrainingTask
+from app.search import SearchError, parse_search, valid_search_pattern
+
+WORD_SEARCHES = [
+    "llama",
+    "LLAMA",
+    "llama mmlu",
+    '"support tickets"',
+    '"tickets support"',
+    '"3 mini 4k"',
+    "pythia-1.4b",
+    "script",
+    "alert 1",
+    "ünïcode",
+    "ÜNÏCODE",
+    "bold",
+    "from",
+    "lora qlora",
+    "zzzq",
+]
+
+
+def search_filter(q: str, **fields) -> TaskFilter:
+    return TaskFilter(search=parse_search(q), **fields)
+
+
+def listed_ids(client, args) -> list[str]:
+    response = client.get("/tasks", query_string=[*args, ("limit", "100"), ("count", "exact")])
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["total"]["relation"] == "eq"
+    return [item["id"] for item in body["items"]]
+
+
+@pytest.mark.parametrize("q", WORD_SEARCHES)
+def test_words_and_phrases_list_what_the_oracle_finds(client, tasks, q):
+    assert listed_ids(client, [("q", q)]) == expected(tasks, search_filter(q))[:100]
+
+
+@pytest.mark.parametrize("q", ["llama", '"support tickets"', "script"])
+def test_a_search_combines_with_the_other_filters(client, tasks, q):
+    args = [("q", q), ("status", "failed"), ("status", "running"), ("within_hours", "720")]
+    wanted = search_filter(q, statuses=("running", "failed"), within_hours=720)
+    assert listed_ids(client, args) == expected(tasks, wanted)
+
+
+@pytest.mark.parametrize("q", ["llama", "script", "zzzq", '"support tickets"'])
+def test_counts_follow_the_search(client, tasks, q):
+    body = client.get("/tasks/counts", query_string={"q": q, "count": "exact"}).get_json()
+    assert body == facets(tasks, replace(search_filter(q), exact_count=True))
+
+
+def test_a_search_that_matches_something_is_not_everything(client, tasks):
+    found = listed_ids(client, [("q", "llama")])
+    assert 0 < len(found) < len(tasks)
+
+
+def test_a_whole_id_lists_that_task_alone(client, tasks):
+    task = tasks[17]
+    for written in (str(task["id"]), task["id"].hex.upper()):
+        assert listed_ids(client, [("q", written)]) == [str(task["id"])]
+
+
+@pytest.mark.parametrize("length", [8, 9, 13, 20])
+def test_the_first_characters_of_an_id_list_the_tasks_it_starts(client, tasks, length):
+    prefix = str(tasks[42]["id"])[:length].rstrip("-")
+    found = listed_ids(client, [("q", prefix)])
+    assert str(tasks[42]["id"]) in found
+    assert found == expected(tasks, search_filter(prefix))
+
+
+def test_seven_characters_of_an_id_are_a_word(client, tasks):
+    prefix = tasks[42]["id"].hex[:7]
+    assert listed_ids(client, [("q", prefix)]) == expected(tasks, search_filter(prefix))
+
+
+def test_an_export_holds_exactly_the_matches(client, tasks):
+    response = client.get("/tasks.csv", query_string={"q": "llama"})
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [row["id"] for row in rows] == expected(tasks, search_filter("llama"))
+
+
+BAD_SEARCHES = [
+    "a" * 201,
+    "!!! ,,, ...",
+    '"unclosed phrase',
+    "+cuda -memory",
+    "cuda -memory",
+    "NEAR(cuda memory)",
+    "memory*",
+    "^start",
+    "cuda @3",
+    "~cuda",
+    "a\x00b",
+    "tab\there",
+]
+
+
+@pytest.mark.parametrize("path", ["/tasks", "/tasks/counts", "/tasks.csv", "/tasks.ndjson"])
+@pytest.mark.parametrize("q", BAD_SEARCHES)
+def test_a_search_the_engines_would_misread_is_422_naming_q(client, path, q):
+    response = client.get(path, query_string={"q": q})
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert [error["parameter"] for error in response.get_json()["errors"]] == ["q"]
+
+
+@pytest.mark.parametrize("q", BAD_SEARCHES[:4])
+def test_the_page_says_what_is_wrong_with_a_search_beside_the_box(client, q):
+    response = client.get("/", query_string={"q": q})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert re.search(r'id="q-errors"[^>]*>\s*<p class="field-error">', page)
+    assert 'id="q"' in page and 'aria-invalid="true"' in page
+
+
+def test_the_api_reads_the_search_syntax_the_schema_describes():
+    pattern = re.compile(valid_search_pattern())
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.text(alphabet=st.sampled_from('ab1 -"*()+~<>@{}^\t\x00é日_.,'), max_size=12))
+    def agree(text: str) -> None:
+        try:
+            parse_search(text)
+            accepted = True
+        except SearchError:
+            accepted = False
+        assert accepted == bool(pattern.fullmatch(text)), text
+
+    agree()
+
+
+def test_a_search_goes_back_into_links_as_it_came():
+    given = MultiDict({"q": ' 3F2A9B1C "out of memory" cuda '})
+    parsed = parse_filter(given, secret_key="k", strict=True).value
+    again = parse_filter(MultiDict(parsed.to_args()), secret_key="k", strict=True).value
+    assert again == parsed
+    assert parsed.search.phrases == (("out", "of", "memory"), ("cuda",))
+    assert parsed.search.ids[0].low.hex.startswith("3f2a9b1c")
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+
+def test_a_whole_id_in_the_box_opens_the_task(client, tasks):
+    task_id = tasks[5]["id"]
+    response = client.get("/", query_string={"q": str(task_id), "status": "failed"})
+    assert response.status_code == 303
+    assert response.location.startswith(f"/task/{task_id}")
+    assert "q=" not in response.location
+
+
+def test_a_whole_id_typed_into_the_box_sends_htmx_to_the_task(client, tasks):
+    task_id = tasks[5]["id"]
+    headers = {"HX-Request": "true", "HX-Target": "results"}
+    response = client.get("/", query_string={"q": str(task_id)}, headers=headers)
+    assert response.headers["HX-Redirect"].startswith(f"/task/{task_id}")
+
+
+def test_an_id_no_task_has_lists_nothing_and_says_so(client):
+    response = client.get("/", query_string={"q": str(uuid.UUID(int=1))})
+    assert response.status_code == 200
+    assert "No task matches the search" in response.get_data(as_text=True)
+
+
+def test_a_prefix_stays_on_the_list(client, tasks):
+    response = client.get("/", query_string={"q": tasks[5]["id"].hex[:8]})
+    assert response.status_code == 200
+    assert f'id="task-{tasks[5]["id"]}"' in response.get_data(as_text=True)
+
+
+def test_a_search_that_finds_nothing_says_so(client):
+    page = client.get("/", query_string={"q": "zzzq"}).get_data(as_text=True)
+    assert "No task matches the search “zzzq”" in page
+    assert 'id="empty-clear-search"' in page
+
+
+def test_searched_words_are_marked_and_the_message_stays_escaped(client):
+    page = client.get("/", query_string={"q": "script", "status": "failed"}).get_data(as_text=True)
+    assert "&lt;<mark>script</mark>&gt;alert(1)&lt;/<mark>script</mark>&gt; &amp; more" in page
+    assert "<script>alert" not in page
+
+
+def test_a_searched_tag_is_marked_inside_its_escaped_html(client):
+    page = client.get("/", query_string={"q": "bold"}).get_data(as_text=True)
+    assert "&lt;b&gt;<mark>bold</mark>&lt;/b&gt;" in page
+
+
+def test_marks_follow_case_and_unicode(client):
+    page = client.get("/", query_string={"q": "LLAMA"}).get_data(as_text=True)
+    assert "meta-<mark>llama</mark>/<mark>Llama</mark>-3.1-8B" in page
+
+
+# -- rows the database keeps ----------------------------------------------------------------
+
+
+def test_rows_written_in_plain_sql_are_found_changed_and_gone(scratch_app, scratch_engine):
+    task = make_task("training", "failed", NOW - timedelta(hours=1), rng=random.Random(3))
+    insert_tasks(scratch_engine, [task])
+    client = scratch_app.test_client()
+    task_id = str(task["id"])
+    assert listed_ids(client, [("q", "traceback")]) == [task_id]
+
+    with scratch_engine.begin() as connection:
+        where = TrainingTask.id == task["id"]
+        connection.execute(
+            sa.update(TrainingTask).where(where).values(error_msg="CUDA out of memory")
+        )
+    assert listed_ids(client, [("q", "traceback")]) == []
+    assert listed_ids(client, [("q", '"out of memory"')]) == [task_id]
+
+    with scratch_engine.begin() as connection:
+        connection.execute(sa.delete(TrainingTask))
+    assert listed_ids(client, [("q", "memory")]) == []
