@@ -141,4 +141,9 @@ def show_task_json(task_id: str) -> Response:
     """One task with its type-specific fields."""
     detail = task_or_404(task_id)
     details = {name: json_value(value) for name, value in detail.details.items()}
-    return jsonify({**task_json(detail.row), "details": details})
+    links = {
+        "cancel_requested_at": json_value(detail.cancel_requested_at),
+        "retry_of": json_value(detail.retry_of),
+        "retried_as": json_value(detail.retried_as),
+    }
+    return jsonify({**task_json(detail.row), **links, "details": details})

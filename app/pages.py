@@ -55,6 +55,7 @@ from app.filters import (
     lenient_arguments,
     parse_filter,
 )
+from app.identity import rendering_key
 from app.models import ACTIVE_STATUSES, TASK_TYPES, close_read_connection, read_connection
 from app.query import DataVersion, Facets, TaskPage, Total, data_version, known_tags, list_tasks
 
@@ -544,10 +545,12 @@ def list_etag(view: ListView, fragment: bool, version: DataVersion) -> str:
 
     The data (the tables' newest changes and the minute), the request's full URL (host,
     path and query string: the filter, the form's values as typed, the embed's options),
-    which rendering, and the app's own fingerprint.
+    which rendering, who views it (their role, and an operator's session: forms carry its CSRF
+    token), and the app's own fingerprint.
     """
     parts = (
         current_app.extensions["render_fingerprint"],
+        rendering_key(),
         view.endpoint,
         "fragment" if fragment else "page",
         request.url,
@@ -675,6 +678,12 @@ def render_task(view: ListView, task_id: str) -> Response:
         json_url=url_for("api.show_task_json", task_id=parsed_id),
         full_view_url=url_for("pages.show_task", task_id=parsed_id),
         tag_url=view.url(TaskFilter(tags=(row.tag,))) if row.tag else None,
+        cancelling=detail.cancelling,
+        self_url=request.full_path.rstrip("?"),
+        retry_of=detail.retry_of,
+        retried_as=detail.retried_as,
+        retry_of_url=view.task_url(detail.retry_of, back_filter) if detail.retry_of else None,
+        retried_as_url=view.task_url(detail.retried_as, back_filter) if detail.retried_as else None,
     )
     response = make_response(body)
     response.headers["Cache-Control"] = "no-cache"

@@ -4,6 +4,11 @@ queued → running → completed | failed | cancelled, with progress while runni
 one compare-and-set UPDATE (`... WHERE id = :id AND status IN (:allowed)`), never a read then
 a write: when a cancel races a completion on two connections, the database lets exactly one
 of them match and the other is told the task had already moved on.
+
+An operator cannot stop a running task; they ask it to (app/actions.py). The module learns
+it when it next reports: `report_progress` raises `CancelRequested`, and `cancel_requested`
+answers the question for a module that reports no progress. The module then stops its work
+and confirms with `cancel()`. (It may also finish: `complete()` still records the result.)
 """
 
 from __future__ import annotations
@@ -40,6 +45,17 @@ class IllegalTransition(RuntimeError):
         self.task_id, self.current, self.target = task_id, current, target
 
 
+class CancelRequested(IllegalTransition):
+    """An operator asked this running task to stop: stop the work, then call `cancel()`.
+
+    Raised by `report_progress`, whose progress is then not recorded.
+    """
+
+    def __init__(self, task_id: uuid.UUID):
+        RuntimeError.__init__(self, f"task {task_id} was asked to stop; confirm with cancel()")
+        self.task_id, self.current, self.target = task_id, Status.RUNNING.value, Status.CANCELLED
+
+
 class Recorder:
     """Creates tasks and moves them through their life, each call its own transaction."""
 
@@ -66,17 +82,32 @@ class Recorder:
         self._move(task_type, task_id, Status.RUNNING, started_at=now, progress=0.0)
 
     def report_progress(self, task_type: str, task_id: uuid.UUID, progress: float) -> None:
-        """Record how far a running task has got, from 0.0 to 1.0."""
+        """Record how far a running task has got, from 0.0 to 1.0.
+
+        Raises CancelRequested, recording nothing, once an operator asked the task to stop.
+        """
         if not 0.0 <= progress <= 1.0:
             raise ValueError(f"progress must be from 0.0 to 1.0, not {progress}")
+        model = self._model(task_type)
         self._move(
             task_type,
             task_id,
             Status.RUNNING,
             allowed=(Status.RUNNING,),
             action="report progress (only a running task can)",
+            condition=model.cancel_requested_at.is_(None),
             progress=progress,
         )
+
+    def cancel_requested(self, task_type: str, task_id: uuid.UUID) -> bool:
+        """Whether an operator asked this task to stop (and it has not stopped yet)."""
+        model = self._model(task_type)
+        statement = sa.select(model.status, model.cancel_requested_at).where(model.id == task_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(statement).first()
+        if row is None:
+            raise TaskNotFound(f"no {task_type} task has id {task_id}")
+        return row.status == Status.RUNNING.value and row.cancel_requested_at is not None
 
     def complete(self, task_type: str, task_id: uuid.UUID, **results: Any) -> None:
         """Move a running task to completed, with the results its type records."""
@@ -106,9 +137,11 @@ class Recorder:
         *,
         allowed: tuple[Status, ...] | None = None,
         action: str | None = None,
+        condition: sa.ColumnElement[bool] | None = None,
         **values: Any,
     ) -> None:
-        """Compare-and-set: update only if the task is in an allowed status right now."""
+        """Compare-and-set: update only if the task is in an allowed status right now (and
+        meets `condition`, which only a cancel request can fail)."""
         model = self._model(task_type)
         allowed = allowed or ALLOWED_FROM[target]
         statement = (
@@ -116,12 +149,16 @@ class Recorder:
             .where(model.id == task_id, model.status.in_([s.value for s in allowed]))
             .values(status=target.value, updated_at=self.clock(), **values)
         )
+        if condition is not None:
+            statement = statement.where(condition)
         with self.engine.begin() as connection:
             if connection.execute(statement).rowcount == 1:
                 return
             current = connection.execute(
-                sa.select(model.status).where(model.id == task_id)
-            ).scalar_one_or_none()
+                sa.select(model.status, model.cancel_requested_at).where(model.id == task_id)
+            ).first()
         if current is None:
             raise TaskNotFound(f"no {task_type} task has id {task_id}")
-        raise IllegalTransition(task_id, current, target, action)
+        if condition is not None and current.status == Status.RUNNING.value:
+            raise CancelRequested(task_id)
+        raise IllegalTransition(task_id, current.status, target, action)

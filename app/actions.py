@@ -1,0 +1,186 @@
+"""What an operator may do to a task: cancel it, or retry it. Nothing here reads `request`.
+
+Every change is one compare-and-set statement, as in the recorder: the UPDATE (or the
+INSERT … SELECT of a retry) names the statuses it may start from, so when an operator's
+cancel races a module's completion the database lets one of them match, and the other
+learns the task had moved on. Each change is made by one function (`cancel_queued`,
+`request_cancel`, `insert_retry`) inside the action's transaction, the place to record it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.models import MODEL_FOR_TYPE, Status, TaskModel, UTCDateTime, UUIDType
+
+# The statuses a retry may start from.
+RETRYABLE = (Status.FAILED, Status.CANCELLED)
+
+
+class TaskMissing(LookupError):
+    """No task has that id."""
+
+
+class ActionConflict(RuntimeError):
+    """The task's status does not allow the action: 409, with the status it has."""
+
+    def __init__(self, message: str, status: str, retried_as: uuid.UUID | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retried_as = retried_as
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What an action did: `cancelled`, `cancel_requested` or `retried` (with the new task)."""
+
+    task_type: str
+    task_id: uuid.UUID
+    outcome: str
+    status: str
+    new_task_id: uuid.UUID | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's answer."""
+        body: dict[str, Any] = {
+            "id": str(self.task_id),
+            "task_type": self.task_type,
+            "outcome": self.outcome,
+            "status": self.status,
+        }
+        if self.new_task_id is not None:
+            body["new_task_id"] = str(self.new_task_id)
+        return body
+
+
+def find_task_type(connection: sa.Connection, task_id: uuid.UUID) -> str:
+    """Which table holds the task; TaskMissing when none does."""
+    for task_type, model in MODEL_FOR_TYPE.items():
+        found = connection.execute(sa.select(model.id).where(model.id == task_id)).first()
+        if found is not None:
+            return task_type
+    raise TaskMissing(f"no task has id {task_id}")
+
+
+def current_state(connection: sa.Connection, model: TaskModel, task_id: uuid.UUID) -> Any:
+    """The task's status and cancel request as the database holds them now."""
+    statement = sa.select(model.status, model.cancel_requested_at).where(model.id == task_id)
+    row = connection.execute(statement).first()
+    if row is None:
+        raise TaskMissing(f"no task has id {task_id}")
+    return row
+
+
+# -- cancel ------------------------------------------------------------------------------------
+
+
+def cancel_queued(
+    connection: sa.Connection, model: TaskModel, task_id: uuid.UUID, now: datetime
+) -> bool:
+    """queued → cancelled, at once: no module has the task yet."""
+    statement = (
+        sa.update(model)
+        .where(model.id == task_id, model.status == Status.QUEUED.value)
+        .values(status=Status.CANCELLED.value, finished_at=now, updated_at=now)
+    )
+    return connection.execute(statement).rowcount == 1
+
+
+def request_cancel(
+    connection: sa.Connection, model: TaskModel, task_id: uuid.UUID, now: datetime
+) -> bool:
+    """Mark a running task cancel-requested; its module stops and confirms (Recorder.cancel)."""
+    statement = (
+        sa.update(model)
+        .where(
+            model.id == task_id,
+            model.status == Status.RUNNING.value,
+            model.cancel_requested_at.is_(None),
+        )
+        .values(cancel_requested_at=now, updated_at=now)
+    )
+    return connection.execute(statement).rowcount == 1
+
+
+def cancel_task(engine: sa.Engine, task_id: uuid.UUID, now: datetime) -> ActionResult:
+    """Cancel a queued task, or ask a running one to stop; ActionConflict once it finished.
+
+    The two moves are tried in the order a task lives, each a compare-and-set: a task that
+    started between them is asked to stop, one that finished is reported as it ended.
+    Asking again while a request stands answers as the first time did.
+    """
+    with engine.begin() as connection:
+        task_type = find_task_type(connection, task_id)
+        model = MODEL_FOR_TYPE[task_type]
+        if cancel_queued(connection, model, task_id, now):
+            return ActionResult(task_type, task_id, "cancelled", Status.CANCELLED.value)
+        if request_cancel(connection, model, task_id, now):
+            return ActionResult(task_type, task_id, "cancel_requested", Status.RUNNING.value)
+        state = current_state(connection, model, task_id)
+    if state.status == Status.RUNNING.value and state.cancel_requested_at is not None:
+        return ActionResult(task_type, task_id, "cancel_requested", state.status)
+    raise ActionConflict(
+        f"task {task_id} is {state.status}; only an active task can be cancelled", state.status
+    )
+
+
+# -- retry -------------------------------------------------------------------------------------
+
+
+def insert_retry(
+    connection: sa.Connection, model: TaskModel, task_id: uuid.UUID, now: datetime
+) -> uuid.UUID | None:
+    """A new queued task with the old one's type, inputs and tag, made only while the old
+    one is failed or cancelled (INSERT … SELECT: the status is read by the same statement)."""
+    new_id = uuid.uuid4()
+    copied = ["tag", *model.input_columns()]
+    constants = {
+        "id": sa.literal(new_id, UUIDType),
+        "status": sa.literal(Status.QUEUED.value, sa.String),
+        "created_at": sa.literal(now, UTCDateTime),
+        "updated_at": sa.literal(now, UTCDateTime),
+    }
+    source = sa.select(
+        *constants.values(),
+        *(getattr(model, name) for name in copied),
+        model.id,
+    ).where(model.id == task_id, model.status.in_([s.value for s in RETRYABLE]))
+    statement = sa.insert(model).from_select([*constants, *copied, "retry_of"], source)
+    return new_id if connection.execute(statement).rowcount == 1 else None
+
+
+def retried_as(connection: sa.Connection, model: TaskModel, task_id: uuid.UUID) -> uuid.UUID | None:
+    """The task that retries this one, if any."""
+    statement = sa.select(model.id).where(model.retry_of == task_id)
+    return connection.execute(statement).scalar_one_or_none()
+
+
+def retry_task(engine: sa.Engine, task_id: uuid.UUID, now: datetime) -> ActionResult:
+    """A new queued task that retries a failed or cancelled one; ActionConflict otherwise.
+
+    A task is retried once (a unique index on `retry_of`): of two operators pressing
+    Retry together, one makes the new task and the other is told where it is.
+    """
+    with engine.connect() as connection:
+        task_type = find_task_type(connection, task_id)
+    model = MODEL_FOR_TYPE[task_type]
+    try:
+        with engine.begin() as connection:
+            new_id = insert_retry(connection, model, task_id, now)
+    except sa.exc.IntegrityError:
+        new_id = None
+    if new_id is not None:
+        return ActionResult(task_type, task_id, "retried", Status.QUEUED.value, new_id)
+    with engine.connect() as connection:
+        state = current_state(connection, model, task_id)
+        existing = retried_as(connection, model, task_id)
+    if existing is not None:
+        message = f"task {task_id} was already retried as {existing}"
+        raise ActionConflict(message, state.status, existing)
+    message = f"task {task_id} is {state.status}; only a failed or cancelled task can be retried"
+    raise ActionConflict(message, state.status)
