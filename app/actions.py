@@ -67,6 +67,12 @@ def find_task_type(connection: sa.Connection, task_id: uuid.UUID) -> str:
     raise TaskMissing(f"no task has id {task_id}")
 
 
+def task_type_of(engine: sa.Engine, task_id: uuid.UUID) -> str:
+    """Which table holds the task, read in a transaction of its own."""
+    with engine.connect() as connection:
+        return find_task_type(connection, task_id)
+
+
 def current_state(connection: sa.Connection, model: TaskModel, task_id: uuid.UUID) -> Any:
     """The task's status and cancel request as the database holds them now."""
     statement = sa.select(model.status, model.cancel_requested_at).where(model.id == task_id)
@@ -114,9 +120,11 @@ def cancel_task(engine: sa.Engine, task_id: uuid.UUID, now: datetime) -> ActionR
     started between them is asked to stop, one that finished is reported as it ended.
     Asking again while a request stands answers as the first time did.
     """
+    task_type = task_type_of(engine, task_id)
+    model = MODEL_FOR_TYPE[task_type]
+    # The moves come first in their transaction: on MariaDB a read before them would fix
+    # the snapshot the final read sees, and report a status the task has already left.
     with engine.begin() as connection:
-        task_type = find_task_type(connection, task_id)
-        model = MODEL_FOR_TYPE[task_type]
         if cancel_queued(connection, model, task_id, now):
             return ActionResult(task_type, task_id, "cancelled", Status.CANCELLED.value)
         if request_cancel(connection, model, task_id, now):
@@ -151,7 +159,11 @@ def insert_retry(
         model.id,
     ).where(model.id == task_id, model.status.in_([s.value for s in RETRYABLE]))
     statement = sa.insert(model).from_select([*constants, *copied, "retry_of"], source)
-    return new_id if connection.execute(statement).rowcount == 1 else None
+    connection.execute(statement)
+    # Whether the SELECT matched, read back in the same transaction: drivers do not agree on
+    # the row count of an INSERT … SELECT (psycopg's is lost with its cursor).
+    made = connection.execute(sa.select(model.id).where(model.id == new_id)).first()
+    return new_id if made is not None else None
 
 
 def retried_as(connection: sa.Connection, model: TaskModel, task_id: uuid.UUID) -> uuid.UUID | None:
@@ -166,8 +178,7 @@ def retry_task(engine: sa.Engine, task_id: uuid.UUID, now: datetime) -> ActionRe
     A task is retried once (a unique index on `retry_of`): of two operators pressing
     Retry together, one makes the new task and the other is told where it is.
     """
-    with engine.connect() as connection:
-        task_type = find_task_type(connection, task_id)
+    task_type = task_type_of(engine, task_id)
     model = MODEL_FOR_TYPE[task_type]
     try:
         with engine.begin() as connection:

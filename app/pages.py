@@ -30,6 +30,7 @@ from flask import (
     make_response,
     render_template,
     request,
+    session,
     url_for,
 )
 from werkzeug.datastructures import MultiDict
@@ -586,14 +587,17 @@ class ListRequest:
         """The results region alone, or the view's whole page."""
         return "_results.html" if self.fragment else self.view.template
 
-    def respond(self, body: str, etag: str | None) -> Response:
+    def respond(self, body: str, etag: str | None, once: bool = False) -> Response:
         """The answer with the headers every answer of the list carries; a 304 when the
-        browser's copy has `etag`, a 503 (try again shortly) when there is no ETag."""
+        browser's copy has `etag`, a 503 (try again shortly) when there is no ETag. A page
+        shown `once` (it carries a message) is never stored and has no ETag."""
         response = make_response(body, 200 if etag else 503)
         response.vary.update(VARY)
-        response.headers["Cache-Control"] = "no-cache"
+        response.headers["Cache-Control"] = "no-store" if once else "no-cache"
         if self.fragment:
             response.headers.update(history_headers(self.view, self.self_url))
+        if once:
+            return response
         if etag is None:
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response
@@ -616,6 +620,11 @@ def render_fresh(ask: ListRequest, connection: Any, version: DataVersion, etag: 
     return render_template(ask.template(), **context, known_tags=tags)
 
 
+def has_message() -> bool:
+    """Whether an action left a message (a flash) for the next page this browser sees."""
+    return bool(session.get("_flashes"))
+
+
 def render_list(view: ListView) -> Response:
     """The list page, or only its results region for an htmx request that targets it.
 
@@ -633,9 +642,12 @@ def render_list(view: ListView) -> Response:
         connection = read_connection()
         version = data_version(connection, ask.now)
         etag = list_etag(view, fragment, version)
+        make = functools.partial(render_fresh, ask, connection, version, etag)
+        if has_message():
+            # What an action just did, for this browser alone: never kept, shared or 304'd.
+            return ask.respond(make(), etag, once=True)
         if request.if_none_match.contains_weak(etag):
             return ask.respond("", etag)
-        make = functools.partial(render_fresh, ask, connection, version, etag)
         body = kept_or_made(rendered, f"list:{etag}", make)
         return ask.respond(body, etag)
     except DATABASE_ERRORS as error:
