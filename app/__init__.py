@@ -66,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     health.init_app(app)
     cache.init_app(app)
     identity.init_app(app)
+    app.url_map.converters["task"] = api.TaskIdConverter
     app.register_blueprint(api.bp)
     app.register_blueprint(operate.bp)
     app.register_blueprint(openapi.bp)

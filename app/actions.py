@@ -10,13 +10,16 @@ learns the task had moved on. Each change is made by one function (`cancel_queue
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
 
+from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, Status, TaskModel, UTCDateTime, UUIDType
+from app.query import iter_tasks
 
 # The statuses a retry may start from.
 RETRYABLE = (Status.FAILED, Status.CANCELLED)
@@ -113,14 +116,16 @@ def request_cancel(
     return connection.execute(statement).rowcount == 1
 
 
-def cancel_task(engine: sa.Engine, task_id: uuid.UUID, now: datetime) -> ActionResult:
+def cancel_task(
+    engine: sa.Engine, task_id: uuid.UUID, now: datetime, task_type: str | None = None
+) -> ActionResult:
     """Cancel a queued task, or ask a running one to stop; ActionConflict once it finished.
 
     The two moves are tried in the order a task lives, each a compare-and-set: a task that
     started between them is asked to stop, one that finished is reported as it ended.
     Asking again while a request stands answers as the first time did.
     """
-    task_type = task_type_of(engine, task_id)
+    task_type = task_type or task_type_of(engine, task_id)
     model = MODEL_FOR_TYPE[task_type]
     # The moves come first in their transaction: on MariaDB a read before them would fix
     # the snapshot the final read sees, and report a status the task has already left.
@@ -172,13 +177,15 @@ def retried_as(connection: sa.Connection, model: TaskModel, task_id: uuid.UUID) 
     return connection.execute(statement).scalar_one_or_none()
 
 
-def retry_task(engine: sa.Engine, task_id: uuid.UUID, now: datetime) -> ActionResult:
+def retry_task(
+    engine: sa.Engine, task_id: uuid.UUID, now: datetime, task_type: str | None = None
+) -> ActionResult:
     """A new queued task that retries a failed or cancelled one; ActionConflict otherwise.
 
     A task is retried once (a unique index on `retry_of`): of two operators pressing
     Retry together, one makes the new task and the other is told where it is.
     """
-    task_type = task_type_of(engine, task_id)
+    task_type = task_type or task_type_of(engine, task_id)
     model = MODEL_FOR_TYPE[task_type]
     try:
         with engine.begin() as connection:
@@ -195,3 +202,125 @@ def retry_task(engine: sa.Engine, task_id: uuid.UUID, now: datetime) -> ActionRe
         raise ActionConflict(message, state.status, existing)
     message = f"task {task_id} is {state.status}; only a failed or cancelled task can be retried"
     raise ActionConflict(message, state.status)
+
+
+# -- many at once ------------------------------------------------------------------------------
+
+BULK_LIMIT = 1000
+# The statuses each action applies to; a bulk action reads only tasks in them.
+APPLIES_TO = {
+    "cancel": (Status.QUEUED.value, Status.RUNNING.value),
+    "retry": (Status.FAILED.value, Status.CANCELLED.value),
+}
+ONE_TASK = {"cancel": cancel_task, "retry": retry_task}
+
+
+class TooMany(ValueError):
+    """More tasks match than one call may change."""
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A matched task the action left as it was, and why."""
+
+    task_type: str
+    task_id: uuid.UUID
+    status: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.task_id),
+            "task_type": self.task_type,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    """The tasks a bulk action would change (at most BULK_LIMIT), and those it would not."""
+
+    action: str
+    targets: list[tuple[str, uuid.UUID]]
+    skipped: list[Unchanged]
+
+
+def applicable_filter(task_filter: TaskFilter, action: str) -> TaskFilter | None:
+    """The filter narrowed to the statuses the action applies to; None when none is left."""
+    statuses = tuple(
+        s for s in (task_filter.statuses or APPLIES_TO[action]) if s in APPLIES_TO[action]
+    )
+    if not statuses:
+        return None
+    return replace(task_filter.first_page, statuses=statuses, exact_count=False)
+
+
+def plan_bulk(
+    connection: sa.Connection, task_filter: TaskFilter, action: str, now: datetime
+) -> BulkPlan:
+    """Which matching tasks the action would change: what the dry run answers and the action
+    then does. A running task already asked to stop, or a task already retried, is left out.
+
+    Raises TooMany past BULK_LIMIT matches, before anything changes.
+    """
+    narrowed = applicable_filter(task_filter, action)
+    if narrowed is None:
+        return BulkPlan(action, [], [])
+    rows = list(islice(iter_tasks(connection, narrowed, now), BULK_LIMIT + 1))
+    if len(rows) > BULK_LIMIT:
+        raise TooMany(
+            f"at most {BULK_LIMIT:,} tasks a call, and more match; narrow the filter "
+            "(say by type, tag or time)"
+        )
+    done = already_done(connection, rows, action)
+    targets = [(row.task_type, row.id) for row in rows if row.id not in done]
+    skipped = [
+        Unchanged(row.task_type, row.id, row.status, done[row.id]) for row in rows if row.id in done
+    ]
+    return BulkPlan(action, targets, skipped)
+
+
+def already_done(connection: sa.Connection, rows: list[Any], action: str) -> dict[uuid.UUID, str]:
+    """Matched tasks the action would not change, with why: asked to stop, or retried."""
+    done: dict[uuid.UUID, str] = {}
+    for task_type, model in MODEL_FOR_TYPE.items():
+        ids = [row.id for row in rows if row.task_type == task_type]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            if action == "cancel":
+                statement = sa.select(model.id, model.cancel_requested_at).where(
+                    model.id.in_(chunk), model.cancel_requested_at.is_not(None)
+                )
+                done |= {
+                    found: "already asked to stop" for found, _ in connection.execute(statement)
+                }
+            else:
+                statement = sa.select(model.retry_of, model.id).where(model.retry_of.in_(chunk))
+                done |= {
+                    old: f"already retried as {new}" for old, new in connection.execute(statement)
+                }
+    return done
+
+
+def run_bulk(
+    engine: sa.Engine, plan: BulkPlan, now: datetime
+) -> tuple[list[ActionResult], list[Unchanged]]:
+    """Apply the plan task by task, each its own compare-and-set; say what changed and not."""
+    changed: list[ActionResult] = []
+    unchanged = list(plan.skipped)
+    for task_type, task_id in plan.targets:
+        try:
+            changed.append(ONE_TASK[plan.action](engine, task_id, now, task_type))
+        except ActionConflict as conflict:
+            unchanged.append(Unchanged(task_type, task_id, conflict.status, lost_race(conflict)))
+        except TaskMissing:
+            unchanged.append(Unchanged(task_type, task_id, "deleted", "deleted meanwhile"))
+    return changed, unchanged
+
+
+def lost_race(conflict: ActionConflict) -> str:
+    """Why a task listed a moment ago was not changed: it moved on meanwhile."""
+    if conflict.retried_as is not None:
+        return f"lost a race: already retried as {conflict.retried_as}"
+    return f"lost a race: it became {conflict.status}"

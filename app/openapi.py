@@ -10,6 +10,7 @@ list's fields (`TaskRow`), the task tables' columns and the error documents of
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 import uuid
 from collections.abc import Callable, Iterable
@@ -329,6 +330,34 @@ def response_schemas() -> dict[str, JsonSchema]:
             },
             description="The retry: a new queued task, `new_task_id`, whose `retry_of` is `id`.",
         ),
+        "BulkResult": {
+            "type": "object",
+            "properties": {
+                "action": {"type": "string", "enum": ["cancel", "retry"]},
+                "dry_run": {"type": "boolean"},
+                "count": {"type": "integer", "minimum": 0, "maximum": 1000},
+                "ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                "changed": {"type": "array", "items": {"type": "object"}},
+                "unchanged": {
+                    "type": "array",
+                    "items": closed_object(
+                        {
+                            "id": {"type": "string", "format": "uuid"},
+                            "task_type": {"type": "string", "enum": list(TASK_TYPES)},
+                            "status": {"type": "string"},
+                            "reason": {"type": "string"},
+                        }
+                    ),
+                },
+            },
+            "required": ["action", "dry_run", "count", "unchanged"],
+            "additionalProperties": False,
+            "description": (
+                "A dry run: `count` and `ids` of the tasks that would change. Otherwise "
+                "`count` and `changed` (each as a single action answers) and, for both, "
+                "`unchanged`: matched tasks left as they were, with the reason."
+            ),
+        },
         "ActionConflict": {
             "allOf": [ref("schemas", "Problem")],
             "type": "object",
@@ -505,9 +534,41 @@ def read_security(app: Flask) -> list[JsonSchema]:
     return known if app.config["AUTH_REQUIRED"] else [{}, *known]
 
 
+DRY_RUN_PARAMETER = {
+    "name": "dry_run",
+    "in": "query",
+    "required": False,
+    "description": "1 (or true): change nothing, answer how many tasks and which would change.",
+    "schema": {"type": "string", "enum": ["1", "true", "0", "false"]},
+}
+
+
+def bulk_action(operation_id: str) -> JsonSchema:
+    """An operator's POST on every task the list's filter matches (paging aside)."""
+    return {
+        "method": "post",
+        "operationId": operation_id,
+        "security": WRITE_SECURITY,
+        "parameters": [*parameter_refs(refused=PAGE_PARAMETERS), DRY_RUN_PARAMETER],
+        "responses": {
+            "200": json_ok(
+                "BulkResult", "The dry run's count and ids, or what changed and what did not."
+            ),
+            "400": ref("responses", "CsrfRefused"),
+            "401": ref("responses", "Unauthorized"),
+            "403": ref("responses", "Forbidden"),
+            "414": ref("responses", "UriTooLong"),
+            "422": ref("responses", "InvalidQuery"),
+            "503": ref("responses", "Unavailable"),
+        },
+    }
+
+
 def operations() -> dict[str, JsonSchema]:
     """Each JSON endpoint's operation, by endpoint name (its path comes from the URL map)."""
     return {
+        "operate.cancel_many_json": bulk_action("cancelTasks"),
+        "operate.retry_many_json": bulk_action("retryTasks"),
         "operate.cancel_json": action(
             "cancelTask", "200", json_ok("ActionResult", "The task is cancelled or cancelling.")
         ),
@@ -565,8 +626,8 @@ def operations() -> dict[str, JsonSchema]:
 
 
 def openapi_path(rule: str) -> str:
-    """A Flask rule such as `/tasks/<task_id>` as an OpenAPI path, `/tasks/{task_id}`."""
-    return rule.replace("<", "{").replace(">", "}")
+    """A Flask rule such as `/tasks/<task:task_id>` as an OpenAPI path, `/tasks/{task_id}`."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
 
 
 def first_line(text: str | None) -> str:

@@ -487,6 +487,11 @@ def engineer_links(task_filter: TaskFilter) -> dict[str, str]:
         "curl": f"curl -sS {shlex.quote(absolute)}",
         "csv": with_query(url_for("api.export_csv"), export_args),
         "ndjson": with_query(url_for("api.export_ndjson"), export_args),
+        # The operator's "act on every match" (a confirmation first), which reads no page either.
+        "bulk_cancel": with_query(
+            url_for("operate.confirm_bulk_page", action="cancel"), export_args
+        ),
+        "bulk_retry": with_query(url_for("operate.confirm_bulk_page", action="retry"), export_args),
     }
 
 

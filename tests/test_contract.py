@@ -20,7 +20,7 @@ from wtforms.validators import NumberRange, Optional
 
 from app.filters import PARAMETERS, REPEATABLE, StrictIntegerField, TaskFilterForm
 from app.models import Role
-from app.openapi import filter_parameters, years_from
+from app.openapi import filter_parameters, openapi_path, years_from
 from app.tokens import create_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def test_a_new_form_field_is_described_with_its_range():
 
 def test_every_json_endpoint_of_the_api_is_described(app, description):
     served = {
-        rule.rule.replace("<", "{").replace(">", "}")
+        openapi_path(rule.rule)
         for rule in app.url_map.iter_rules()
         if rule.endpoint.startswith("api.") or rule.endpoint.endswith("_json")
     }
