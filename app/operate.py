@@ -252,7 +252,6 @@ def page_bulk_filter(action: str) -> TaskFilter | Response:
     return arguments[0]
 
 
-@bp.get("/bulk/<any(cancel, retry):action>")
 def confirm_bulk_page(action: str) -> Response | str:
     """How many tasks the action would change, asked before anything happens (a dry run)."""
     require(OPERATE)
@@ -273,7 +272,6 @@ def confirm_bulk_page(action: str) -> Response | str:
     )
 
 
-@bp.post("/bulk/<any(cancel, retry):action>")
 def run_bulk_page(action: str) -> Response | str:
     """Act on every match, then list what changed and what did not, and why."""
     require(OPERATE)
@@ -288,3 +286,27 @@ def run_bulk_page(action: str) -> Response | str:
         return bulk_page(action, too_many=str(too_many), back_url=back_url)
     changed, unchanged = run_bulk(db.engine, plan, current_app.config["CLOCK"]())
     return bulk_page(action, changed=changed, unchanged=unchanged, back_url=back_url)
+
+
+@bp.get("/bulk/cancel")
+def confirm_cancel_page() -> Response | str:
+    """How many tasks "Cancel the matching tasks" would cancel, asked first."""
+    return confirm_bulk_page("cancel")
+
+
+@bp.post("/bulk/cancel")
+def cancel_many_page() -> Response | str:
+    """Cancel the matching tasks, once confirmed."""
+    return run_bulk_page("cancel")
+
+
+@bp.get("/bulk/retry")
+def confirm_retry_page() -> Response | str:
+    """How many tasks "Retry the matching tasks" would retry, asked first."""
+    return confirm_bulk_page("retry")
+
+
+@bp.post("/bulk/retry")
+def retry_many_page() -> Response | str:
+    """Retry the matching tasks, once confirmed."""
+    return run_bulk_page("retry")

@@ -488,10 +488,8 @@ def engineer_links(task_filter: TaskFilter) -> dict[str, str]:
         "csv": with_query(url_for("api.export_csv"), export_args),
         "ndjson": with_query(url_for("api.export_ndjson"), export_args),
         # The operator's "act on every match" (a confirmation first), which reads no page either.
-        "bulk_cancel": with_query(
-            url_for("operate.confirm_bulk_page", action="cancel"), export_args
-        ),
-        "bulk_retry": with_query(url_for("operate.confirm_bulk_page", action="retry"), export_args),
+        "bulk_cancel": with_query(url_for("operate.confirm_cancel_page"), export_args),
+        "bulk_retry": with_query(url_for("operate.confirm_retry_page"), export_args),
     }
 
 
