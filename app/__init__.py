@@ -36,7 +36,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     }
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from app import api, cache, cli, errors, health, metrics, openapi, pages, schema, security
+    from app import (
+        api,
+        cache,
+        cli,
+        errors,
+        health,
+        identity,
+        metrics,
+        openapi,
+        operate,
+        pages,
+        schema,
+        security,
+        tokens,
+    )
     from app.models import close_read_connection, db
 
     db.init_app(app)
@@ -53,12 +67,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     health.init_app(app)
     cache.init_app(app)
+    identity.init_app(app)
+    app.url_map.converters["task"] = api.TaskIdConverter
     app.register_blueprint(api.bp)
+    app.register_blueprint(operate.bp)
     app.register_blueprint(openapi.bp)
     pages.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
+    tokens.init_app(app)
     if proxies := app.config["TRUSTED_PROXIES"]:
         # The prefix ProxyFix takes from X-Forwarded-Prefix is checked before Flask sees it.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

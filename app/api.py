@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
+from werkzeug.routing import BaseConverter
 
 from app.cache import shared_facets
 from app.clock import request_time
@@ -21,6 +22,13 @@ from app.models import connect_for_reading, read_connection
 from app.query import TaskDetail, TaskPage, TaskRow, get_task, iter_tasks, list_tasks
 
 bp = Blueprint("api", __name__)
+
+
+class TaskIdConverter(BaseConverter):
+    """A task id in a path: any segment but the names of the actions on many tasks, so that
+    `/tasks/cancel` is that action's alone (a GET there is a 405, not "no such task")."""
+
+    regex = r"(?!(?:cancel|retry)$)[^/]+"
 
 
 def json_value(value: Any) -> Any:
@@ -164,9 +172,14 @@ def event_json(event: Event) -> dict[str, Any]:
     return {name: json_value(value) for name, value in dataclasses.asdict(event).items()}
 
 
-@bp.get("/tasks/<task_id>")
+@bp.get("/tasks/<task:task_id>")
 def show_task_json(task_id: str) -> Response:
     """One task with its type-specific fields."""
     detail = task_or_404(task_id)
     details = {name: json_value(value) for name, value in detail.details.items()}
-    return jsonify({**task_json(detail.row), "details": details})
+    links = {
+        "cancel_requested_at": json_value(detail.cancel_requested_at),
+        "retry_of": json_value(detail.retry_of),
+        "retried_as": json_value(detail.retried_as),
+    }
+    return jsonify({**task_json(detail.row), **links, "details": details})

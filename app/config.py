@@ -183,4 +183,13 @@ def settings_from_environment(instance_path: Path) -> dict[str, object]:
         "CACHE_URL": os.environ.get("CACHE_URL", ""),
         # Put before every key in Redis, so that apps sharing one Redis keep apart.
         "CACHE_KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "vectorize-tasks:"),
+        # The header the single sign-on proxy names the user in (X-Forwarded-Email, say);
+        # believed only with TRUSTED_PROXIES of 1 or more (app/identity.py).
+        "AUTH_USER_HEADER": os.environ.get("AUTH_USER_HEADER", "").strip(),
+        # The signed-in users who may cancel and retry: addresses, or @domain for a domain.
+        "OPERATORS": os.environ.get("OPERATORS", ""),
+        # Nobody reads without signing in or a token (the probes and /openapi.json aside).
+        "AUTH_REQUIRED": environment_flag("AUTH_REQUIRED", default=False),
+        # Offer cancel and retry inside the portal's frame too.
+        "EMBED_ACTIONS": environment_flag("EMBED_ACTIONS", default=False),
     }

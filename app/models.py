@@ -224,6 +224,12 @@ class TaskColumns:
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, sort_order=-1)
     progress: Mapped[float | None] = mapped_column(sa.Double, sort_order=-1)
     error_msg: Mapped[str | None] = mapped_column(sa.Text, sort_order=-1)
+    # When an operator asked a running task to stop: the module learns it when it next
+    # reports, and confirms by cancelling (app/actions.py, app/recorder.py).
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, sort_order=-1)
+    # The failed or cancelled task this one retries (same table). Unique: a task is retried
+    # once, so two operators pressing Retry together make one new task, not two.
+    retry_of: Mapped[uuid.UUID | None] = mapped_column(UUIDType, sort_order=-1)
     # Kept by the database, never written: how long a finished task took from creation.
     # Its longest value per status bounds how old a task finished inside a time window can
     # be, which lets a page stop walking the created_at order there (see app/query/shapes.py).
@@ -263,6 +269,8 @@ class TaskColumns:
             # Running tasks not heard from since a moment: a range of this index, whatever
             # the table's size (stalled tasks, app/stalled.py; the metrics' silent gauge).
             sa.Index(f"ix_{table}_status_updated", "status", "updated_at"),
+            # The retry of a task, found from the task (its "retried as" link).
+            sa.Index(f"ix_{table}_retry_of", "retry_of", unique=True),
             *cls.extra_table_args(),
         )
 
@@ -270,6 +278,21 @@ class TaskColumns:
     def extra_table_args(cls) -> tuple[Any, ...]:
         """Constraints and indexes of one kind of task only."""
         return ()
+
+    # The type's own columns that a module fills in as results, not as inputs: a retry
+    # copies every other column of the type.
+    result_columns: tuple[str, ...] = ()
+
+    @classmethod
+    def input_columns(cls) -> list[str]:
+        """The type's own columns a task is created with (what a retry copies)."""
+        return [
+            column.key
+            for column in sa.inspect(cls).columns
+            if column.key not in COMMON_COLUMNS
+            and column.computed is None
+            and column.key not in cls.result_columns
+        ]
 
     @classmethod
     def detail_columns(cls) -> list[sa.ColumnElement[Any]]:
@@ -291,6 +314,8 @@ COMMON_COLUMNS = (
     "finished_at",
     "progress",
     "error_msg",
+    "cancel_requested_at",
+    "retry_of",
 )
 
 
@@ -299,6 +324,7 @@ class UploadTask(TaskColumns, db.Model):
 
     __tablename__ = "upload_task"
     task_type = "model_upload"
+    result_columns = ("size_bytes",)
 
     source: Mapped[str] = mapped_column(sa.String(16))
     model_name: Mapped[str] = mapped_column(sa.String(200))
@@ -321,6 +347,7 @@ class UploadDatasetTask(TaskColumns, db.Model):
 
     __tablename__ = "upload_dataset_task"
     task_type = "dataset_upload"
+    result_columns = ("row_count", "size_bytes")
 
     source: Mapped[str] = mapped_column(sa.String(16))
     dataset_name: Mapped[str] = mapped_column(sa.String(200))
@@ -343,6 +370,7 @@ class TrainingTask(TaskColumns, db.Model):
 
     __tablename__ = "training_task"
     task_type = "training"
+    result_columns = ("output_model",)
 
     base_model: Mapped[str] = mapped_column(sa.String(200))
     dataset_name: Mapped[str] = mapped_column(sa.String(200))
@@ -372,6 +400,7 @@ class EvaluationTask(TaskColumns, db.Model):
 
     __tablename__ = "evaluation_task"
     task_type = "evaluation"
+    result_columns = ("metrics",)
 
     model_name: Mapped[str] = mapped_column(sa.String(200))
     dataset_name: Mapped[str] = mapped_column(sa.String(200))
@@ -392,6 +421,7 @@ class SynthesisTask(TaskColumns, db.Model):
 
     __tablename__ = "synthesis_task"
     task_type = "synthesis"
+    result_columns = ("generated_rows",)
 
     generator_model: Mapped[str] = mapped_column(sa.String(200))
     source_dataset: Mapped[str | None] = mapped_column(sa.String(200))
@@ -465,3 +495,31 @@ class TaskEvent(db.Model):
         # Tasks someone acted on (the list's `actor=`): the actor's entries alone.
         sa.Index("ix_task_event_actor", "actor", "task_type", "task_id"),
     )
+
+
+class Role(StrEnum):
+    """What an identity may do: read, also cancel and retry, or report its tasks' progress."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    REPORTER = "reporter"
+
+
+class ApiToken(db.Model):
+    """A token scripts and modules send as `Authorization: Bearer …`; only its hash is kept.
+
+    Revoking keeps the row (with `revoked_at`), so a name stays tied to what it did.
+    """
+
+    __tablename__ = "api_token"
+    __table_args__ = (sa.CheckConstraint(f"role IN ({_in_list(tuple(Role))})", name="role"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    # SHA-256 of the token, hex: the token is random (256 bits), so no salt or slow hash is
+    # needed, and a lookup by hash is one index step.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

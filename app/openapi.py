@@ -10,6 +10,7 @@ list's fields (`TaskRow`), the task tables' columns and the error documents of
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 import uuid
 from collections.abc import Callable, Iterable
@@ -256,10 +257,26 @@ def details_schemas() -> dict[str, JsonSchema]:
     }
 
 
+def lifecycle_properties() -> dict[str, JsonSchema]:
+    """A task's cancel request and retry links, shown with the task alone."""
+    task_id = {"type": ["string", "null"], "format": "uuid"}
+    return {
+        "cancel_requested_at": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "When an operator asked the running task to stop; its module confirms.",
+        },
+        "retry_of": {**task_id, "description": "The failed or cancelled task this one retries."},
+        "retried_as": {**task_id, "description": "The task that retries this one."},
+    }
+
+
 def task_with_details() -> JsonSchema:
     """One task: a list item's fields and the details of its type, chosen by task_type."""
     return {
-        **closed_object({**task_properties(), "details": {"type": "object"}}),
+        **closed_object(
+            {**task_properties(), **lifecycle_properties(), "details": {"type": "object"}}
+        ),
         "oneOf": [
             {
                 "properties": {
@@ -341,6 +358,66 @@ def response_schemas() -> dict[str, JsonSchema]:
             "required": list(problem),
             "description": "An RFC 9457 problem document.",
         },
+        "ActionResult": closed_object(
+            {
+                "id": {"type": "string", "format": "uuid"},
+                "task_type": {"type": "string", "enum": list(TASK_TYPES)},
+                "outcome": {"type": "string", "enum": ["cancelled", "cancel_requested"]},
+                "status": {"type": "string", "enum": list(STATUSES)},
+            },
+            description=(
+                "What a cancel did: `cancelled` (the task was queued) or `cancel_requested` "
+                "(it runs, shown as Cancelling…, until its module stops and confirms)."
+            ),
+        ),
+        "RetryResult": closed_object(
+            {
+                "id": {"type": "string", "format": "uuid"},
+                "task_type": {"type": "string", "enum": list(TASK_TYPES)},
+                "outcome": {"type": "string", "const": "retried"},
+                "status": {"type": "string", "const": "queued"},
+                "new_task_id": {"type": "string", "format": "uuid"},
+            },
+            description="The retry: a new queued task, `new_task_id`, whose `retry_of` is `id`.",
+        ),
+        "BulkResult": {
+            "type": "object",
+            "properties": {
+                "action": {"type": "string", "enum": ["cancel", "retry"]},
+                "dry_run": {"type": "boolean"},
+                "count": {"type": "integer", "minimum": 0, "maximum": 1000},
+                "ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                "changed": {"type": "array", "items": {"type": "object"}},
+                "unchanged": {
+                    "type": "array",
+                    "items": closed_object(
+                        {
+                            "id": {"type": "string", "format": "uuid"},
+                            "task_type": {"type": "string", "enum": list(TASK_TYPES)},
+                            "status": {"type": "string"},
+                            "reason": {"type": "string"},
+                        }
+                    ),
+                },
+            },
+            "required": ["action", "dry_run", "count", "unchanged"],
+            "additionalProperties": False,
+            "description": (
+                "A dry run: `count` and `ids` of the tasks that would change. Otherwise "
+                "`count` and `changed` (each as a single action answers) and, for both, "
+                "`unchanged`: matched tasks left as they were, with the reason."
+            ),
+        },
+        "ActionConflict": {
+            "allOf": [ref("schemas", "Problem")],
+            "type": "object",
+            "properties": {
+                "task_status": {"type": "string", "enum": list(STATUSES)},
+                "retried_as": {"type": "string", "format": "uuid"},
+            },
+            "required": ["task_status"],
+            "description": "The task's status does not allow the action; `task_status` is it.",
+        },
         "InvalidQuery": {
             "allOf": [ref("schemas", "Problem")],
             "type": "object",
@@ -369,6 +446,19 @@ def shared_responses() -> dict[str, JsonSchema]:
             "A parameter is unknown, empty, repeated when it may not be, or out of its "
             "range; every bad parameter is named.",
             schema="InvalidQuery",
+        ),
+        "Unauthorized": problem_response(
+            "No identity (or a token that is malformed, unknown or revoked); the detail says "
+            "which role is needed and how to sign in.",
+            headers={"WWW-Authenticate": {"schema": {"type": "string"}}},
+        ),
+        "Forbidden": problem_response("Known, but the role does not allow this; it is named."),
+        "CsrfRefused": problem_response(
+            "A write with the sign-on identity but without the page's CSRF token (send a "
+            "bearer token instead from a script)."
+        ),
+        "Conflict": problem_response(
+            "The task's status does not allow the action.", schema="ActionConflict"
         ),
         "UriTooLong": {
             "description": (
@@ -428,6 +518,95 @@ def filtered(ok: JsonSchema, refused: Iterable[str] = ()) -> JsonSchema:
         "parameters": parameter_refs(refused),
         "responses": {
             "200": ok,
+            "401": ref("responses", "Unauthorized"),
+            "414": ref("responses", "UriTooLong"),
+            "422": ref("responses", "InvalidQuery"),
+            "503": ref("responses", "Unavailable"),
+        },
+    }
+
+
+TASK_ID_PARAMETER = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
+def action(operation_id: str, ok_status: str, ok: JsonSchema) -> JsonSchema:
+    """An operator's POST on one task: who may, and what it answers."""
+    return {
+        "method": "post",
+        "operationId": operation_id,
+        "security": WRITE_SECURITY,
+        "parameters": [TASK_ID_PARAMETER],
+        "responses": {
+            ok_status: ok,
+            "400": ref("responses", "CsrfRefused"),
+            "401": ref("responses", "Unauthorized"),
+            "403": ref("responses", "Forbidden"),
+            "404": ref("responses", "NotFound"),
+            "409": ref("responses", "Conflict"),
+            "414": ref("responses", "UriTooLong"),
+            "503": ref("responses", "Unavailable"),
+        },
+    }
+
+
+# Writes need a bearer token or the sign-on identity (with the page's CSRF token).
+WRITE_SECURITY = [{"bearerToken": []}, {"singleSignOn": []}]
+
+
+def security_schemes(app: Flask) -> dict[str, JsonSchema]:
+    """A bearer token always; the sign-on proxy's header when one is configured and believed."""
+    schemes: dict[str, JsonSchema] = {
+        "bearerToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token from `flask --app wsgi tokens create --name NAME --role ROLE`.",
+        }
+    }
+    header = app.config["AUTH_USER_HEADER"]
+    if header and app.config["TRUSTED_PROXIES"]:
+        schemes["singleSignOn"] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": header,
+            "description": "Set by the single sign-on proxy; OPERATORS decides who operates.",
+        }
+    return schemes
+
+
+def read_security(app: Flask) -> list[JsonSchema]:
+    """Reading needs no identity unless AUTH_REQUIRED is on."""
+    known = [scheme for scheme in WRITE_SECURITY if next(iter(scheme)) in security_schemes(app)]
+    return known if app.config["AUTH_REQUIRED"] else [{}, *known]
+
+
+DRY_RUN_PARAMETER = {
+    "name": "dry_run",
+    "in": "query",
+    "required": False,
+    "description": "1 (or true): change nothing, answer how many tasks and which would change.",
+    "schema": {"type": "string", "enum": ["1", "true", "0", "false"]},
+}
+
+
+def bulk_action(operation_id: str) -> JsonSchema:
+    """An operator's POST on every task the list's filter matches (paging aside)."""
+    return {
+        "method": "post",
+        "operationId": operation_id,
+        "security": WRITE_SECURITY,
+        "parameters": [*parameter_refs(refused=PAGE_PARAMETERS), DRY_RUN_PARAMETER],
+        "responses": {
+            "200": json_ok(
+                "BulkResult", "The dry run's count and ids, or what changed and what did not."
+            ),
+            "400": ref("responses", "CsrfRefused"),
+            "401": ref("responses", "Unauthorized"),
+            "403": ref("responses", "Forbidden"),
             "414": ref("responses", "UriTooLong"),
             "422": ref("responses", "InvalidQuery"),
             "503": ref("responses", "Unavailable"),
@@ -446,6 +625,25 @@ TASK_ID_PARAMETER = {
 def operations() -> dict[str, JsonSchema]:
     """Each JSON endpoint's operation, by endpoint name (its path comes from the URL map)."""
     return {
+        "operate.cancel_many_json": bulk_action("cancelTasks"),
+        "operate.retry_many_json": bulk_action("retryTasks"),
+        "operate.cancel_json": action(
+            "cancelTask", "200", json_ok("ActionResult", "The task is cancelled or cancelling.")
+        ),
+        "operate.retry_json": action(
+            "retryTask",
+            "201",
+            {
+                **json_ok("RetryResult", "The new task, queued."),
+                "description": "The new task, queued.",
+                "headers": {
+                    "Location": {
+                        "description": "The new task's URL.",
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+        ),
         "api.list_tasks_json": {
             "operationId": "listTasks",
             **filtered(json_ok("TaskPage", "A page of tasks.", headers={"Link": LINK_HEADER})),
@@ -467,6 +665,7 @@ def operations() -> dict[str, JsonSchema]:
             "parameters": [TASK_ID_PARAMETER],
             "responses": {
                 "200": json_ok("TaskWithDetails", "The task."),
+                "401": ref("responses", "Unauthorized"),
                 "404": ref("responses", "NotFound"),
                 "414": ref("responses", "UriTooLong"),
                 "503": ref("responses", "Unavailable"),
@@ -497,8 +696,8 @@ def operations() -> dict[str, JsonSchema]:
 
 
 def openapi_path(rule: str) -> str:
-    """A Flask rule such as `/tasks/<task_id>` as an OpenAPI path, `/tasks/{task_id}`."""
-    return rule.replace("<", "{").replace(">", "}")
+    """A Flask rule such as `/tasks/<task:task_id>` as an OpenAPI path, `/tasks/{task_id}`."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
 
 
 def first_line(text: str | None) -> str:
@@ -510,9 +709,16 @@ def paths(app: Flask) -> dict[str, JsonSchema]:
     """Every described endpoint at its path, summarised by its view's docstring."""
     rules = {rule.endpoint: rule.rule for rule in app.url_map.iter_rules()}
     described: dict[str, JsonSchema] = {}
+    schemes = security_schemes(app)
     for endpoint, operation in operations().items():
         summary = first_line(app.view_functions[endpoint].__doc__)
-        described[openapi_path(rules[endpoint])] = {"get": {"summary": summary, **operation}}
+        method = operation.pop("method", "get")
+        security = operation.pop("security", None)
+        if security is None and endpoint != "contract.openapi_json":
+            security = read_security(app)
+        if security is not None:
+            operation["security"] = [s for s in security if not s or next(iter(s)) in schemes]
+        described[openapi_path(rules[endpoint])] = {method: {"summary": summary, **operation}}
     return described
 
 
@@ -536,6 +742,7 @@ def openapi_document(app: Flask, server_url: str = "/") -> JsonSchema:
             "parameters": filter_parameters(),
             "schemas": response_schemas(),
             "responses": shared_responses(),
+            "securitySchemes": security_schemes(app),
         },
     }
 

@@ -31,6 +31,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from werkzeug.datastructures import MultiDict
@@ -57,6 +58,7 @@ from app.filters import (
     lenient_arguments,
     parse_filter,
 )
+from app.identity import rendering_key
 from app.models import ACTIVE_STATUSES, TASK_TYPES, close_read_connection, read_connection
 from app.query import (
     DataVersion,
@@ -540,6 +542,9 @@ def engineer_links(task_filter: TaskFilter) -> dict[str, str]:
         "curl": f"curl -sS {shlex.quote(absolute)}",
         "csv": with_query(url_for("api.export_csv"), export_args),
         "ndjson": with_query(url_for("api.export_ndjson"), export_args),
+        # The operator's "act on every match" (a confirmation first), which reads no page either.
+        "bulk_cancel": with_query(url_for("operate.confirm_cancel_page"), export_args),
+        "bulk_retry": with_query(url_for("operate.confirm_retry_page"), export_args),
     }
 
 
@@ -600,10 +605,12 @@ def list_etag(view: ListView, fragment: bool, version: DataVersion) -> str:
 
     The data (the tables' newest changes and the minute), the request's full URL (host,
     path and query string: the filter, the form's values as typed, the embed's options),
-    which rendering, and the app's own fingerprint.
+    which rendering, who views it (their role, and an operator's session: forms carry its CSRF
+    token), and the app's own fingerprint.
     """
     parts = (
         current_app.extensions["render_fingerprint"],
+        rendering_key(),
         view.endpoint,
         "fragment" if fragment else "page",
         request.url,
@@ -639,14 +646,17 @@ class ListRequest:
         """The results region alone, or the view's whole page."""
         return "_results.html" if self.fragment else self.view.template
 
-    def respond(self, body: str, etag: str | None) -> Response:
+    def respond(self, body: str, etag: str | None, once: bool = False) -> Response:
         """The answer with the headers every answer of the list carries; a 304 when the
-        browser's copy has `etag`, a 503 (try again shortly) when there is no ETag."""
+        browser's copy has `etag`, a 503 (try again shortly) when there is no ETag. A page
+        shown `once` (it carries a message) is never stored and has no ETag."""
         response = make_response(body, 200 if etag else 503)
         response.vary.update(VARY)
-        response.headers["Cache-Control"] = "no-cache"
+        response.headers["Cache-Control"] = "no-store" if once else "no-cache"
         if self.fragment:
             response.headers.update(history_headers(self.view, self.self_url))
+        if once:
+            return response
         if etag is None:
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response
@@ -669,6 +679,11 @@ def render_fresh(ask: ListRequest, connection: Any, version: DataVersion, etag: 
     return render_template(ask.template(), **context, known_tags=tags)
 
 
+def has_message() -> bool:
+    """Whether an action left a message (a flash) for the next page this browser sees."""
+    return bool(session.get("_flashes"))
+
+
 def render_list(view: ListView) -> Response:
     """The list page, or only its results region for an htmx request that targets it.
 
@@ -688,9 +703,12 @@ def render_list(view: ListView) -> Response:
             return jump
         version = data_version(connection, ask.now)
         etag = list_etag(view, fragment, version)
+        make = functools.partial(render_fresh, ask, connection, version, etag)
+        if has_message():
+            # What an action just did, for this browser alone: never kept, shared or 304'd.
+            return ask.respond(make(), etag, once=True)
         if request.if_none_match.contains_weak(etag):
             return ask.respond("", etag)
-        make = functools.partial(render_fresh, ask, connection, version, etag)
         body = kept_or_made(rendered, f"list:{etag}", make)
         return ask.respond(body, etag)
     except DATABASE_ERRORS as error:
@@ -754,6 +772,12 @@ def render_task(view: ListView, task_id: str) -> Response:
         json_url=url_for("api.show_task_json", task_id=parsed_id),
         full_view_url=url_for("pages.show_task", task_id=parsed_id),
         tag_url=view.url(TaskFilter(tags=(row.tag,))) if row.tag else None,
+        cancelling=detail.cancelling,
+        self_url=request.full_path.rstrip("?"),
+        retry_of=detail.retry_of,
+        retried_as=detail.retried_as,
+        retry_of_url=view.task_url(detail.retry_of, back_filter) if detail.retry_of else None,
+        retried_as_url=view.task_url(detail.retried_as, back_filter) if detail.retried_as else None,
     )
     response = make_response(body)
     response.headers["Cache-Control"] = "no-cache"

@@ -13,6 +13,12 @@ compare-and-set also finds the task below that quarter, so two reports racing ov
 quarter record it once. `heartbeat()` and
 every progress report set `updated_at`, which is when the module was last heard from (see
 app/stalled.py).
+
+An operator cannot stop a running task; they ask it to (app/actions.py). The module learns
+it when it next reports: `report_progress` and `heartbeat` raise `CancelRequested`, and
+`cancel_requested` answers the question for a module that would rather ask. The module then
+stops its work and confirms with `cancel()`. (It may also finish: `complete()` still
+records the result.)
 """
 
 from __future__ import annotations
@@ -59,6 +65,17 @@ class IllegalTransition(RuntimeError):
         action = action or f"become {target.value}"
         super().__init__(f"task {task_id} is {current}; it cannot {action}")
         self.task_id, self.current, self.target = task_id, current, target
+
+
+class CancelRequested(IllegalTransition):
+    """An operator asked this running task to stop: stop the work, then call `cancel()`.
+
+    Raised by `report_progress` and `heartbeat`, which then record nothing.
+    """
+
+    def __init__(self, task_id: uuid.UUID):
+        RuntimeError.__init__(self, f"task {task_id} was asked to stop; confirm with cancel()")
+        self.task_id, self.current, self.target = task_id, Status.RUNNING.value, Status.CANCELLED
 
 
 def milestone_below(progress: float) -> float | None:
@@ -110,6 +127,7 @@ class Recorder:
         """Record how far a running task has got, from 0.0 to 1.0; it counts as heard from.
 
         A report that crosses a milestone (see MILESTONES) records a "progress" event.
+        Raises CancelRequested, recording nothing, once an operator asked the task to stop.
         """
         if not 0.0 <= progress <= 1.0:
             raise ValueError(f"progress must be from 0.0 to 1.0, not {progress}")
@@ -125,7 +143,7 @@ class Recorder:
                 Status.RUNNING,
                 (Status.RUNNING,),
                 (EventKind.PROGRESS, note),
-                where=(crossed,),
+                where=(crossed, model.cancel_requested_at.is_(None)),
                 progress=progress,
             ):
                 return
@@ -136,11 +154,15 @@ class Recorder:
             allowed=(Status.RUNNING,),
             action=action,
             event=None,
+            unless_asked_to_stop=True,
             progress=progress,
         )
 
     def heartbeat(self, task_type: str, task_id: uuid.UUID) -> None:
-        """Say that a running task's module is alive: it is then not stalled (no event)."""
+        """Say that a running task's module is alive: it is then not stalled (no event).
+
+        Raises CancelRequested, recording nothing, once an operator asked the task to stop.
+        """
         self._move(
             task_type,
             task_id,
@@ -148,7 +170,18 @@ class Recorder:
             allowed=(Status.RUNNING,),
             action="send a heartbeat (only a running task can)",
             event=None,
+            unless_asked_to_stop=True,
         )
+
+    def cancel_requested(self, task_type: str, task_id: uuid.UUID) -> bool:
+        """Whether an operator asked this task to stop (and it has not stopped yet)."""
+        model = self._model(task_type)
+        statement = sa.select(model.status, model.cancel_requested_at).where(model.id == task_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(statement).first()
+        if row is None:
+            raise TaskNotFound(f"no {task_type} task has id {task_id}")
+        return row.status == Status.RUNNING.value and row.cancel_requested_at is not None
 
     def fail_stalled(self, task_type: str, task_id: uuid.UUID, heard_before: datetime) -> bool:
         """Fail a running task last heard before `heard_before`; False if it moved on since.
@@ -240,9 +273,11 @@ class Recorder:
         allowed: tuple[Status, ...] | None = None,
         action: str | None = None,
         event: tuple[EventKind, str | None] | bool | None = True,
+        unless_asked_to_stop: bool = False,
         **values: Any,
     ) -> None:
-        """Compare-and-set: update only if the task is in an allowed status right now.
+        """Compare-and-set: update only if the task is in an allowed status right now (and,
+        `unless_asked_to_stop`, has no cancel request, else CancelRequested).
 
         `event` is the event to record: by default the target's (see EVENT_FOR), with the
         error as its note for a failure; None records none.
@@ -251,6 +286,7 @@ class Recorder:
         allowed = allowed or ALLOWED_FROM[target]
         if event is True:
             event = (EVENT_FOR[target], values.get("error_msg"))
+        where = (model.cancel_requested_at.is_(None),) if unless_asked_to_stop else ()
         with self.engine.begin() as connection:
             moved = self._try_move(
                 task_type,
@@ -258,14 +294,17 @@ class Recorder:
                 target,
                 allowed,
                 event or None,
+                where=where,
                 connection=connection,
                 **values,
             )
             if moved:
                 return
             current = connection.execute(
-                sa.select(model.status).where(model.id == task_id)
-            ).scalar_one_or_none()
+                sa.select(model.status, model.cancel_requested_at).where(model.id == task_id)
+            ).first()
         if current is None:
             raise TaskNotFound(f"no {task_type} task has id {task_id}")
-        raise IllegalTransition(task_id, current, target, action)
+        if unless_asked_to_stop and current.status == Status.RUNNING.value:
+            raise CancelRequested(task_id)
+        raise IllegalTransition(task_id, current.status, target, action)

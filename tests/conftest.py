@@ -170,6 +170,27 @@ def scratch_app(scratch_url: str) -> Iterator[Flask]:
         app.extensions["sqlalchemy"].engine.dispose()
 
 
+# Sign-on as the tests configure it: a trusted proxy names the user in this header.
+SSO_HEADER = "X-Forwarded-Email"
+SSO_SETTINGS = {
+    "TRUSTED_PROXIES": 1,
+    "AUTH_USER_HEADER": SSO_HEADER,
+    "OPERATORS": "ops@example.com, @ml.example.com",
+}
+
+
+@pytest.fixture
+def signed_app(scratch_url: str) -> Iterator[Flask]:
+    """An app over empty tables behind a trusted sign-on proxy, with OPERATORS set."""
+    app = make_app(scratch_url, **SSO_SETTINGS)
+    with app.app_context():
+        engine = app.extensions["sqlalchemy"].engine
+        reset_tables(engine)
+    yield app
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+
+
 @pytest.fixture
 def scratch_engine(scratch_app: Flask) -> sa.Engine:
     """The engine of the scratch app's database."""

@@ -1,5 +1,8 @@
 """Schemathesis hooks: what the API description cannot say about parameters taken together.
 
+A drawn task id is almost never a task's, so a case of cancel or retry drawn as valid gets
+the id of a real task that the action could apply to (one of the first page of such tasks).
+
 OpenAPI describes each parameter alone. Three rules of `/tasks` join parameters: a cursor is
 one the server made (it is signed), it is not given with offset, and created_after comes
 before created_before. A request that breaks one of them answers 422, which is right, so a
@@ -13,6 +16,7 @@ Load with `SCHEMATHESIS_HOOKS=tests/contract_hooks.py` or `hooks` in schemathesi
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from functools import cache
 
@@ -58,11 +62,37 @@ def use_server_cursor(query: dict, base_url: str) -> None:
         query["cursor"] = cursor
 
 
+# The statuses each action of one task applies to.
+ACTION_STATUSES = {"cancel": ("queued", "running"), "retry": ("failed", "cancelled")}
+
+
+@cache
+def server_task_ids(base_url: str, action: str) -> tuple[str, ...]:
+    """Ids of tasks `action` applies to, from the first page of them."""
+    query = {"status": ACTION_STATUSES[action], "limit": 100}
+    response = requests.get(f"{base_url}/tasks", params=query, timeout=10)
+    response.raise_for_status()
+    return tuple(item["id"] for item in response.json()["items"])
+
+
+def use_real_task(case: Case) -> None:
+    """Point a drawn cancel or retry at a task it could apply to."""
+    action = case.operation.path.rsplit("/", 1)[-1]
+    if case.method.upper() != "POST" or action not in ACTION_STATUSES or not case.path_parameters:
+        return
+    ids = server_task_ids(case.operation.schema.get_base_url(), action)
+    if ids:
+        case.path_parameters["task_id"] = random.choice(ids)
+
+
 @schemathesis.hook
 def map_case(context: HookContext, case: Case) -> Case:
     """Bring a case drawn as valid in line with the rules that join parameters."""
     meta = case.meta
-    if meta is None or not meta.generation.mode.is_positive or not case.query:
+    if meta is None or not meta.generation.mode.is_positive:
+        return case
+    use_real_task(case)
+    if not case.query:
         return case
     keep_window_ordered(case.query)
     use_server_cursor(case.query, case.operation.schema.get_base_url())

@@ -31,13 +31,18 @@ def table_names(engine: sa.Engine) -> set[str]:
 
 
 def all_tasks(engine: sa.Engine) -> list[dict[str, Any]]:
-    """Every row of the five tables, each with its task type."""
+    """Every row of the five tables, each with its task type, in the columns the database
+    has (an older revision's tables lack the newer columns)."""
     with engine.connect() as connection:
-        return [
-            {"task_type": task_type, **row._mapping}
-            for task_type, model in MODEL_FOR_TYPE.items()
-            for row in connection.execute(sa.select(model.__table__))
-        ]
+        inspector = sa.inspect(connection)
+        tasks = []
+        for task_type, model in MODEL_FOR_TYPE.items():
+            table = model.__table__
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            columns = [column for column in table.columns if column.name in present]
+            for row in connection.execute(sa.select(*columns)):
+                tasks.append({"task_type": task_type, **row._mapping})
+        return tasks
 
 
 def invoke(runner, *args: str):

@@ -69,7 +69,11 @@ def test_init_db_adopts_tables_made_before_revisions_with_their_rows(runner, emp
     result = invoke(runner, "init-db")
     assert f"Adopted the existing task tables as revision {FIRST_REVISION}" in result.output
     assert state(empty_engine).at_head
-    assert all_tasks(empty_engine) == before
+    kept = [
+        {name: task[name] for name in old}
+        for task, old in zip(all_tasks(empty_engine), before, strict=True)
+    ]
+    assert kept == before
 
 
 def test_init_db_on_the_newest_revision_changes_nothing(runner, empty_engine):

@@ -38,10 +38,18 @@ LIST_COLUMNS = TaskRow._fields
 
 @dataclass(frozen=True)
 class TaskDetail:
-    """One task with the fields only its type has."""
+    """One task with the fields only its type has, and its cancel request and retry links."""
 
     row: TaskRow
     details: dict[str, Any]
+    cancel_requested_at: datetime | None = None
+    retry_of: uuid.UUID | None = None
+    retried_as: uuid.UUID | None = None
+
+    @property
+    def cancelling(self) -> bool:
+        """Running, and asked to stop: the page says "Cancelling…"."""
+        return self.row.status == "running" and self.cancel_requested_at is not None
 
 
 @functools.cache
