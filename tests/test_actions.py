@@ -100,9 +100,16 @@ def test_a_running_task_is_asked_to_stop_and_its_module_confirms(
 
     # The module learns it when it next reports, and its progress is not recorded.
     assert recorder.cancel_requested("training", task_id)
+    heard = stored(engine, "training", task_id)["updated_at"]
     with pytest.raises(CancelRequested):
         recorder.report_progress("training", task_id, 0.6)
+    with pytest.raises(CancelRequested):
+        recorder.report_progress("training", task_id, 0.8)  # past a milestone: no event
+    with pytest.raises(CancelRequested):
+        recorder.heartbeat("training", task_id)
     assert stored(engine, "training", task_id)["progress"] == 0.4
+    assert stored(engine, "training", task_id)["updated_at"] == heard
+    assert kinds_by(engine, task_id)[-1][0] == "cancel_requested"
     # It stops and confirms.
     recorder.cancel("training", task_id)
     assert stored(engine, "training", task_id)["status"] == "cancelled"
