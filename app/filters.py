@@ -24,7 +24,8 @@ from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form, SelectField, SelectMultipleField, StringField
 from wtforms.validators import NumberRange, Optional, StopValidation, ValidationError
 
-from app.models import TASK_TYPES, Status, tag_problem
+from app.error_groups import ERROR_GROUP_MAX_LENGTH
+from app.models import CONTROL_CHARACTERS, TASK_TYPES, Status, tag_problem
 
 STATUSES = tuple(status.value for status in Status)
 # The one-letter codes of the earlier /tasks implementation, still accepted.
@@ -61,6 +62,7 @@ class TaskFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     tags: tuple[str, ...] = ()
+    error_group: str | None = None
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     cursor: Cursor | None = None
@@ -83,6 +85,8 @@ class TaskFilter:
         if value.created_before is not None:
             args.append(("created_before", format_timestamp(value.created_before)))
         args += [("tag", tag) for tag in value.tags]
+        if value.error_group is not None:
+            args.append(("error_group", value.error_group))
         if value.order != "desc":
             args.append(("order", value.order))
         if value.limit != DEFAULT_LIMIT:
@@ -232,6 +236,18 @@ class TagListField(RepeatableField):
         return (self.data or [""])[0]
 
 
+class ErrorGroupField(StringField):
+    """One error group's key, as `/tasks/errors` gives it: exact, whole."""
+
+    def pre_validate(self, form: Form) -> None:
+        if not self.data:
+            return
+        if len(self.data) > ERROR_GROUP_MAX_LENGTH:
+            raise ValidationError(f"an error group has at most {ERROR_GROUP_MAX_LENGTH} characters")
+        if CONTROL_CHARACTERS.search(self.data):
+            raise ValidationError("an error group cannot contain control characters")
+
+
 class TimestampField(ParsedField):
     """An ISO 8601 instant. Without a zone it is an error, or UTC where `assume_utc`."""
 
@@ -315,6 +331,13 @@ class TaskFilterForm(Form):
         "Tag",
         description="Exact match, case and spaces included; several tags mean any of them.",
     )
+    error_group = ErrorGroupField(
+        "Error group",
+        description=(
+            "Only failed tasks whose error is this group: a key from /tasks/errors, matched "
+            "exactly."
+        ),
+    )
     limit = StrictIntegerField(
         "Page size",
         validators=[
@@ -392,6 +415,7 @@ class TaskFilterForm(Form):
             created_after=self.created_after.data,
             created_before=self.created_before.data,
             tags=tuple(sorted(set(self.tag.data or ()))),
+            error_group=self.error_group.data or None,
             limit=self.limit.data or DEFAULT_LIMIT,
             offset=self.offset.data or 0,
             cursor=cursor,

@@ -269,6 +269,7 @@ def form_state(parsed: ParsedFilter) -> dict[str, Any]:
         "created_after": form.created_after._value(),
         "created_before": form.created_before._value(),
         "tag": list(form.tag.data or []),
+        "error_group": form.error_group.data or "",
         "limit": form.limit._value(),
         "order": form.order.data if form.order.raw_data else "desc",
         "count": "exact" if form.count.raw_data else "",
@@ -414,6 +415,9 @@ def applied_filters(view: ListView, task_filter: TaskFilter) -> list[Link]:
     for tag in start.tags:
         remaining = tuple(other for other in start.tags if other != tag)
         applied.append(Link(f"tag is “{tag}”", view.url(start, tags=remaining)))
+    if start.error_group is not None:
+        error = f"error is “{start.error_group}”"
+        applied.append(Link(error, view.url(start, error_group=None)))
     return applied
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.clock import utcnow
+from app.error_groups import error_group
 from app.models import MODEL_FOR_TYPE, Status, TaskModel, tag_problem
 
 # Which statuses each status may be entered from.
@@ -86,7 +87,14 @@ class Recorder:
     def fail(self, task_type: str, task_id: uuid.UUID, error_msg: str) -> None:
         """Move a queued or running task to failed, saying why."""
         now = self.clock()
-        self._move(task_type, task_id, Status.FAILED, finished_at=now, error_msg=error_msg)
+        self._move(
+            task_type,
+            task_id,
+            Status.FAILED,
+            finished_at=now,
+            error_msg=error_msg,
+            error_group=error_group(error_msg),
+        )
 
     def cancel(self, task_type: str, task_id: uuid.UUID) -> None:
         """Move a queued or running task to cancelled."""

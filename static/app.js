@@ -215,6 +215,11 @@
     setSelect(form.querySelector("#order"), state.order);
     var count = form.querySelector('input[name="count"]');
     if (count) count.disabled = state.count !== "exact";
+    var group = form.querySelector("#error_group");
+    if (group) {
+      group.value = state.error_group;
+      group.disabled = !state.error_group;
+    }
     setErrors(form, state.errors);
   }
 

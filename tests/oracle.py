@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.demo import type_fields
+from app.error_groups import error_group
 from app.filters import TaskFilter, format_timestamp
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base, Status
 from app.query import TOTAL_EXACT_UP_TO
@@ -19,6 +20,23 @@ from app.query import TOTAL_EXACT_UP_TO
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STATUSES = [s.value for s in Status]
 KNOWN_TAGS = ["exp-1", "exp-2", "nightly", "Exp-1", "exp-1 ", "<b>bold</b>", "ünïcode-✓"]
+
+
+# Error messages of failed tasks: variable parts (numbers, hex, paths, quoted values) that
+# the error groups take out, and HTML that every page must show as text.
+FAILURES = (
+    "Traceback: <script>alert(1)</script> & more",
+    "CUDA out of memory. Tried to allocate {n}.00 GiB (GPU {m}; 79.15 GiB total capacity)",
+    "row {n}: expected 3 columns, found {m}",
+    "FileNotFoundError: '/data/shard-{n}/part-{m}.parquet' at 0x{n:x}ff",
+)
+
+
+def failure(task_type: str, task_id: uuid.UUID) -> str:
+    """A failed task's message, from its id (no draw from the random stream): training
+    tasks all fail with the first, the others with any."""
+    template = FAILURES[0 if task_type == "training" else task_id.int % len(FAILURES)]
+    return template.format(n=task_id.int % 997, m=task_id.int % 7)
 
 
 def make_task(
@@ -34,9 +52,10 @@ def make_task(
     terminal = status in {s.value for s in TERMINAL_STATUSES}
     started = None if status == "queued" else created_at + timedelta(minutes=1)
     finished = created_at + finished_after if terminal else None
+    task_id = uuid.UUID(int=rng.getrandbits(128), version=4)
     return {
         "task_type": task_type,
-        "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+        "id": task_id,
         "status": status,
         "tag": tag,
         "created_at": created_at,
@@ -44,7 +63,8 @@ def make_task(
         "started_at": started,
         "finished_at": finished,
         "progress": {"running": 0.5, "completed": 1.0}.get(status),
-        "error_msg": "Traceback: <script>alert(1)</script> & more" if status == "failed" else None,
+        "error_msg": failure(task_type, task_id) if status == "failed" else None,
+        "error_group": error_group(failure(task_type, task_id)) if status == "failed" else None,
         **type_fields(task_type, rng, finished_ok=status == "completed"),
     }
 
@@ -80,7 +100,12 @@ def insert_tasks(engine: sa.Engine, tasks: Iterable[dict[str, Any]]) -> None:
     with engine.begin() as connection:
         for task_type, rows in by_type.items():
             if rows:
-                connection.execute(sa.insert(MODEL_FOR_TYPE[task_type].__table__), rows)
+                # The table as the database has it: an older revision lacks newer columns.
+                table = sa.Table(
+                    MODEL_FOR_TYPE[task_type].__tablename__, sa.MetaData(), autoload_with=connection
+                )
+                kept = [{k: v for k, v in row.items() if k in table.c} for row in rows]
+                connection.execute(sa.insert(MODEL_FOR_TYPE[task_type].__table__), kept)
 
 
 def matches(task: dict[str, Any], f: TaskFilter, now: datetime = NOW) -> bool:
@@ -90,6 +115,8 @@ def matches(task: dict[str, Any], f: TaskFilter, now: datetime = NOW) -> bool:
     if f.statuses and task["status"] not in f.statuses:
         return False
     if f.tags and task["tag"] not in f.tags:
+        return False
+    if f.error_group is not None and task.get("error_group") != f.error_group:
         return False
     if f.within_hours is not None:
         active = task["status"] in {"queued", "running"}

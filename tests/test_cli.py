@@ -30,14 +30,19 @@ def table_names(engine: sa.Engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names())
 
 
-def all_tasks(engine: sa.Engine) -> list[dict[str, Any]]:
-    """Every row of the five tables, each with its task type."""
+def all_tasks(engine: sa.Engine, leave_out: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every row of the five tables as the database has them, each with its task type,
+    without the columns `leave_out` names."""
     with engine.connect() as connection:
-        return [
-            {"task_type": task_type, **row._mapping}
-            for task_type, model in MODEL_FOR_TYPE.items()
-            for row in connection.execute(sa.select(model.__table__))
-        ]
+        inspector = sa.inspect(connection)
+        tasks = []
+        for task_type, model in MODEL_FOR_TYPE.items():
+            present = {column["name"] for column in inspector.get_columns(model.__tablename__)}
+            kept = present - set(leave_out)
+            columns = [column for column in model.__table__.c if column.name in kept]
+            rows = connection.execute(sa.select(*columns).order_by(model.__table__.c.id))
+            tasks += [{"task_type": task_type, **row._mapping} for row in rows]
+        return tasks
 
 
 def invoke(runner, *args: str):

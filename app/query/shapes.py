@@ -47,6 +47,7 @@ class Shape:
     task_types: tuple[str, ...]
     statuses: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    error_group: bool = False
     window: bool = False
     after: bool = False
     before: bool = False
@@ -84,6 +85,8 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
     after, before, cursor = created_bounds(task_filter)
     tags = tuple(f"tag_{index}" for index in range(len(task_filter.tags)))
     values: Values = dict(zip(tags, task_filter.tags, strict=True))
+    if task_filter.error_group is not None:
+        values["error_group"] = task_filter.error_group
     if task_filter.within_hours is not None:
         values["since"] = now - timedelta(hours=task_filter.within_hours)
     if after is not None:
@@ -94,8 +97,9 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         values["cursor_at"], values["cursor_id"] = cursor.created_at, cursor.id
     shape = Shape(
         task_types=task_filter.task_types or TASK_TYPES,
-        statuses=task_filter.statuses,
+        statuses=error_group_statuses(task_filter),
         tags=tags,
+        error_group=task_filter.error_group is not None,
         window=task_filter.within_hours is not None,
         after=after is not None,
         before=before is not None,
@@ -103,6 +107,14 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         order=task_filter.order,
     )
     return shape, values
+
+
+def error_group_statuses(task_filter: TaskFilter) -> tuple[str, ...]:
+    """The statuses a filter reads: only failed tasks have an error group, so a filter by
+    one reads the failed ones alone, on the (status, error_group, created_at) index."""
+    if task_filter.error_group is not None and not task_filter.statuses:
+        return (Status.FAILED.value,)
+    return task_filter.statuses
 
 
 def page_shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
@@ -222,6 +234,8 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
     if shape.tags:
         tags = [sa.bindparam(name, type_=model.tag.type) for name in shape.tags]
         conditions.append(_one_or_in(model.tag, tags))
+    if shape.error_group:
+        conditions.append(model.error_group == sa.bindparam("error_group"))
     if shape.window and (window := window_condition(model, shape.statuses)) is not None:
         conditions.append(window)
     if has_floor(shape):
@@ -245,7 +259,8 @@ def reads_every_finished_status(shape: Shape) -> bool:
     instead of walking created_at. Counts keep the test, which is what puts them on that
     index.
     """
-    return shape.page and shape.window and set(shape.statuses) == set(TERMINAL)
+    every = shape.page and shape.window and set(shape.statuses) == set(TERMINAL)
+    return every and not shape.error_group
 
 
 def statuses_condition(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -266,7 +281,8 @@ def split_by_index(shape: Shape) -> list[Shape]:
     if len(shape.tags) > 1:
         return [replace(shape, tags=(tag,)) for tag in shape.tags]
     if len(shape.statuses) > 1 and not shape.tags:
-        if shape.page and shape.window and set(TERMINAL) <= set(shape.statuses):
+        walk_all = shape.page and shape.window and not shape.error_group
+        if walk_all and set(TERMINAL) <= set(shape.statuses):
             # Every finished status at once: one walk of the created_at index, which holds
             # finished_at, rather than three that each read a page's worth of rows.
             active = [replace(shape, statuses=(s,)) for s in shape.statuses if s in ACTIVE]
