@@ -16,6 +16,7 @@ from app.error_groups import error_group
 from app.filters import TaskFilter, format_timestamp
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base, Status
 from app.query import TOTAL_EXACT_UP_TO
+from app.query.histogram import chart_window
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STATUSES = [s.value for s in Status]
@@ -197,3 +198,52 @@ def item_json(task: dict[str, Any]) -> dict[str, Any]:
         "error_msg": task["error_msg"],
         "summary": SUMMARIES[task["task_type"]].format(**task),
     }
+
+
+def histogram(tasks: list[dict[str, Any]], f: TaskFilter, now: datetime = NOW) -> dict[str, Any]:
+    """What `/tasks/histogram` answers: the matching tasks of each bar of the filter's window,
+    by status, each task placed by its own created_at."""
+    window = chart_window(f, now)
+    if window is None:
+        return {"start": None, "end": None, "bucket_seconds": None, "buckets": [], "total": 0}
+    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    step = timedelta(seconds=window.step)
+    for task in tasks:
+        created = task["created_at"]
+        if matches(task, f, now) and window.lower <= created < window.upper:
+            counts[(created - window.grid_start) // step][task["status"]] += 1
+    buckets = []
+    for index, bar in enumerate(counts):
+        start, end = window.bucket(index)
+        bounds = {"start": format_timestamp(start), "end": format_timestamp(end)}
+        buckets.append(bounds | {"counts": bar, "total": sum(bar.values())})
+    return {
+        "start": format_timestamp(window.lower),
+        "end": format_timestamp(window.upper),
+        "bucket_seconds": window.step,
+        "buckets": buckets,
+        "total": sum(bucket["total"] for bucket in buckets),
+    }
+
+
+def error_groups(
+    tasks: list[dict[str, Any]], f: TaskFilter, now: datetime = NOW
+) -> list[dict[str, Any]]:
+    """What `/tasks/errors` lists (links aside): the matching failed tasks grouped by their
+    message's error group, most frequent first, each with its newest message."""
+    failed = [t for t in tasks if t["status"] == "failed" and matches(t, f, now)]
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for task in failed:
+        grouped.setdefault(error_group(task["error_msg"]), []).append(task)
+    groups = [
+        {
+            "error_group": key,
+            "count": len(members),
+            "message": max(members, key=sort_key)["error_msg"],
+            "task_types": [t for t in TASK_TYPES if any(m["task_type"] == t for m in members)],
+            "first_seen": format_timestamp(min(m["created_at"] for m in members)),
+            "last_seen": format_timestamp(max(m["created_at"] for m in members)),
+        }
+        for key, members in grouped.items()
+    ]
+    return sorted(groups, key=lambda group: (-group["count"], group["error_group"]))

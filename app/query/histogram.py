@@ -3,9 +3,9 @@
 The window is the filter's created_at range. Where the filter leaves a side open, the
 window ends now (the bucket holding now is the last) and starts `span` earlier: the time
 window's hours (`within_hours`) or seven days. Buckets are whole minutes, hours or days
-counted from 1970-01-01 UTC, the smallest of `STEPS` that draws the window in at most 60
-bars, so 24 to 60 whenever the window is over 24 minutes: hourly for windows of 24 to 60
-hours, daily for 25 to 60 days.
+counted from 1970-01-01 UTC: hourly for windows of 24 to 60 hours, daily for 24 to 60 days,
+else the smallest of `STEPS` that draws the window in at most 60 bars; so 24 to 60 bars
+whenever the window is over 24 minutes (a week: 56 bars of 3 hours).
 
 The database counts, reading the window's range of an index and nothing else: so a week's
 chart costs the same whatever the tables hold beyond that week. How it counts is one of
@@ -35,7 +35,9 @@ STEPS = (
     *(hours * HOUR for hours in (1, 2, 3, 6, 12)),
     *(days * DAY for days in (1, 2, 5, 10, 15, 30, 60, 90, 180, 365)),
 )
-MAX_BARS = 60
+MIN_BARS, MAX_BARS = 24, 60
+# Hours and days read best: chosen whenever they give MIN_BARS to MAX_BARS bars.
+PREFERRED_STEPS = (HOUR, DAY)
 DEFAULT_SPAN = timedelta(days=7)
 
 
@@ -79,7 +81,11 @@ def bars_between(lower: datetime, end: datetime, step: int) -> int:
 
 
 def bucket_seconds(lower: datetime, end: datetime) -> int:
-    """The smallest step that shows [lower, end) in at most MAX_BARS bars."""
+    """The step [lower, end) is drawn in: an hour or a day where that gives MIN_BARS to
+    MAX_BARS bars, else the smallest step that gives at most MAX_BARS."""
+    for step in PREFERRED_STEPS:
+        if MIN_BARS <= bars_between(lower, end, step) <= MAX_BARS:
+            return step
     for step in STEPS:
         if bars_between(lower, end, step) <= MAX_BARS:
             return step
