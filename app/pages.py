@@ -37,6 +37,7 @@ from werkzeug.http import quote_etag
 
 from app.api import next_page_cursor, task_or_404
 from app.cache import Cache, kept_or_made, shared_facets
+from app.chart import build_chart, error_links
 from app.clock import display_now, request_time
 from app.errors import (
     DATABASE_ERRORS,
@@ -56,7 +57,19 @@ from app.filters import (
     parse_filter,
 )
 from app.models import ACTIVE_STATUSES, TASK_TYPES, close_read_connection, read_connection
-from app.query import DataVersion, Facets, TaskPage, Total, data_version, known_tags, list_tasks
+from app.query import (
+    DataVersion,
+    ErrorGroup,
+    Facets,
+    Histogram,
+    TaskPage,
+    Total,
+    data_version,
+    known_tags,
+    list_tasks,
+    task_histogram,
+    top_errors,
+)
 
 bp = Blueprint("pages", __name__)
 
@@ -88,6 +101,7 @@ EMBED_ENDPOINTS = frozenset({"pages.embed", "pages.embed_task"})
 VARY = ("HX-Request", "HX-Target", "HX-History-Restore-Request", "HX-Current-URL")
 TAG_SUGGESTIONS = 50
 ERROR_PREVIEW_CHARACTERS = 80
+TOP_ERRORS_SHOWN = 5
 
 TYPE_LABELS = {
     "model_upload": "Model upload",
@@ -520,6 +534,10 @@ def results_context(
             "pager": build_pager(view, task_filter, shown.page),
             "live": any(row.status in LIVE_STATUSES for row in shown.page.items),
         }
+    if shown.histogram is not None:
+        context["chart"] = build_chart(shown.histogram, task_filter, view.url, STATUS_LABELS)
+    if shown.errors is not None:
+        context["top_errors"] = error_links(shown.errors, task_filter, view.url, TYPE_LABELS)
     return context
 
 
@@ -570,6 +588,8 @@ class Shown:
     page: TaskPage | None = None
     facets: Facets | None = None
     region_etag: str | None = None
+    histogram: Histogram | None = None
+    errors: list[ErrorGroup] | None = None
 
 
 @dataclass(frozen=True)
@@ -611,6 +631,8 @@ def render_fresh(ask: ListRequest, connection: Any, version: DataVersion, etag: 
         page=list_tasks(connection, task_filter, now),
         facets=shared_facets(connection, task_filter, now, version),
         region_etag=etag if ask.fragment else list_etag(ask.view, True, version),
+        histogram=task_histogram(connection, task_filter, now),
+        errors=top_errors(connection, task_filter, now, TOP_ERRORS_SHOWN),
     )
     tags = [] if ask.fragment else known_tags(connection, TAG_SUGGESTIONS)
     context = results_context(ask.view, ask.parsed, task_filter, shown)

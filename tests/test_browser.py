@@ -344,6 +344,45 @@ def test_back_and_forward_restore_each_view(site, page, log):
     expect(page.locator("#page-2")).to_have_attribute("aria-current", "page")
 
 
+def test_clicking_a_bar_narrows_the_list_and_back_restores_it(site, page, log):
+    open_list(page, site.url("/"))
+    everything = row_ids(page)
+    mark_document(page)
+    bar = page.locator("a.chart-bar").last
+    label = bar.get_attribute("aria-label")
+    assert re.match(r"\w{3} \d{2} \w{3} \d{2}:\d{2}\N{EN DASH}\d{2}:\d{2}: \d", label), label
+
+    bar.click()
+    expect(page).to_have_url(re.compile(r"/\?created_after=.+&created_before=.+$"))
+    narrowed = wait_for_api_rows(site, page)
+    assert narrowed != everything
+    args = args_of(page)
+    expect(page.locator("#created_after")).to_have_value(args["created_after"][0])
+    total = sum(int(n) for n in re.findall(r"(\d+) \w+(?:,|$)", label.split(": ", 1)[1]))
+    expect(page.locator("#showing")).to_contain_text(f"of {total:,}")
+
+    page.go_back()
+    expect(page).to_have_url(site.url("/"))
+    wait_for_rows(page, everything)
+    expect(page.locator("#created_after")).to_have_value("")
+    assert same_document(page), "a bar or Back loaded the page again"
+    assert len(log.loads) == 1
+
+
+def test_a_top_error_lists_its_group(site, page, log):
+    open_list(page, site.url("/"))
+    page.click("#top-errors summary")
+    link = page.locator("#error-link-1")
+    count = int(page.locator("#error-group-1 .top-error-count").inner_text().split()[0])
+    link.click()
+    expect(page).to_have_url(re.compile(r"/\?error_group=.+$"))
+    failed = wait_for_api_rows(site, page)
+    assert row_values(page, "status") == {"failed"}
+    assert len(failed) == min(count, 20)
+    expect(page.locator("#showing")).to_contain_text(f"of {count:,}")
+    assert len(log.loads) == 1
+
+
 def test_pager_links_show_the_apis_pages(site, page, log):
     open_list(page, site.url("/", [("status", "completed"), ("limit", "10")]))
     mark_document(page)
@@ -518,7 +557,12 @@ def test_without_javascript_the_form_and_pager_still_work(site, browser):
         with page.expect_navigation():
             page.click("#page-1")
         assert row_ids(page) == failed
-        assert len(loads) == 4, "every step is a full page load"
+
+        with page.expect_navigation():
+            page.locator("a.chart-bar").last.click()
+        assert set(args_of(page)) == {"status", "created_after", "created_before"}
+        assert row_ids(page) == site.api_ids(query_of(page))
+        assert len(loads) == 5, "every step is a full page load"
     finally:
         context.close()
 
