@@ -1,0 +1,126 @@
+"""The chart and the top errors as the page renders them: one bar per bucket, links that
+narrow the list to a bar or to an error group, words for every bar, and no inline style."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from test_pages import FRAGMENT, filter_of, get_page
+
+from app.chart import bucket_label, step_text
+from app.filters import TaskFilter, format_timestamp
+from app.query.histogram import DAY, HOUR, MINUTE
+
+CHART_ARGS = {
+    "nothing": [],
+    "status and window": [("status", "failed"), ("status", "completed"), ("within_hours", "48")],
+    "a tag": [("tag", "exp-1")],
+}
+
+
+def histogram_of(client, args):
+    return client.get("/tasks/histogram", query_string=args).get_json()
+
+
+@pytest.mark.parametrize("name", list(CHART_ARGS))
+def test_every_bucket_is_a_bar_and_every_bar_with_tasks_links_to_its_bucket(client, name):
+    args = CHART_ARGS[name]
+    buckets = histogram_of(client, args)["buckets"]
+    _, page = get_page(client, "/", args)
+    shown = filter_of("/?" + "&".join(f"{k}={v}" for k, v in args))
+    for index, bucket in enumerate(buckets):
+        bar = page.by_id(f"bar-{index}")
+        if not bucket["total"]:
+            assert "href" not in bar
+            continue
+        narrowed = filter_of(bar["href"])
+        assert narrowed == replace(
+            shown,
+            created_after=datetime.fromisoformat(bucket["start"]),
+            created_before=datetime.fromisoformat(bucket["end"]),
+        )
+        assert bar["hx-get"] == bar["href"] and bar["hx-push-url"] == "true"
+        assert bar["aria-label"].endswith(
+            ", ".join(f"{n} {s}" for s, n in bucket["counts"].items() if n)
+        )
+    assert not page.has_id(f"bar-{len(buckets)}")
+
+
+def test_each_bar_has_a_tooltip_and_a_row_in_the_table_for_screen_readers(client):
+    buckets = histogram_of(client, [])["buckets"]
+    html = client.get("/").get_data(as_text=True)
+    chart = html.split('id="chart"', 1)[1].split("</figure>", 1)[0]
+    assert chart.count("<title>") == len(buckets)
+    table = chart.split('id="chart-table"', 1)[1]
+    assert table.count('<th scope="row">') == len(buckets)
+    for bucket in buckets:
+        assert f"<td>{bucket['total']}</td></tr>" in table
+
+
+def test_the_chart_and_errors_come_with_the_results_region(client):
+    _, page = get_page(client, "/", [("within_hours", "24")], **FRAGMENT)
+    assert page.has_id("chart") and page.has_id("top-errors")
+    assert not page.has_id("filters")
+
+
+def test_the_embed_draws_the_chart_and_its_bars_keep_the_embed(client):
+    _, page = get_page(client, "/embed", [("hide", "filters")])
+    bars = page.find("a", **{"class": "chart-bar"})
+    assert bars
+    assert all(bar["href"].startswith("/embed?") and "hide=filters" in bar["href"] for bar in bars)
+
+
+def test_the_page_has_no_inline_style(client):
+    html = client.get("/").get_data(as_text=True)
+    assert " style=" not in html and "<style" not in html
+
+
+def test_a_window_after_now_draws_no_chart(client):
+    _, page = get_page(client, "/", [("created_after", "2099-01-01T00:00:00Z")])
+    assert not page.has_id("chart")
+
+
+def test_each_top_error_links_to_its_group(client, tasks):
+    groups = client.get("/tasks/errors", query_string={"limit": "5"}).get_json()["groups"]
+    _, page = get_page(client, "/")
+    for index, group in enumerate(groups, start=1):
+        link = page.by_id(f"error-link-{index}")
+        assert filter_of(link["href"]) == TaskFilter(error_group=group["error_group"])
+
+
+def test_a_group_shown_is_an_applied_filter_and_a_field_of_the_form(client):
+    key = "row <n>: expected <n> columns, found <n>"
+    response, page = get_page(client, "/", [("error_group", key)])
+    html = response.get_data(as_text=True)
+    assert "error is “row &lt;n&gt;: expected &lt;n&gt; columns, found &lt;n&gt;”" in html
+    assert page.by_id("error_group")["value"] == key
+    assert "disabled" not in page.by_id("error_group")
+    _, plain = get_page(client, "/")
+    assert "disabled" in plain.by_id("error_group")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (MINUTE, "minute"),
+        (15 * MINUTE, "15 minutes"),
+        (HOUR, "hour"),
+        (3 * HOUR, "3 hours"),
+        (DAY, "day"),
+        (5 * DAY, "5 days"),
+    ],
+)
+def test_a_step_in_words(seconds, text):
+    assert step_text(seconds) == text
+
+
+def test_a_bar_in_words():
+    start = datetime(2026, 11, 24, 14, tzinfo=UTC)
+    end = datetime(2026, 11, 24, 15, tzinfo=UTC)
+    assert bucket_label(start, end, HOUR) == "Tue 24 Nov 14:00\N{EN DASH}15:00"
+    assert bucket_label(start.replace(hour=0), start.replace(day=25, hour=0), DAY) == (
+        "Tue 24 Nov 2026"
+    )
+    assert format_timestamp(start) == "2026-11-24T14:00:00Z"
