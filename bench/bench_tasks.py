@@ -74,6 +74,16 @@ class Case:
     args: Args
 
 
+@dataclass(frozen=True)
+class ViewCase:
+    """A request for the chart or the errors, and its target on SQLite and PostgreSQL."""
+
+    name: str
+    path: str
+    args: Args
+    target_ms: float | None
+
+
 CASES = (
     Case("no filter", ()),
     Case("task_type", (("task_type", "training"),)),
@@ -103,6 +113,27 @@ CASES = (
         "training, failed, 1 week",
         (("task_type", "training"), ("status", "failed"), ("within_hours", "168")),
     ),
+)
+
+# The chart and the errors panel: each a request through the client, its target (ms) on
+# SQLite and PostgreSQL. A week's chart reads the week's index range, whatever the table.
+WEEK_AGO = format_timestamp(NOW - timedelta(days=7))
+VIEW_CASES = (
+    ViewCase("histogram, last 7 days", "/tasks/histogram", (), 40),
+    ViewCase(
+        "histogram, created in 7 days",
+        "/tasks/histogram",
+        (("created_after", WEEK_AGO), ("created_before", format_timestamp(NOW))),
+        40,
+    ),
+    ViewCase(
+        "histogram, training, 24 h",
+        "/tasks/histogram",
+        (("task_type", "training"), ("within_hours", "24")),
+        None,
+    ),
+    ViewCase("errors, every failed task", "/tasks/errors", (), None),
+    ViewCase("errors, created in 7 days", "/tasks/errors", (("created_after", WEEK_AGO),), None),
 )
 RATIO_A_CASE = "completed, 24 h"
 RATIO_B_CASE = "no filter"
@@ -502,22 +533,44 @@ def machine_speed(connection: sa.Connection) -> str:
 
 def run_engine(
     url: str, cases: Sequence[Case], timing: Timing, depth: int, baseline: bool
-) -> tuple[str, list[CaseResult]]:
-    """Every case on one database, the client and the bare statements side by side."""
+) -> tuple[str, list[CaseResult], list[tuple[ViewCase, int, float]]]:
+    """Every case on one database, the client and the bare statements side by side, then
+    the chart's and the errors' cases: (case, what it counted, median ms)."""
     app = bench_app(url)
     client = app.test_client()
     with app.app_context():
         engine = db.engine
     results = []
+    views = []
     try:
         with engine.connect() as connection:
             memory = f"{server_memory(connection)}. Machine: {machine_speed(connection)}"
             for case in cases:
                 print(f"  {case.name}", file=sys.stderr)
                 results.append(run_case(case, client, connection, timing, depth, baseline))
+            for view in VIEW_CASES:
+                print(f"  {view.name}", file=sys.stderr)
+                answer = get_ok(client, view.path, view.args)
+                counted = answer["total"] if "total" in answer else len(answer["groups"])
+                median = timing.median_ms(lambda v=view: get_ok(client, v.path, v.args))
+                views.append((view, counted, median))
     finally:
         engine.dispose()
-    return memory, results
+    return memory, results, views
+
+
+def views_table(kind: str, views: Sequence[tuple[ViewCase, int, float]]) -> str:
+    """The chart's and the errors' medians beside their targets."""
+    lines = [
+        f"#### {kind}: the chart and the top errors (medians in ms)",
+        "",
+        "| case | tasks charted / groups | median | target |",
+        "|---|--:|--:|---|",
+    ]
+    for view, counted, median in views:
+        limit = view.target_ms if kind in {"sqlite", "postgresql"} else None
+        lines.append(f"| {view.name} | {counted:,} | {ms(median)} | {verdict(median, limit)} |")
+    return "\n".join(lines)
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -764,11 +817,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             if options.seed_only:
                 continue
             baseline = size <= options.baseline_up_to
-            memory, results = run_engine(sized, cases, timing, options.depth, baseline)
+            memory, results, views = run_engine(sized, cases, timing, options.depth, baseline)
             by_size[size] = results
             print(markdown_table(kind, size, timing, memory, results))
             print()
             print(target_summary(kind, results))
+            print()
+            print(views_table(kind, views))
             print(flush=True)
         if len(by_size) > 1:
             print(growth_table(kind, by_size))
