@@ -36,7 +36,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import quote_etag
 
 from app.api import next_page_cursor, task_or_404
-from app.cache import Cache, kept_or_made, shared_facets
+from app.cache import Cache, kept_or_made, shared_errors, shared_facets, shared_histogram
 from app.chart import build_chart, error_links
 from app.clock import display_now, request_time
 from app.errors import (
@@ -67,8 +67,6 @@ from app.query import (
     data_version,
     known_tags,
     list_tasks,
-    task_histogram,
-    top_errors,
 )
 
 bp = Blueprint("pages", __name__)
@@ -631,8 +629,8 @@ def render_fresh(ask: ListRequest, connection: Any, version: DataVersion, etag: 
         page=list_tasks(connection, task_filter, now),
         facets=shared_facets(connection, task_filter, now, version),
         region_etag=etag if ask.fragment else list_etag(ask.view, True, version),
-        histogram=task_histogram(connection, task_filter, now),
-        errors=top_errors(connection, task_filter, now, TOP_ERRORS_SHOWN),
+        histogram=shared_histogram(connection, task_filter, now, version),
+        errors=shared_errors(connection, task_filter, now, version, TOP_ERRORS_SHOWN),
     )
     tags = [] if ask.fragment else known_tags(connection, TAG_SUGGESTIONS)
     context = results_context(ask.view, ask.parsed, task_filter, shown)

@@ -3,14 +3,18 @@ narrow the list to a bar or to an error group, words for every bar, and no inlin
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from oracle import NOW
 from test_pages import FRAGMENT, filter_of, get_page
 
 from app.chart import bucket_label, step_text
 from app.filters import TaskFilter, format_timestamp
+from app.models import read_connection
+from app.query import ErrorGroup, Histogram, task_histogram, top_errors
 from app.query.histogram import DAY, HOUR, MINUTE
 
 CHART_ARGS = {
@@ -124,3 +128,14 @@ def test_a_bar_in_words():
         "Tue 24 Nov 2026"
     )
     assert format_timestamp(start) == "2026-11-24T14:00:00Z"
+
+
+def test_a_chart_and_its_errors_travel_through_the_shared_cache_unchanged(app):
+    with app.app_context():
+        connection = read_connection()
+        for task_filter in (TaskFilter(), TaskFilter(within_hours=24, statuses=("failed",))):
+            histogram = task_histogram(connection, task_filter, NOW)
+            assert Histogram.from_json(json.loads(json.dumps(histogram.as_json()))) == histogram
+        groups = top_errors(connection, TaskFilter(), NOW, 5)
+        assert groups
+        assert [ErrorGroup.from_json(json.loads(json.dumps(g.as_json()))) for g in groups] == groups

@@ -23,6 +23,8 @@ ANSWERS = {
     "/tasks": {200, 422},
     "/tasks/counts": {200, 422},
     "/tasks.csv": {200, 422},
+    "/tasks/histogram": {200, 422},
+    "/tasks/errors": {200, 422},
     "/": {200},
     "/embed": {200},
 }

@@ -45,6 +45,18 @@ class ErrorGroup:
             "last_seen": format_timestamp(self.last_seen),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ErrorGroup:
+        """Back from `as_json`."""
+        return cls(
+            key=data["error_group"],
+            count=data["count"],
+            task_types=tuple(data["task_types"]),
+            first_seen=datetime.fromisoformat(data["first_seen"]),
+            last_seen=datetime.fromisoformat(data["last_seen"]),
+            message=data["message"],
+        )
+
 
 def failed_filter(task_filter: TaskFilter) -> TaskFilter | None:
     """The filter's failed tasks alone; None when it leaves failed tasks out."""

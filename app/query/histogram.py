@@ -49,16 +49,12 @@ def floor_to(moment: datetime, step: int) -> datetime:
 
 @dataclass(frozen=True)
 class ChartWindow:
-    """Which tasks the chart counts (created in [lower, upper)) and in which buckets.
-
-    `open_end` says the window ends now rather than at the filter's created_before.
-    """
+    """Which tasks the chart counts (created in [lower, upper)) and in which buckets."""
 
     lower: datetime
     upper: datetime
     step: int
     bars: int
-    open_end: bool
 
     @property
     def grid_start(self) -> datetime:
@@ -113,7 +109,7 @@ def chart_window(task_filter: TaskFilter, now: datetime) -> ChartWindow | None:
         # The bucket holding now is drawn whole, so its link stays the same all hour.
         upper = floor_to(now, step) + timedelta(seconds=step)
         upper = min(upper, before) if before is not None else upper
-    return ChartWindow(lower, upper, step, bars_between(lower, upper, step), not closed)
+    return ChartWindow(lower, upper, step, bars_between(lower, upper, step))
 
 
 @dataclass(frozen=True)
@@ -136,6 +132,12 @@ class Bucket:
             "counts": self.counts,
             "total": self.total,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Bucket:
+        """Back from `as_json`."""
+        start, end = (datetime.fromisoformat(data[side]) for side in ("start", "end"))
+        return cls(start, end, dict(data["counts"]))
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,15 @@ class Histogram:
             "buckets": [bucket.as_json() for bucket in self.buckets],
             "total": self.total,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Histogram:
+        """Back from `as_json` (a chart kept in a shared cache travels as JSON)."""
+        buckets = [Bucket.from_json(bucket) for bucket in data["buckets"]]
+        if data["start"] is None:
+            return cls(None, buckets)
+        lower, upper = (datetime.fromisoformat(data[side]) for side in ("start", "end"))
+        return cls(ChartWindow(lower, upper, data["bucket_seconds"], len(buckets)), buckets)
 
 
 def chart_shape(task_filter: TaskFilter, now: datetime) -> tuple[Shape, dict[str, Any]]:
