@@ -9,17 +9,23 @@ from urllib.parse import urlencode
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from oracle import NOW, histogram
+from oracle import KNOWN_TAGS, NOW, histogram
 from test_api import FILTERS
 
-from app.filters import TaskFilter, format_timestamp
+from app.filters import MAX_TAGS, TaskFilter, format_timestamp
 from app.query.histogram import DAY, HOUR, MINUTE, chart_window
 
+# As many tags as a filter takes: every count of every bar repeats them.
+TWENTY_TAGS = [*KNOWN_TAGS, *(f"other-{n}" for n in range(MAX_TAGS - len(KNOWN_TAGS)))]
 CHART_FILTERS = {
     **FILTERS,
     "one error group": (
         [("error_group", "row <n>: expected <n> columns, found <n>")],
         TaskFilter(error_group="row <n>: expected <n> columns, found <n>"),
+    ),
+    "twenty tags": (
+        [("tag", tag) for tag in TWENTY_TAGS],
+        TaskFilter(tags=tuple(sorted(TWENTY_TAGS))),
     ),
     "within 48 hours": ([("within_hours", "48")], TaskFilter(within_hours=48)),
     "within 60 days": ([("within_hours", "1440")], TaskFilter(within_hours=1440)),

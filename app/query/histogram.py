@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.filters import TaskFilter, format_timestamp
-from app.models import sql_constant
+from app.models import UTCDateTime, sql_constant
 from app.query.engines import BucketStart, Executor, dialect_name, engine_shape
 from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models, shape_of
 
@@ -194,25 +194,43 @@ def created_between(model: Any, lower: str, upper: str) -> list[sa.ColumnElement
     return [model.created_at >= sa.bindparam(lower), model.created_at < sa.bindparam(upper)]
 
 
+def bars_table(bars: int) -> sa.CTE:
+    """The bars as rows (bar, lower, upper) from :edge_0 … :edge_n, written once in the
+    statement however many tables, statuses and tags each bar's counts repeat over (SQLite
+    takes at most 32,766 parameters in a statement)."""
+    rows = [
+        sa.select(
+            sql_constant(index).label("bar"),
+            sa.bindparam(f"edge_{index}", type_=UTCDateTime()).label("lower"),
+            sa.bindparam(f"edge_{index + 1}", type_=UTCDateTime()).label("upper"),
+        )
+        for index in range(bars)
+    ]
+    return sa.union_all(*rows).cte("bars")
+
+
 @functools.lru_cache(maxsize=256)
 def ranges_template(shape: Shape, bars: int) -> sa.CompoundSelect:
-    """(task_type, status, bar_0 … bar_n) rows: one COUNT(*) per bar, table and status,
-    the bars' edges as :edge_0 … :edge_n."""
+    """(task_type, status, bar, tasks) rows: one COUNT(*) per bar, table and status, each a
+    range of the status's index between the bar's edges."""
+    edges = bars_table(bars)
     members = []
     for model in chosen_models(shape):
         for part in status_parts(shape):
-            conditions = branch_conditions(model, part)
-            counts = [
+            tasks = (
                 sa.select(sa.func.count())
                 .select_from(model)
-                .where(*conditions, *created_between(model, f"edge_{i}", f"edge_{i + 1}"))
+                .where(
+                    *branch_conditions(model, part),
+                    model.created_at >= edges.c.lower,
+                    model.created_at < edges.c.upper,
+                )
                 .scalar_subquery()
-                .label(f"bar_{i}")
-                for i in range(bars)
-            ]
+                .label("tasks")
+            )
             task_type = sql_constant(model.task_type).label("task_type")
             status = sql_constant(part.statuses[0]).label("status")
-            members.append(sa.select(task_type, status, *counts))
+            members.append(sa.select(task_type, status, edges.c.bar, tasks).select_from(edges))
     return sa.union_all(*members)
 
 
@@ -255,8 +273,7 @@ def count_buckets(
     if engine_shape(dialect_name(executor)).histogram == "ranges":
         edges = {f"edge_{i}": edge for i, edge in enumerate(window.edges())}
         for row in executor.execute(ranges_template(shape, window.bars), values | edges):
-            for index in range(window.bars):
-                counts[index][row.status] += row[2 + index]
+            counts[row.bar][row.status] += row.tasks
         return counts
     bounds = {"chart_lower": window.lower, "chart_upper": window.upper}
     statement = grouped_template(shape, window.step)
