@@ -8,8 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from conftest import statements_run
 from oracle import NOW
-from test_pages import FRAGMENT, filter_of, get_page
+from test_pages import FRAGMENT, Page, filter_of, get_page
 
 from app.chart import bucket_label, step_text
 from app.filters import TaskFilter, format_timestamp
@@ -63,17 +64,94 @@ def test_each_bar_has_a_tooltip_and_a_row_in_the_table_for_screen_readers(client
         assert f"<td>{bucket['total']}</td></tr>" in table
 
 
-def test_the_chart_and_errors_come_with_the_results_region(client):
-    _, page = get_page(client, "/", [("within_hours", "24")], **FRAGMENT)
-    assert page.has_id("chart") and page.has_id("top-errors")
-    assert not page.has_id("filters")
+def insights_of(html: str) -> str:
+    """The chart and top errors as a rendering shows them, from their wrapper's start to
+    the end of the top errors."""
+    start = html.index('<div class="insights" id="insights">')
+    return html[start : html.index("</details>", start)]
+
+
+def test_the_results_region_loads_the_chart_and_errors_right_after_it(client):
+    args = [("within_hours", "24"), ("status", "failed")]
+    response, page = get_page(client, "/", args, **FRAGMENT)
+    html = response.get_data(as_text=True)
+    assert "<svg" not in html and not page.has_id("chart") and not page.has_id("top-errors")
+    placeholder = page.by_id("insights")
+    assert placeholder["hx-get"] == "/insights?status=failed&within_hours=24"
+    assert placeholder["hx-trigger"] == "load" and placeholder["hx-swap"] == "outerHTML"
+    assert placeholder["hx-target"] == "this"
+    assert "Loading chart…" in html
+
+
+def test_a_full_page_draws_the_chart_and_errors_in_place(client):
+    response, page = get_page(client, "/", [("within_hours", "24")])
+    html = response.get_data(as_text=True)
+    assert "<svg" in html and page.has_id("chart") and page.has_id("top-errors")
+    assert 'hx-trigger="load"' not in html
+
+
+@pytest.mark.parametrize("path", ["/", "/embed"])
+def test_the_insights_are_what_the_full_page_draws_for_the_same_filter(client, path):
+    args = [("within_hours", "48"), ("status", "failed"), ("status", "completed")]
+    if path == "/embed":
+        args.append(("hide", "filters"))
+    region, _ = get_page(client, path, args, **FRAGMENT)
+    url = Page(region.get_data(as_text=True)).by_id("insights")["hx-get"]
+    alone = client.get(url, headers=FRAGMENT)
+    assert alone.status_code == 200 and "HX-Push-Url" not in alone.headers
+    full = client.get(path, query_string=args).get_data(as_text=True)
+    assert insights_of(alone.get_data(as_text=True)) == insights_of(full)
+    assert 'id="chart"' in full and 'id="top-errors"' in full
 
 
 def test_the_embed_draws_the_chart_and_its_bars_keep_the_embed(client):
-    _, page = get_page(client, "/embed", [("hide", "filters")])
-    bars = page.find("a", **{"class": "chart-bar"})
-    assert bars
-    assert all(bar["href"].startswith("/embed?") and "hide=filters" in bar["href"] for bar in bars)
+    region, _ = get_page(client, "/embed", [("hide", "filters")], **FRAGMENT)
+    url = Page(region.get_data(as_text=True)).by_id("insights")["hx-get"]
+    assert url == "/embed/insights?hide=filters"
+    for _, page in (get_page(client, "/embed", [("hide", "filters")]), get_page(client, url)):
+        bars = page.find("a", **{"class": "chart-bar"})
+        assert bars and page.by_id("error-link-1")["href"].startswith("/embed?")
+        for bar in bars:
+            assert bar["href"].startswith("/embed?") and "hide=filters" in bar["href"]
+
+
+def test_unchanged_insights_answer_304_from_the_version_alone(app, client):
+    first = client.get("/insights", query_string={"status": "failed"})
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "no-cache"
+    region = client.get("/", query_string={"status": "failed"}, headers=FRAGMENT)
+    assert region.headers["ETag"] != etag
+    with statements_run(app) as sent:
+        again = client.get(
+            "/insights", query_string={"status": "failed"}, headers={"If-None-Match": etag}
+        )
+    assert again.status_code == 304 and again.data == b""
+    assert len(sent) == 1 and sent[0].lower().count("max(") == 5
+
+
+def test_the_region_no_longer_counts_the_chart_or_the_errors(app, client):
+    with statements_run(app) as region:
+        client.get("/", query_string={"status": "cancelled"}, headers=FRAGMENT)
+    with statements_run(app) as insights:
+        client.get("/insights", query_string={"status": "cancelled"})
+    assert len(insights) > 1
+    assert not set(insights[1:]) & set(region), "the region ran a chart or errors query"
+
+
+def test_bad_input_on_the_insights_is_the_pages_inline_message(client):
+    args = [("within_hours", "soon"), ("status", "failed")]
+    response, page = get_page(client, "/insights", args)
+    assert response.status_code == 200
+    whole = client.get("/", query_string=args).get_data(as_text=True)
+    assert notice_of(response.get_data(as_text=True)) == notice_of(whole)
+    assert 'data-field="within_hours"' in notice_of(whole)
+    assert page.has_id("chart")  # drawn for the parameters that are fine
+
+
+def notice_of(html: str) -> str:
+    """The message about bad filters, as rendered."""
+    start = html.index('<div class="notice notice-warning" id="filter-notice">')
+    return html[start : html.index("</div>", start)]
 
 
 def test_the_page_has_no_inline_style(client):

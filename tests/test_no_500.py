@@ -27,6 +27,8 @@ ANSWERS = {
     "/tasks/errors": {200, 422},
     "/": {200},
     "/embed": {200},
+    "/insights": {200},
+    "/embed/insights": {200},
 }
 
 
