@@ -76,7 +76,8 @@ class Case:
 
 @dataclass(frozen=True)
 class ViewCase:
-    """A request for the chart or the errors, and its target on SQLite and PostgreSQL."""
+    """A request for the chart or the errors (JSON, or the page's chart and top errors
+    fragment at /insights), and its target on SQLite and PostgreSQL."""
 
     name: str
     path: str
@@ -134,6 +135,14 @@ VIEW_CASES = (
     ),
     ViewCase("errors, every failed task", "/tasks/errors", (), None),
     ViewCase("errors, created in 7 days", "/tasks/errors", (("created_after", WEEK_AGO),), None),
+    # What a live page loads right after each swapped-in results region: chart and errors.
+    ViewCase("page chart + errors fragment, no filter", "/insights", (), None),
+    ViewCase(
+        "page chart + errors fragment, failed, 7 days",
+        "/insights",
+        (("status", "failed"), ("within_hours", "168")),
+        None,
+    ),
 )
 RATIO_A_CASE = "completed, 24 h"
 RATIO_B_CASE = "no filter"
@@ -407,7 +416,8 @@ def get_ok(client: FlaskClient, path: str, args: Sequence[tuple[str, str]]) -> d
 
 
 def get_fragment(client: FlaskClient, args: Sequence[tuple[str, str]]) -> str:
-    """GET the page's results region (table, counts, pager) as htmx asks for it."""
+    """GET the page's results region (table, counts, pager) as htmx asks for it: the chart
+    and top errors load after it (get_insights)."""
     response = client.get(
         f"/?{urlencode(list(args))}", headers={"HX-Request": "true", "HX-Target": "results"}
     )
@@ -415,6 +425,28 @@ def get_fragment(client: FlaskClient, args: Sequence[tuple[str, str]]) -> str:
     if response.status_code != 200 or not ("data-task-id" in body or 'id="empty"' in body):
         raise RuntimeError(f"results fragment {args}: {response.status_code}")
     return body
+
+
+def get_insights(client: FlaskClient, args: Sequence[tuple[str, str]]) -> str:
+    """GET the page's chart and top errors as a swapped-in results region loads them."""
+    response = client.get(
+        f"/insights?{urlencode(list(args))}",
+        headers={"HX-Request": "true", "HX-Target": "insights"},
+    )
+    body = response.get_data(True)
+    if response.status_code != 200 or 'id="insights"' not in body:
+        raise RuntimeError(f"chart and errors fragment {args}: {response.status_code}")
+    return body
+
+
+def time_view(client: FlaskClient, view: ViewCase, timing: Timing) -> tuple[int, float]:
+    """What a chart or errors request counted (tasks charted, or groups), and its median."""
+    if view.path == "/insights":
+        counted = get_ok(client, "/tasks/histogram", view.args)["total"]
+        return counted, timing.median_ms(lambda: get_insights(client, view.args))
+    answer = get_ok(client, view.path, view.args)
+    counted = answer["total"] if "total" in answer else len(answer["groups"])
+    return counted, timing.median_ms(lambda: get_ok(client, view.path, view.args))
 
 
 def check_same_ids(label: str, module_ids: list[Any], baseline_ids: list[Any]) -> None:
@@ -550,10 +582,7 @@ def run_engine(
                 results.append(run_case(case, client, connection, timing, depth, baseline))
             for view in VIEW_CASES:
                 print(f"  {view.name}", file=sys.stderr)
-                answer = get_ok(client, view.path, view.args)
-                counted = answer["total"] if "total" in answer else len(answer["groups"])
-                median = timing.median_ms(lambda v=view: get_ok(client, v.path, v.args))
-                views.append((view, counted, median))
+                views.append((view, *time_view(client, view, timing)))
     finally:
         engine.dispose()
     return memory, results, views
