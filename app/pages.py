@@ -239,8 +239,9 @@ class ListView:
         return with_query(url_for(self.endpoint), args)
 
     def insights_url(self, task_filter: TaskFilter) -> str:
-        """The chart and top errors of this view's filter, as the region loads them."""
-        args = task_filter.to_args() + self.extra_args()
+        """The chart and top errors of this view's filter, as the region loads them: the
+        same for every page of the list, which they do not depend on."""
+        args = task_filter.first_page.to_args() + self.extra_args()
         return with_query(url_for(self.insights_endpoint), args)
 
     def task_url(self, task_id: uuid.UUID, task_filter: TaskFilter) -> str:

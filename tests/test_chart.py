@@ -81,6 +81,8 @@ def test_the_results_region_loads_the_chart_and_errors_right_after_it(client):
     assert placeholder["hx-trigger"] == "load" and placeholder["hx-swap"] == "outerHTML"
     assert placeholder["hx-target"] == "this"
     assert "Loading chart…" in html
+    _, second = get_page(client, "/", [*args, ("offset", "20")], **FRAGMENT)
+    assert second.by_id("insights")["hx-get"] == placeholder["hx-get"]  # pages share them
 
 
 def test_a_full_page_draws_the_chart_and_errors_in_place(client):
