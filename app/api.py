@@ -17,9 +17,25 @@ from app.clock import request_time
 from app.errors import invalid_query
 from app.events import Event, task_events
 from app.export import EXPORT_FORMATS, export_response, page_parameter_errors
-from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
+from app.filters import (
+    DEFAULT_LIMIT,
+    Cursor,
+    TaskFilter,
+    format_timestamp,
+    parse_filter,
+    sign_cursor,
+)
 from app.models import connect_for_reading, read_connection
-from app.query import TaskDetail, TaskPage, TaskRow, get_task, iter_tasks, list_tasks
+from app.query import (
+    TaskDetail,
+    TaskPage,
+    TaskRow,
+    get_task,
+    iter_tasks,
+    list_tasks,
+    task_histogram,
+    top_errors,
+)
 
 bp = Blueprint("api", __name__)
 
@@ -105,6 +121,49 @@ def count_tasks_json() -> Response:
         return task_filter
     facets = shared_facets(read_connection(), task_filter, request_time())
     return jsonify(facets.as_json())
+
+
+# What the chart and the errors take no part of: they have no pages (the errors' `limit` is
+# how many groups).
+CHART_REFUSES = ("limit", "offset", "cursor")
+ERRORS_REFUSE = ("offset", "cursor")
+
+
+def refused_parameters(names: tuple[str, ...], reason: str) -> dict[str, list[str]]:
+    """The request's parameters among `names`, each refused for `reason`."""
+    return {name: [reason] for name in names if name in request.args}
+
+
+@bp.get("/tasks/histogram")
+def histogram_json() -> Response:
+    """Matching tasks per bucket of created_at, by status, oldest bucket first."""
+    refused = refused_parameters(CHART_REFUSES, "the histogram has no pages; leave it out")
+    task_filter = api_filter(refused)
+    if isinstance(task_filter, Response):
+        return task_filter
+    return jsonify(task_histogram(read_connection(), task_filter, request_time()).as_json())
+
+
+def error_group_url(endpoint: str, task_filter: TaskFilter, key: str) -> str:
+    """The URL that lists exactly one group's tasks under the filter."""
+    args = task_filter.to_args(error_group=key, limit=DEFAULT_LIMIT, offset=0, cursor=None)
+    return url_for(endpoint) + "?" + urlencode(args)
+
+
+@bp.get("/tasks/errors")
+def errors_json() -> Response:
+    """The most common errors of the matching failed tasks, most frequent first."""
+    refused = refused_parameters(ERRORS_REFUSE, "the errors have no pages; limit is how many")
+    task_filter = api_filter(refused)
+    if isinstance(task_filter, Response):
+        return task_filter
+    groups = top_errors(read_connection(), task_filter, request_time(), task_filter.limit)
+    items = [
+        group.as_json()
+        | {"tasks_url": error_group_url("api.list_tasks_json", task_filter, group.key)}
+        for group in groups
+    ]
+    return jsonify({"groups": items})
 
 
 def export_tasks(kind: str) -> Response:

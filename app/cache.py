@@ -25,7 +25,16 @@ from typing import Any, Protocol
 from flask import Flask, current_app
 
 from app.filters import DEFAULT_LIMIT, TaskFilter
-from app.query import DataVersion, Facets, count_facets, data_version
+from app.query import (
+    DataVersion,
+    ErrorGroup,
+    Facets,
+    Histogram,
+    count_facets,
+    data_version,
+    task_histogram,
+    top_errors,
+)
 from app.query.engines import Executor
 
 logger = logging.getLogger(__name__)
@@ -183,13 +192,14 @@ def make_cache(url: str, prefix: str, entries: int = MEMORY_ENTRIES) -> Cache:
     return RedisCache(url, prefix)
 
 
-def counts_key(task_filter: TaskFilter, version: DataVersion) -> str:
-    """The key of a view's counts: its filter without what does not change them, and the
-    data version. Page, order and page size leave the counts as they are."""
+def counts_key(task_filter: TaskFilter, version: DataVersion, kind: str = "counts") -> str:
+    """The key of a view's counts (or chart, or top errors: `kind`): its filter without
+    what does not change them, and the data version. Page, order and page size leave the
+    counts as they are."""
     counted = task_filter.to_args(limit=DEFAULT_LIMIT, offset=0, cursor=None, order="desc")
     limits = task_filter.stall_limits.minutes  # the setting stalled tasks are counted by
     text = json.dumps([KEY_FORMAT, counted, limits, version.token])
-    return "counts:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+    return f"{kind}:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def shared_facets(
@@ -208,6 +218,33 @@ def shared_facets(
         cache, key, lambda: json.dumps(count_facets(executor, task_filter, now).as_json())
     )
     return Facets.from_json(json.loads(kept))
+
+
+def shared_histogram(
+    executor: Executor, task_filter: TaskFilter, now: datetime, version: DataVersion
+) -> Histogram:
+    """The view's chart from the cache, or counted and kept there, as its counts are."""
+    cache: Cache = current_app.extensions["counts_cache"]
+    key = counts_key(task_filter, version, "chart")
+
+    def make() -> str:
+        return json.dumps(task_histogram(executor, task_filter, now).as_json())
+
+    return Histogram.from_json(json.loads(kept_or_made(cache, key, make)))
+
+
+def shared_errors(
+    executor: Executor, task_filter: TaskFilter, now: datetime, version: DataVersion, limit: int
+) -> list[ErrorGroup]:
+    """The view's `limit` most common errors from the cache, or grouped and kept there."""
+    cache: Cache = current_app.extensions["counts_cache"]
+    key = counts_key(task_filter, version, f"errors-{limit}")
+
+    def make() -> str:
+        groups = top_errors(executor, task_filter, now, limit)
+        return json.dumps([group.as_json() for group in groups])
+
+    return [ErrorGroup.from_json(group) for group in json.loads(kept_or_made(cache, key, make))]
 
 
 def init_app(app: Flask) -> None:

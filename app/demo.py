@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.bulk import bulk_loader, indexes_built_at_the_end
+from app.error_groups import error_group
 from app.models import MODEL_FOR_TYPE, Status, TaskModel
 from app.timeouts import without_statement_limit
 
@@ -165,6 +166,7 @@ def demo_task(task_type: str, now: datetime, created: datetime, rng: random.Rand
         "finished_at": None,
         "progress": None,
         "error_msg": None,
+        "error_group": None,
     }
     if age < queue_wait or (age < timedelta(hours=2) and rng.random() < 0.1):
         status = Status.QUEUED
@@ -187,6 +189,7 @@ def demo_task(task_type: str, now: datetime, created: datetime, rng: random.Rand
                 row["progress"] = 1.0
             elif status is Status.FAILED:
                 row["error_msg"] = rng.choice(ERRORS[task_type])
+                row["error_group"] = error_group(row["error_msg"])
                 row["progress"] = round(rng.random(), 3)
     row["status"] = status.value
     row["updated_at"] = row["finished_at"] or row["started_at"] or created

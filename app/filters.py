@@ -24,8 +24,9 @@ from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form, SelectField, SelectMultipleField, StringField
 from wtforms.validators import NumberRange, Optional, StopValidation, ValidationError
 
+from app.error_groups import ERROR_GROUP_MAX_LENGTH
 from app.events import actor_problem
-from app.models import TASK_TYPES, Status, tag_problem
+from app.models import CONTROL_CHARACTERS, TASK_TYPES, Status, tag_problem
 from app.search import MAX_SEARCH_LENGTH, Search, SearchError, parse_search
 from app.stalled import StallLimits
 
@@ -66,6 +67,7 @@ class TaskFilter:
     created_before: datetime | None = None
     tags: tuple[str, ...] = ()
     search: Search | None = None
+    error_group: str | None = None
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     cursor: Cursor | None = None
@@ -98,6 +100,8 @@ class TaskFilter:
             args.append(("stalled", "true"))
         if value.search is not None:
             args.append(("q", value.search.text))
+        if value.error_group is not None:
+            args.append(("error_group", value.error_group))
         if value.order != "desc":
             args.append(("order", value.order))
         if value.limit != DEFAULT_LIMIT:
@@ -265,6 +269,18 @@ class SearchField(ParsedField):
         return "" if self.data is None else self.data.text
 
 
+class ErrorGroupField(StringField):
+    """One error group's key, as `/tasks/errors` gives it: exact, whole."""
+
+    def pre_validate(self, form: Form) -> None:
+        if not self.data:
+            return
+        if len(self.data) > ERROR_GROUP_MAX_LENGTH:
+            raise ValidationError(f"an error group has at most {ERROR_GROUP_MAX_LENGTH} characters")
+        if CONTROL_CHARACTERS.search(self.data):
+            raise ValidationError("an error group cannot contain control characters")
+
+
 class TimestampField(ParsedField):
     """An ISO 8601 instant. Without a zone it is an error, or UTC where `assume_utc`."""
 
@@ -382,6 +398,13 @@ class TaskFilterForm(Form):
             f"{MAX_SEARCH_LENGTH} characters, no search operators."
         ),
     )
+    error_group = ErrorGroupField(
+        "Error group",
+        description=(
+            "Only failed tasks whose error is this group: a key from /tasks/errors, matched "
+            "exactly."
+        ),
+    )
     limit = StrictIntegerField(
         "Page size",
         validators=[
@@ -464,6 +487,7 @@ class TaskFilterForm(Form):
             created_before=self.created_before.data,
             tags=tuple(sorted(set(self.tag.data or ()))),
             search=self.q.data,
+            error_group=self.error_group.data or None,
             limit=self.limit.data or DEFAULT_LIMIT,
             offset=self.offset.data or 0,
             cursor=cursor,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from app.config import REPLICA_BIND
+from app.error_groups import ERROR_GROUP_MAX_LENGTH
 from app.timeouts import limit_statements
 
 
@@ -99,6 +100,11 @@ UUIDType = sa.Uuid().with_variant(sa.Uuid(native_uuid=False), "mysql", "mariadb"
 # Tags match exactly: MariaDB's default collation ignores case and trailing spaces.
 TagType = sa.String(TAG_MAX_LENGTH).with_variant(
     mysql.VARCHAR(TAG_MAX_LENGTH, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
+)
+
+# Error groups match exactly too (case and spaces are part of a message).
+ErrorGroupType = sa.String(ERROR_GROUP_MAX_LENGTH).with_variant(
+    mysql.VARCHAR(ERROR_GROUP_MAX_LENGTH, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
 )
 
 
@@ -230,6 +236,9 @@ class TaskColumns:
     # The failed or cancelled task this one retries (same table). Unique: a task is retried
     # once, so two operators pressing Retry together make one new task, not two.
     retry_of: Mapped[uuid.UUID | None] = mapped_column(UUIDType, sort_order=-1)
+    # A failed task's error with its variable parts taken out (app/error_groups.py): what
+    # the most common errors are grouped by, and what a link to one group filters on.
+    error_group: Mapped[str | None] = mapped_column(ErrorGroupType, sort_order=-1)
     # Kept by the database, never written: how long a finished task took from creation.
     # Its longest value per status bounds how old a task finished inside a time window can
     # be, which lets a page stop walking the created_at order there (see app/query/shapes.py).
@@ -271,6 +280,16 @@ class TaskColumns:
             sa.Index(f"ix_{table}_status_updated", "status", "updated_at"),
             # The retry of a task, found from the task (its "retried as" link).
             sa.Index(f"ix_{table}_retry_of", "retry_of", unique=True),
+            # Failed tasks by error group (the most common errors, app/query/errors.py), and
+            # one group's tasks in created_at order (a link from the errors panel).
+            sa.Index(
+                f"ix_{table}_status_error_group",
+                "status",
+                "error_group",
+                "created_at",
+                "id",
+                "finished_at",
+            ),
             *cls.extra_table_args(),
         )
 
@@ -316,6 +335,7 @@ COMMON_COLUMNS = (
     "error_msg",
     "cancel_requested_at",
     "retry_of",
+    "error_group",
 )
 
 

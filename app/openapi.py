@@ -23,6 +23,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 from wtforms import Field, Form, SelectField, StringField
 from wtforms.validators import NumberRange
 
+from app.api import CHART_REFUSES, ERRORS_REFUSE
+from app.error_groups import ERROR_GROUP_MAX_LENGTH
 from app.errors import PROBLEM_TYPE, RETRY_AFTER_SECONDS
 from app.export import EXPORT_FORMATS, PAGE_PARAMETERS
 from app.filters import (
@@ -30,6 +32,7 @@ from app.filters import (
     MAX_TAGS,
     STATUSES,
     ActorField,
+    ErrorGroupField,
     RepeatableField,
     SearchField,
     StrictIntegerField,
@@ -47,6 +50,7 @@ from app.models import (
     EventKind,
 )
 from app.query import Facets, TaskRow, Total
+from app.query.histogram import MAX_BARS
 from app.search import MAX_SEARCH_LENGTH, valid_search_pattern
 
 bp = Blueprint("contract", __name__)
@@ -123,6 +127,16 @@ def search_schema(_field: Field) -> JsonSchema:
     }
 
 
+def error_group_schema(_field: Field) -> JsonSchema:
+    """An error group's key: what `ErrorGroupField` accepts, and not empty."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": ERROR_GROUP_MAX_LENGTH,
+        "pattern": f"^[^{CONTROL_CHARACTER_RANGE}]*$",
+    }
+
+
 def timestamp_schema(_field: Field) -> JsonSchema:
     """An instant with a zone, no earlier than the filter's earliest year."""
     return {
@@ -148,6 +162,7 @@ VALUE_SCHEMAS: list[tuple[type[Field], Callable[[Field], JsonSchema]]] = [
     (TagListField, tag_schema),
     (ActorField, actor_schema),
     (SearchField, search_schema),
+    (ErrorGroupField, error_group_schema),
     (StrictIntegerField, number_range),
     (TimestampField, timestamp_schema),
     (SelectField, lambda field: {"type": "string", "enum": choice_values(field)}),
@@ -351,6 +366,54 @@ def response_schemas() -> dict[str, JsonSchema]:
                 "items": {"type": "array", "items": ref("schemas", "Event")},
             },
             description="A task's events, oldest first; kept when the task is deleted.",
+        ),
+        "Histogram": closed_object(
+            {
+                "start": {"type": ["string", "null"], "format": "date-time"},
+                "end": {"type": ["string", "null"], "format": "date-time"},
+                "bucket_seconds": {"type": ["integer", "null"], "minimum": 60},
+                "buckets": {
+                    "type": "array",
+                    "maxItems": MAX_BARS,
+                    "items": closed_object(
+                        {
+                            "start": {"type": "string", "format": "date-time"},
+                            "end": {"type": "string", "format": "date-time"},
+                            "counts": closed_object(
+                                {status: {"type": "integer", "minimum": 0} for status in STATUSES}
+                            ),
+                            "total": {"type": "integer", "minimum": 0},
+                        }
+                    ),
+                },
+                "total": {"type": "integer", "minimum": 0},
+            },
+            description=(
+                "Matching tasks per bucket of created_at, oldest first; no buckets when the "
+                "window lies after now."
+            ),
+        ),
+        "ErrorGroups": closed_object(
+            {
+                "groups": {
+                    "type": "array",
+                    "items": closed_object(
+                        {
+                            "error_group": {"type": "string"},
+                            "count": {"type": "integer", "minimum": 1},
+                            "message": {"type": "string"},
+                            "task_types": {
+                                "type": "array",
+                                "items": {"type": "string", "enum": list(TASK_TYPES)},
+                            },
+                            "first_seen": {"type": "string", "format": "date-time"},
+                            "last_seen": {"type": "string", "format": "date-time"},
+                            "tasks_url": {"type": "string", "format": "uri-reference"},
+                        }
+                    ),
+                }
+            },
+            description="Error groups of the matching failed tasks, most frequent first.",
         ),
         "Problem": {
             "type": "object",
@@ -651,6 +714,20 @@ def operations() -> dict[str, JsonSchema]:
         "api.count_tasks_json": {
             "operationId": "countTasks",
             **filtered(json_ok("Counts", "Counts by status and by type, and the total.")),
+        },
+        "api.histogram_json": {
+            "operationId": "taskHistogram",
+            **filtered(
+                json_ok("Histogram", "Matching tasks per bucket and status."),
+                refused=CHART_REFUSES,
+            ),
+        },
+        "api.errors_json": {
+            "operationId": "topErrors",
+            **filtered(
+                json_ok("ErrorGroups", "The most common errors, limit groups at most."),
+                refused=ERRORS_REFUSE,
+            ),
         },
         "api.export_csv": {
             "operationId": "exportTasksCsv",

@@ -38,7 +38,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import quote_etag
 
 from app.api import next_page_cursor, task_or_404
-from app.cache import Cache, kept_or_made, shared_facets
+from app.cache import Cache, kept_or_made, shared_errors, shared_facets, shared_histogram
+from app.chart import build_chart, error_links
 from app.clock import display_now, request_time
 from app.errors import (
     DATABASE_ERRORS,
@@ -62,7 +63,9 @@ from app.identity import rendering_key
 from app.models import ACTIVE_STATUSES, TASK_TYPES, close_read_connection, read_connection
 from app.query import (
     DataVersion,
+    ErrorGroup,
     Facets,
+    Histogram,
     TaskPage,
     TaskRow,
     Total,
@@ -99,11 +102,15 @@ HTMX_CONFIG = {
 }
 
 RESULTS_ID = "results"
-EMBED_ENDPOINTS = frozenset({"pages.embed", "pages.embed_task"})
+EMBED_ENDPOINTS = frozenset({"pages.embed", "pages.embed_task", "pages.embed_insights"})
+# What a list request renders: the whole page, the results region alone (htmx), or the chart
+# and top errors alone, which a live page's region loads right after it is swapped in.
+PAGE, REGION, INSIGHTS = "page", "fragment", "insights"
 # Every header the list's response depends on besides its URL.
 VARY = ("HX-Request", "HX-Target", "HX-History-Restore-Request", "HX-Current-URL")
 TAG_SUGGESTIONS = 50
 ERROR_PREVIEW_CHARACTERS = 80
+TOP_ERRORS_SHOWN = 5
 
 TYPE_LABELS = {
     "model_upload": "Model upload",
@@ -243,6 +250,7 @@ class ListView:
 
     endpoint: str
     task_endpoint: str
+    insights_endpoint: str
     template: str
     embed: bool = False
     hide_filters: bool = False
@@ -256,19 +264,32 @@ class ListView:
         args = task_filter.to_args(**changes) + self.extra_args()
         return with_query(url_for(self.endpoint), args)
 
+    def insights_url(self, task_filter: TaskFilter) -> str:
+        """The chart and top errors of this view's filter, as the region loads them: the
+        same for every page of the list, which they do not depend on."""
+        args = task_filter.first_page.to_args() + self.extra_args()
+        return with_query(url_for(self.insights_endpoint), args)
+
     def task_url(self, task_id: uuid.UUID, task_filter: TaskFilter) -> str:
         """A task's page, carrying the list's filter so its back link returns to this view."""
         path = url_for(self.task_endpoint, task_id=task_id)
         return with_query(path, task_filter.to_args() + self.extra_args())
 
 
-FULL_VIEW = ListView("pages.index", "pages.show_task", "index.html")
+FULL_VIEW = ListView("pages.index", "pages.show_task", "pages.insights", "index.html")
 
 
 def embed_view() -> ListView:
     """The embed, with the filter form hidden when the portal asks for it."""
     hide = request.args.get("hide") == "filters"
-    return ListView("pages.embed", "pages.embed_task", "embed.html", embed=True, hide_filters=hide)
+    return ListView(
+        "pages.embed",
+        "pages.embed_task",
+        "pages.embed_insights",
+        "embed.html",
+        embed=True,
+        hide_filters=hide,
+    )
 
 
 # -- reading the query string ----------------------------------------------------------------
@@ -308,6 +329,7 @@ def form_state(parsed: ParsedFilter) -> dict[str, Any]:
         "created_before": form.created_before._value(),
         "tag": list(form.tag.data or []),
         "q": form.q._value(),
+        "error_group": form.error_group.data or "",
         "limit": form.limit._value(),
         "order": form.order.data if form.order.raw_data else "desc",
         "count": "exact" if form.count.raw_data else "",
@@ -471,6 +493,9 @@ def applied_filters(view: ListView, task_filter: TaskFilter) -> list[Link]:
         applied.append(Link("stalled", view.url(start, stalled=False)))
     if start.search is not None:
         applied.append(Link(f"search for “{start.search.text}”", view.url(start, search=None)))
+    if start.error_group is not None:
+        error = f"error is “{start.error_group}”"
+        applied.append(Link(error, view.url(start, error_group=None)))
     return applied
 
 
@@ -569,6 +594,7 @@ def results_context(
         "applied": applied_filters(view, task_filter),
         "searched_words": task_filter.search.words if task_filter.search else frozenset(),
         "region_etag": quote_etag(shown.region_etag) if shown.region_etag else "",
+        "insights_url": view.insights_url(task_filter) if shown.lazy_insights else None,
     }
     if shown.page is not None and shown.facets is not None:
         context |= {
@@ -577,6 +603,16 @@ def results_context(
             "pager": build_pager(view, task_filter, shown.page),
             "live": any(row.status in LIVE_STATUSES for row in shown.page.items),
         }
+    return context | insights_context(view, task_filter, shown)
+
+
+def insights_context(view: ListView, task_filter: TaskFilter, shown: Shown) -> dict[str, Any]:
+    """The chart and the top errors (`_insights.html`), where they were counted."""
+    context: dict[str, Any] = {}
+    if shown.histogram is not None:
+        context["chart"] = build_chart(shown.histogram, task_filter, view.url, STATUS_LABELS)
+    if shown.errors is not None:
+        context["top_errors"] = error_links(shown.errors, task_filter, view.url, TYPE_LABELS)
     return context
 
 
@@ -599,9 +635,10 @@ def render_fingerprint(app: Flask) -> str:
     return digest.hexdigest()
 
 
-def list_etag(view: ListView, fragment: bool, version: DataVersion) -> str:
-    """The ETag of the list page or of its results region alone, known before either is
-    rendered: a digest of everything they are rendered from.
+def list_etag(view: ListView, rendering: str, version: DataVersion) -> str:
+    """The ETag of the list page, of its results region alone or of its chart and top
+    errors (`rendering`), known before any is rendered: a digest of everything they are
+    rendered from.
 
     The data (the tables' newest changes and the minute), the request's full URL (host,
     path and query string: the filter, the form's values as typed, the embed's options),
@@ -612,7 +649,7 @@ def list_etag(view: ListView, fragment: bool, version: DataVersion) -> str:
         current_app.extensions["render_fingerprint"],
         rendering_key(),
         view.endpoint,
-        "fragment" if fragment else "page",
+        rendering,
         request.url,
         version.token,
     )
@@ -621,14 +658,18 @@ def list_etag(view: ListView, fragment: bool, version: DataVersion) -> str:
 
 @dataclass(frozen=True)
 class Shown:
-    """What the query module said for a list, or None where the database could not answer,
-    with the URL and time the list is shown for, and the ETag of its results region."""
+    """What the query module said for a list, or None where the database could not answer
+    or the rendering does not show it, with the URL and time the list is shown for, the
+    ETag of its results region, and whether its chart and top errors load after it."""
 
     self_url: str
     now: datetime
     page: TaskPage | None = None
     facets: Facets | None = None
     region_etag: str | None = None
+    histogram: Histogram | None = None
+    errors: list[ErrorGroup] | None = None
+    lazy_insights: bool = False
 
 
 @dataclass(frozen=True)
@@ -638,13 +679,14 @@ class ListRequest:
     view: ListView
     parsed: ParsedFilter
     task_filter: TaskFilter
-    fragment: bool
+    rendering: str
     self_url: str
     now: datetime
 
     def template(self) -> str:
-        """The results region alone, or the view's whole page."""
-        return "_results.html" if self.fragment else self.view.template
+        """The view's whole page, the results region alone, or its chart and top errors."""
+        templates = {PAGE: self.view.template, REGION: "_results.html"}
+        return templates.get(self.rendering, "_insights.html")
 
     def respond(self, body: str, etag: str | None, once: bool = False) -> Response:
         """The answer with the headers every answer of the list carries; a 304 when the
@@ -653,7 +695,7 @@ class ListRequest:
         response = make_response(body, 200 if etag else 503)
         response.vary.update(VARY)
         response.headers["Cache-Control"] = "no-store" if once else "no-cache"
-        if self.fragment:
+        if self.rendering == REGION:
             response.headers.update(history_headers(self.view, self.self_url))
         if once:
             return response
@@ -665,18 +707,34 @@ class ListRequest:
 
 
 def render_fresh(ask: ListRequest, connection: Any, version: DataVersion, etag: str) -> str:
-    """List, count and render the list: what the data version does not tell apart."""
-    task_filter, now = ask.task_filter, ask.now
+    """List, count and render the list: what the data version does not tell apart.
+
+    The results region alone leaves out the chart and the top errors, which take several
+    times as long as the list: it carries a placeholder that loads them right after the
+    swap. The whole page (no JavaScript needed) draws them in place.
+    """
+    task_filter, now, rendering = ask.task_filter, ask.now, ask.rendering
+    listed, charted = rendering != INSIGHTS, rendering != REGION
+    region_etags = {REGION: etag, PAGE: list_etag(ask.view, REGION, version)}
     shown = Shown(
         ask.self_url,
         now,
-        page=list_tasks(connection, task_filter, now),
-        facets=shared_facets(connection, task_filter, now, version),
-        region_etag=etag if ask.fragment else list_etag(ask.view, True, version),
+        page=list_tasks(connection, task_filter, now) if listed else None,
+        facets=shared_facets(connection, task_filter, now, version) if listed else None,
+        region_etag=region_etags.get(rendering),
+        histogram=shared_histogram(connection, task_filter, now, version) if charted else None,
+        errors=(
+            shared_errors(connection, task_filter, now, version, TOP_ERRORS_SHOWN)
+            if charted
+            else None
+        ),
+        lazy_insights=not charted,
     )
-    tags = [] if ask.fragment else known_tags(connection, TAG_SUGGESTIONS)
+    tags = known_tags(connection, TAG_SUGGESTIONS) if rendering == PAGE else []
     context = results_context(ask.view, ask.parsed, task_filter, shown)
-    return render_template(ask.template(), **context, known_tags=tags)
+    return render_template(
+        ask.template(), **context, known_tags=tags, insights_alone=rendering == INSIGHTS
+    )
 
 
 def has_message() -> bool:
@@ -684,8 +742,9 @@ def has_message() -> bool:
     return bool(session.get("_flashes"))
 
 
-def render_list(view: ListView) -> Response:
-    """The list page, or only its results region for an htmx request that targets it.
+def render_list(view: ListView, insights: bool = False) -> Response:
+    """The list page, only its results region for an htmx request that targets it, or
+    (`insights`) only its chart and top errors.
 
     The ETag comes first, from the data version alone: a view that has not changed since
     the browser's copy answers 304 before anything is listed, counted or rendered, and a
@@ -693,16 +752,16 @@ def render_list(view: ListView) -> Response:
     the rendering depends on), from the process or from the shared cache.
     """
     parsed, task_filter = page_filter(request.args)
-    fragment = wants_results_fragment()
+    rendering = INSIGHTS if insights else REGION if wants_results_fragment() else PAGE
     self_url = history_url(view, parsed, task_filter, request.args)
-    ask = ListRequest(view, parsed, task_filter, fragment, self_url, request_time())
+    ask = ListRequest(view, parsed, task_filter, rendering, self_url, request_time())
     rendered: Cache = current_app.extensions["rendered_lists"]
     try:
         connection = read_connection()
         if (jump := jump_to_task(view, connection, task_filter)) is not None:
             return jump
         version = data_version(connection, ask.now)
-        etag = list_etag(view, fragment, version)
+        etag = list_etag(view, rendering, version)
         make = functools.partial(render_fresh, ask, connection, version, etag)
         if has_message():
             # What an action just did, for this browser alone: never kept, shared or 304'd.
@@ -718,7 +777,13 @@ def render_list(view: ListView) -> Response:
         close_read_connection()
         detail = outage(error)[1]
     context = results_context(view, parsed, task_filter, Shown(self_url, ask.now))
-    body = render_template(ask.template(), **context, known_tags=[], unavailable_detail=detail)
+    body = render_template(
+        ask.template(),
+        **context,
+        known_tags=[],
+        unavailable_detail=detail,
+        insights_alone=rendering == INSIGHTS,
+    )
     return ask.respond(body, None)
 
 
@@ -752,6 +817,19 @@ def index() -> Response:
 def embed() -> Response:
     """The same list, compact, for the portal's iframe (`hide=filters` drops the form)."""
     return render_list(embed_view())
+
+
+@bp.get("/insights")
+def insights() -> Response:
+    """The chart and top errors of `/` for the same query string: a live page's results
+    region loads them right after it is swapped in."""
+    return render_list(FULL_VIEW, insights=True)
+
+
+@bp.get("/embed/insights")
+def embed_insights() -> Response:
+    """The chart and top errors of the embed, whose links stay inside the embed."""
+    return render_list(embed_view(), insights=True)
 
 
 def render_task(view: ListView, task_id: str) -> Response:

@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.clock import utcnow
+from app.error_groups import error_group
 from app.events import actor_problem, record_event
 from app.models import MODEL_FOR_TYPE, EventKind, Status, TaskModel, tag_problem
 from app.stalled import STALLED_NOTE, last_heard
@@ -200,6 +201,7 @@ class Recorder:
             where=(last_heard(model) < heard_before,),
             finished_at=now,
             error_msg=STALLED_NOTE,
+            error_group=error_group(STALLED_NOTE),
         )
 
     def complete(self, task_type: str, task_id: uuid.UUID, **results: Any) -> None:
@@ -210,7 +212,14 @@ class Recorder:
     def fail(self, task_type: str, task_id: uuid.UUID, error_msg: str) -> None:
         """Move a queued or running task to failed, saying why."""
         now = self.clock()
-        self._move(task_type, task_id, Status.FAILED, finished_at=now, error_msg=error_msg)
+        self._move(
+            task_type,
+            task_id,
+            Status.FAILED,
+            finished_at=now,
+            error_msg=error_msg,
+            error_group=error_group(error_msg),
+        )
 
     def cancel(self, task_type: str, task_id: uuid.UUID) -> None:
         """Move a queued or running task to cancelled."""

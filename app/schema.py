@@ -219,6 +219,20 @@ def create_at_head(engine: sa.Engine) -> None:
         MigrationContext.configure(connection).stamp(script_directory(), "heads")
 
 
+def group_new_errors(engine: sa.Engine) -> int:
+    """Key the errors of failed tasks that have none: tasks a module failed in plain SQL.
+
+    The recorder keys every task it fails; a module that writes the tables directly leaves
+    `error_group` empty, and its tasks join the errors panel at the next `init-db`.
+    """
+    from app.error_groups import backfill_error_groups
+    from app.models import MODEL_FOR_TYPE
+
+    tables = [model.__table__ for model in MODEL_FOR_TYPE.values()]
+    with engine.begin() as connection:
+        return backfill_error_groups(connection, tables)
+
+
 def upgrade_database() -> list[str]:
     """Bring the app's database to the newest revision; say what was done.
 
@@ -236,6 +250,8 @@ def upgrade_database() -> list[str]:
         with without_statement_limit(db.engine):
             flask_migrate.upgrade(directory=str(MIGRATIONS))
         done.append(f"Upgraded from {before.current or 'an empty database'} to {before.head}")
+    if grouped := group_new_errors(db.engine):
+        done.append(f"Grouped the errors of {grouped} tasks failed outside the recorder")
     url = db.engine.url.render_as_string(hide_password=True)
     done.append(f"Tables ready at revision {before.head} in {url}")
     return done

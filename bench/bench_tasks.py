@@ -76,6 +76,17 @@ class Case:
     args: Args
 
 
+@dataclass(frozen=True)
+class ViewCase:
+    """A request for the chart or the errors (JSON, or the page's chart and top errors
+    fragment at /insights), and its target on SQLite and PostgreSQL."""
+
+    name: str
+    path: str
+    args: Args
+    target_ms: float | None
+
+
 CASES = (
     Case("no filter", ()),
     Case("task_type", (("task_type", "training"),)),
@@ -114,6 +125,35 @@ CASES = (
     Case('q="support tickets"', (("q", '"support tickets"'),)),
     Case("q=cuda memory, failed", (("q", "cuda memory"), ("status", "failed"))),
     Case("q=id prefix", (("q", "3f2a9b1c"),)),
+)
+
+# The chart and the errors panel: each a request through the client, its target (ms) on
+# SQLite and PostgreSQL. A week's chart reads the week's index range, whatever the table.
+WEEK_AGO = format_timestamp(NOW - timedelta(days=7))
+VIEW_CASES = (
+    ViewCase("histogram, last 7 days", "/tasks/histogram", (), 40),
+    ViewCase(
+        "histogram, created in 7 days",
+        "/tasks/histogram",
+        (("created_after", WEEK_AGO), ("created_before", format_timestamp(NOW))),
+        40,
+    ),
+    ViewCase(
+        "histogram, training, 24 h",
+        "/tasks/histogram",
+        (("task_type", "training"), ("within_hours", "24")),
+        None,
+    ),
+    ViewCase("errors, every failed task", "/tasks/errors", (), None),
+    ViewCase("errors, created in 7 days", "/tasks/errors", (("created_after", WEEK_AGO),), None),
+    # What a live page loads right after each swapped-in results region: chart and errors.
+    ViewCase("page chart + errors fragment, no filter", "/insights", (), None),
+    ViewCase(
+        "page chart + errors fragment, failed, 7 days",
+        "/insights",
+        (("status", "failed"), ("within_hours", "168")),
+        None,
+    ),
 )
 RATIO_A_CASE = "completed, 24 h"
 RATIO_B_CASE = "no filter"
@@ -437,7 +477,8 @@ REGION_HEADERS = {"HX-Request": "true", "HX-Target": "results"}
 
 
 def get_fragment(client: FlaskClient, args: Sequence[tuple[str, str]]) -> str:
-    """GET the page's results region (table, counts, pager) as htmx asks for it; its ETag."""
+    """GET the page's results region (table, counts, pager) as htmx asks for it; its ETag.
+    The chart and top errors load after it (get_insights)."""
     response = client.get(f"/?{urlencode(list(args))}", headers=REGION_HEADERS)
     body = response.get_data(True)
     if response.status_code != 200 or not ("data-task-id" in body or 'id="empty"' in body):
@@ -451,6 +492,28 @@ def refresh_unchanged(client: FlaskClient, args: Sequence[tuple[str, str]], etag
     response = client.get(f"/?{urlencode(list(args))}", headers=headers)
     if response.status_code != 304:
         raise RuntimeError(f"refresh of an unchanged region {args}: {response.status_code}")
+
+
+def get_insights(client: FlaskClient, args: Sequence[tuple[str, str]]) -> str:
+    """GET the page's chart and top errors as a swapped-in results region loads them."""
+    response = client.get(
+        f"/insights?{urlencode(list(args))}",
+        headers={"HX-Request": "true", "HX-Target": "insights"},
+    )
+    body = response.get_data(True)
+    if response.status_code != 200 or 'id="insights"' not in body:
+        raise RuntimeError(f"chart and errors fragment {args}: {response.status_code}")
+    return body
+
+
+def time_view(client: FlaskClient, view: ViewCase, timing: Timing) -> tuple[int, float]:
+    """What a chart or errors request counted (tasks charted, or groups), and its median."""
+    if view.path == "/insights":
+        counted = get_ok(client, "/tasks/histogram", view.args)["total"]
+        return counted, timing.median_ms(lambda: get_insights(client, view.args))
+    answer = get_ok(client, view.path, view.args)
+    counted = answer["total"] if "total" in answer else len(answer["groups"])
+    return counted, timing.median_ms(lambda: get_ok(client, view.path, view.args))
 
 
 def check_same_ids(label: str, module_ids: list[Any], baseline_ids: list[Any]) -> None:
@@ -599,14 +662,16 @@ def time_events(client: FlaskClient, connection: sa.Connection, timing: Timing) 
 
 def run_engine(
     url: str, cases: Sequence[Case], timing: Timing, depth: int, baseline: bool
-) -> tuple[str, list[CaseResult], str]:
-    """Every case on one database, the client and the bare statements side by side, and
-    the events of one task."""
+) -> tuple[str, list[CaseResult], str, list[tuple[ViewCase, int, float]]]:
+    """Every case on one database, the client and the bare statements side by side, the
+    events of one task, then the chart's and the errors' cases: (case, what it counted,
+    median ms)."""
     app = bench_app(url)
     client = app.test_client()
     with app.app_context():
         engine = db.engine
     results = []
+    views = []
     try:
         with engine.connect() as connection:
             memory = f"{server_memory(connection)}. Machine: {machine_speed(connection)}"
@@ -614,9 +679,26 @@ def run_engine(
                 print(f"  {case.name}", file=sys.stderr)
                 results.append(run_case(case, client, connection, timing, depth, baseline))
             events = time_events(client, connection, timing)
+            for view in VIEW_CASES:
+                print(f"  {view.name}", file=sys.stderr)
+                views.append((view, *time_view(client, view, timing)))
     finally:
         engine.dispose()
-    return memory, results, events
+    return memory, results, events, views
+
+
+def views_table(kind: str, views: Sequence[tuple[ViewCase, int, float]]) -> str:
+    """The chart's and the errors' medians beside their targets."""
+    lines = [
+        f"#### {kind}: the chart and the top errors (medians in ms)",
+        "",
+        "| case | tasks charted / groups | median | target |",
+        "|---|--:|--:|---|",
+    ]
+    for view, counted, median in views:
+        limit = view.target_ms if kind in {"sqlite", "postgresql"} else None
+        lines.append(f"| {view.name} | {counted:,} | {ms(median)} | {verdict(median, limit)} |")
+    return "\n".join(lines)
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -878,12 +960,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             if options.seed_only:
                 continue
             baseline = size <= options.baseline_up_to
-            memory, results, events = run_engine(sized, cases, timing, options.depth, baseline)
+            memory, results, events, views = run_engine(
+                sized, cases, timing, options.depth, baseline
+            )
             by_size[size] = results
             print(markdown_table(kind, size, timing, memory, results))
             print()
             print(target_summary(kind, results))
             print(events)
+            print()
+            print(views_table(kind, views))
             print(flush=True)
         if len(by_size) > 1:
             print(growth_table(kind, by_size))

@@ -219,6 +219,11 @@
     if (stalled) stalled.checked = state.stalled === "true";
     var count = form.querySelector('input[name="count"]');
     if (count) count.disabled = state.count !== "exact";
+    var group = form.querySelector("#error_group");
+    if (group) {
+      group.value = state.error_group;
+      group.disabled = !state.error_group;
+    }
     setErrors(form, state.errors);
   }
 
@@ -248,7 +253,8 @@
 
   // -- swaps of the results region -----------------------------------------------------------
 
-  var kept = { open: [], scrollLeft: 0 };
+  var kept = { open: [], scrollLeft: 0, insights: null };
+  var INSIGHTS_ID = "insights";
 
   function isResults(event) {
     return event.detail.target && event.detail.target.id === RESULTS_ID;
@@ -282,16 +288,39 @@
     });
     var wrap = results.querySelector(".table-wrap");
     kept.scrollLeft = wrap ? wrap.scrollLeft : 0;
+    // The chart drawn before, if it had loaded: shown in the new region's placeholder until
+    // the new chart replaces it, so a live refresh does not blank it every few seconds.
+    var insights = document.getElementById(INSIGHTS_ID);
+    kept.insights = insights && !insights.hasAttribute("hx-get") ? insights : null;
   });
 
-  document.addEventListener("htmx:afterSwap", function (event) {
-    if (!isResults(event)) return;
-    var results = event.detail.target;
-    results.dataset.etag = event.detail.xhr.getResponseHeader("ETag") || "";
+  function restoreOpen() {
     kept.open.forEach(function (id) {
       var details = document.getElementById(id);
       if (details) details.open = true;
     });
+  }
+
+  function keepChartWhileLoading() {
+    var placeholder = document.getElementById(INSIGHTS_ID);
+    if (kept.insights && placeholder && placeholder.hasAttribute("hx-get")) {
+      placeholder.replaceChildren.apply(placeholder, Array.prototype.slice.call(kept.insights.childNodes));
+    }
+    kept.insights = null;
+  }
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    // The chart and top errors arrived after the region: open what the reader had open.
+    if (event.detail.target && event.detail.target.id === INSIGHTS_ID) {
+      restoreOpen();
+      refreshTimes();
+      return;
+    }
+    if (!isResults(event)) return;
+    var results = event.detail.target;
+    results.dataset.etag = event.detail.xhr.getResponseHeader("ETag") || "";
+    restoreOpen();
+    keepChartWhileLoading();
     var wrap = results.querySelector(".table-wrap");
     if (wrap) wrap.scrollLeft = kept.scrollLeft;
     afterContent();

@@ -13,9 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.demo import type_fields
+from app.error_groups import error_group
 from app.filters import TaskFilter, format_timestamp
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TERMINAL_STATUSES, Base, Status, TaskEvent
 from app.query import TOTAL_EXACT_UP_TO
+from app.query.histogram import chart_window
 from app.search import Search
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -28,6 +30,23 @@ ORACLE_ONLY = frozenset({"task_type", "actors"})
 # How long ago the module of a recently heard running task last reported, in minutes: on
 # each side of the 30-minute limit and of training's 120.
 HEARD_MINUTES_AGO = (5, 29, 31, 119, 121)
+
+
+# Error messages of failed tasks: variable parts (numbers, hex, paths, quoted values) that
+# the error groups take out, and HTML that every page must show as text.
+FAILURES = (
+    "Traceback: <script>alert(1)</script> & more",
+    "CUDA out of memory. Tried to allocate {n}.00 GiB (GPU {m}; 79.15 GiB total capacity)",
+    "row {n}: expected 3 columns, found {m}",
+    "FileNotFoundError: '/data/shard-{n}/part-{m}.parquet' at 0x{n:x}ff",
+)
+
+
+def failure(task_type: str, task_id: uuid.UUID) -> str:
+    """A failed task's message, from its id (no draw from the random stream): training
+    tasks all fail with the first, the others with any."""
+    template = FAILURES[0 if task_type == "training" else task_id.int % len(FAILURES)]
+    return template.format(n=task_id.int % 997, m=task_id.int % 7)
 
 
 def make_task(
@@ -43,9 +62,10 @@ def make_task(
     terminal = status in {s.value for s in TERMINAL_STATUSES}
     started = None if status == "queued" else created_at + timedelta(minutes=1)
     finished = created_at + finished_after if terminal else None
+    task_id = uuid.UUID(int=rng.getrandbits(128), version=4)
     return {
         "task_type": task_type,
-        "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+        "id": task_id,
         "status": status,
         "tag": tag,
         "created_at": created_at,
@@ -53,7 +73,8 @@ def make_task(
         "started_at": started,
         "finished_at": finished,
         "progress": {"running": 0.5, "completed": 1.0}.get(status),
-        "error_msg": "Traceback: <script>alert(1)</script> & more" if status == "failed" else None,
+        "error_msg": failure(task_type, task_id) if status == "failed" else None,
+        "error_group": error_group(failure(task_type, task_id)) if status == "failed" else None,
         **type_fields(task_type, rng, finished_ok=status == "completed"),
     }
 
@@ -128,7 +149,12 @@ def insert_tasks(engine: sa.Engine, tasks: Iterable[dict[str, Any]]) -> None:
     with engine.begin() as connection:
         for task_type, rows in by_type.items():
             if rows:
-                connection.execute(sa.insert(MODEL_FOR_TYPE[task_type].__table__), rows)
+                # The table as the database has it: an older revision lacks newer columns.
+                table = sa.Table(
+                    MODEL_FOR_TYPE[task_type].__tablename__, sa.MetaData(), autoload_with=connection
+                )
+                kept = [{k: v for k, v in row.items() if k in table.c} for row in rows]
+                connection.execute(sa.insert(MODEL_FOR_TYPE[task_type].__table__), kept)
 
 
 def matches(task: dict[str, Any], f: TaskFilter, now: datetime = NOW) -> bool:
@@ -138,6 +164,8 @@ def matches(task: dict[str, Any], f: TaskFilter, now: datetime = NOW) -> bool:
     if f.statuses and task["status"] not in f.statuses:
         return False
     if f.tags and task["tag"] not in f.tags:
+        return False
+    if f.error_group is not None and task.get("error_group") != f.error_group:
         return False
     if f.within_hours is not None:
         active = task["status"] in {"queued", "running"}
@@ -262,3 +290,52 @@ def item_json(task: dict[str, Any]) -> dict[str, Any]:
         "error_msg": task["error_msg"],
         "summary": SUMMARIES[task["task_type"]].format(**task),
     }
+
+
+def histogram(tasks: list[dict[str, Any]], f: TaskFilter, now: datetime = NOW) -> dict[str, Any]:
+    """What `/tasks/histogram` answers: the matching tasks of each bar of the filter's window,
+    by status, each task placed by its own created_at."""
+    window = chart_window(f, now)
+    if window is None:
+        return {"start": None, "end": None, "bucket_seconds": None, "buckets": [], "total": 0}
+    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    step = timedelta(seconds=window.step)
+    for task in tasks:
+        created = task["created_at"]
+        if matches(task, f, now) and window.lower <= created < window.upper:
+            counts[(created - window.grid_start) // step][task["status"]] += 1
+    buckets = []
+    for index, bar in enumerate(counts):
+        start, end = window.bucket(index)
+        bounds = {"start": format_timestamp(start), "end": format_timestamp(end)}
+        buckets.append(bounds | {"counts": bar, "total": sum(bar.values())})
+    return {
+        "start": format_timestamp(window.lower),
+        "end": format_timestamp(window.upper),
+        "bucket_seconds": window.step,
+        "buckets": buckets,
+        "total": sum(bucket["total"] for bucket in buckets),
+    }
+
+
+def error_groups(
+    tasks: list[dict[str, Any]], f: TaskFilter, now: datetime = NOW
+) -> list[dict[str, Any]]:
+    """What `/tasks/errors` lists (links aside): the matching failed tasks grouped by their
+    message's error group, most frequent first, each with its newest message."""
+    failed = [t for t in tasks if t["status"] == "failed" and matches(t, f, now)]
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for task in failed:
+        grouped.setdefault(error_group(task["error_msg"]), []).append(task)
+    groups = [
+        {
+            "error_group": key,
+            "count": len(members),
+            "message": max(members, key=sort_key)["error_msg"],
+            "task_types": [t for t in TASK_TYPES if any(m["task_type"] == t for m in members)],
+            "first_seen": format_timestamp(min(m["created_at"] for m in members)),
+            "last_seen": format_timestamp(max(m["created_at"] for m in members)),
+        }
+        for key, members in grouped.items()
+    ]
+    return sorted(groups, key=lambda group: (-group["count"], group["error_group"]))

@@ -344,6 +344,48 @@ def test_back_and_forward_restore_each_view(site, page, log):
     expect(page.locator("#page-2")).to_have_attribute("aria-current", "page")
 
 
+def test_clicking_a_bar_narrows_the_list_and_back_restores_it(site, page, log):
+    open_list(page, site.url("/"))
+    everything = row_ids(page)
+    mark_document(page)
+    bar = page.locator("a.chart-bar").last
+    label = bar.get_attribute("aria-label")
+    assert re.match(r"\w{3} \d{2} \w{3} \d{2}:\d{2}\N{EN DASH}\d{2}:\d{2}: \d", label), label
+
+    bar.click()
+    expect(page).to_have_url(re.compile(r"/\?created_after=.+&created_before=.+$"))
+    narrowed = wait_for_api_rows(site, page)
+    assert narrowed != everything
+    args = args_of(page)
+    expect(page.locator("#created_after")).to_have_value(args["created_after"][0])
+    total = sum(int(n) for n in re.findall(r"(\d+) \w+(?:,|$)", label.split(": ", 1)[1]))
+    expect(page.locator("#showing")).to_contain_text(f"of {total:,}")
+    # The chart of the narrowed list loads right after the list.
+    expect(page.locator("#chart-caption")).to_contain_text(f": {total:,} in all")
+    expect(page.locator("#insights[hx-get]")).to_have_count(0)
+
+    page.go_back()
+    expect(page).to_have_url(site.url("/"))
+    wait_for_rows(page, everything)
+    expect(page.locator("#created_after")).to_have_value("")
+    assert same_document(page), "a bar or Back loaded the page again"
+    assert len(log.loads) == 1
+
+
+def test_a_top_error_lists_its_group(site, page, log):
+    open_list(page, site.url("/"))
+    page.click("#top-errors summary")
+    link = page.locator("#error-link-1")
+    count = int(page.locator("#error-group-1 .top-error-count").inner_text().split()[0])
+    link.click()
+    expect(page).to_have_url(re.compile(r"/\?error_group=.+$"))
+    failed = wait_for_api_rows(site, page)
+    assert row_values(page, "status") == {"failed"}
+    assert len(failed) == min(count, 20)
+    expect(page.locator("#showing")).to_contain_text(f"of {count:,}")
+    assert len(log.loads) == 1
+
+
 def test_pager_links_show_the_apis_pages(site, page, log):
     open_list(page, site.url("/", [("status", "completed"), ("limit", "10")]))
     mark_document(page)
@@ -415,6 +457,19 @@ def test_focus_stays_on_a_chip_after_the_swap(site, page):
 # -- live refresh ----------------------------------------------------------------------------
 
 
+def watch_for_loading_text(page: Page) -> None:
+    """Note in window.sawLoadingText whether "Loading chart…" is ever left in the page after
+    a change (checked before the browser paints)."""
+    page.evaluate(
+        """() => {
+        window.sawLoadingText = false;
+        new MutationObserver(() => {
+            if (document.querySelector(".insights-loading")) window.sawLoadingText = true;
+        }).observe(document.body, { childList: true, subtree: true });
+    }"""
+    )
+
+
 def test_live_refresh_shows_a_task_finish_and_then_stops(site, page, log):
     tag = f"live-{uuid.uuid4().hex[:8]}"
     task_id = site.running_task(tag)
@@ -424,11 +479,18 @@ def test_live_refresh_shows_a_task_finish_and_then_stops(site, page, log):
     expect(row.locator("progress")).to_have_attribute("value", "40")
     expect(page.locator("#live-status")).to_be_visible()
     mark_document(page)
+    watch_for_loading_text(page)
 
     site.recorder.complete("training", task_id, output_model="acme/mistral-support-lora")
     expect(row).to_have_attribute("data-status", "completed")
     expect(row.locator(".status")).to_contain_text("Completed")
     assert same_document(page) and len(log.loads) == 1
+    # The chart refreshes right after the list: its one bar now counts a completed task.
+    expect(page.locator("a.chart-bar")).to_have_attribute(
+        "aria-label", re.compile(": 1 completed$")
+    )
+    assert not page.evaluate("window.sawLoadingText"), "the refresh blanked the chart"
+    expect(page.locator("#insights[hx-get]")).to_have_count(0)
 
     expect(page.locator("#live-refresh")).to_have_count(0)
     refreshes = requests_from_now(page, is_refresh_request)
@@ -518,7 +580,12 @@ def test_without_javascript_the_form_and_pager_still_work(site, browser):
         with page.expect_navigation():
             page.click("#page-1")
         assert row_ids(page) == failed
-        assert len(loads) == 4, "every step is a full page load"
+
+        with page.expect_navigation():
+            page.locator("a.chart-bar").last.click()
+        assert set(args_of(page)) == {"status", "created_after", "created_before"}
+        assert row_ids(page) == site.api_ids(query_of(page))
+        assert len(loads) == 5, "every step is a full page load"
     finally:
         context.close()
 
@@ -545,6 +612,10 @@ def test_embed_renders_and_updates_inside_the_portal(site, context, page):
     assert row_values(frame, "status") == {"completed"}
     expect(frame.locator("#filters")).to_have_count(0)
     assert args_of(frame)["hide"] == ["filters"]
+    # The chart loads after the list, and its bars stay inside the embed.
+    expect(frame.locator("#insights[hx-get]")).to_have_count(0)
+    bar = frame.locator("a.chart-bar").first
+    expect(bar).to_have_attribute("href", re.compile(r"^/embed\?.*hide=filters"))
 
     assert page.url == portal_url, "the portal page navigated"
     assert same_document(page) and same_document(frame)

@@ -187,7 +187,9 @@ def test_two_servers_share_a_views_counts_and_rendering_over_redis(known_databas
         assert page.data == chips.data
     kept = redis.Redis.from_url(REDIS_URL).keys(redis_prefix + "*")
     assert sorted(key.decode().removeprefix(redis_prefix)[:5] for key in kept) == [
+        "chart",
         "count",
+        "error",
         "list:",
     ]
 

@@ -30,18 +30,18 @@ def table_names(engine: sa.Engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names())
 
 
-def all_tasks(engine: sa.Engine) -> list[dict[str, Any]]:
-    """Every row of the five tables, each with its task type, in the columns the database
-    has (an older revision's tables lack the newer columns)."""
+def all_tasks(engine: sa.Engine, leave_out: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every row of the five tables as the database has them, each with its task type,
+    without the columns `leave_out` names."""
     with engine.connect() as connection:
         inspector = sa.inspect(connection)
         tasks = []
         for task_type, model in MODEL_FOR_TYPE.items():
-            table = model.__table__
-            present = {column["name"] for column in inspector.get_columns(table.name)}
-            columns = [column for column in table.columns if column.name in present]
-            for row in connection.execute(sa.select(*columns)):
-                tasks.append({"task_type": task_type, **row._mapping})
+            present = {column["name"] for column in inspector.get_columns(model.__tablename__)}
+            kept = present - set(leave_out)
+            columns = [column for column in model.__table__.c if column.name in kept]
+            rows = connection.execute(sa.select(*columns).order_by(model.__table__.c.id))
+            tasks += [{"task_type": task_type, **row._mapping} for row in rows]
         return tasks
 
 

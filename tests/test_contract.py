@@ -97,7 +97,10 @@ def test_the_year_pattern_admits_exactly_the_years_from_the_earliest(earliest):
     )
 
 
-@pytest.mark.parametrize("path", ["/tasks", "/tasks/counts", "/tasks.csv", "/tasks.ndjson"])
+@pytest.mark.parametrize(
+    "path",
+    ["/tasks", "/tasks/counts", "/tasks.csv", "/tasks.ndjson", "/tasks/histogram", "/tasks/errors"],
+)
 def test_a_parameter_an_operation_does_not_list_is_refused(client, description, path):
     values = {"limit": "5", "offset": "5", "cursor": "abc"}
     for name in PARAMETERS - parameter_names(description, path):
@@ -106,7 +109,7 @@ def test_a_parameter_an_operation_does_not_list_is_refused(client, description, 
             assert response.get_json()["errors"][0]["parameter"] == name
 
 
-@pytest.mark.parametrize("path", ["/tasks", "/tasks/counts", "/tasks.csv"])
+@pytest.mark.parametrize("path", ["/tasks", "/tasks/counts", "/tasks.csv", "/tasks/errors"])
 def test_integer_parameters_take_their_described_range_and_nothing_past_it(
     client, description, path
 ):

@@ -26,8 +26,12 @@ ANSWERS = {
     "/tasks": {200, 422},
     "/tasks/counts": {200, 422},
     "/tasks.csv": {200, 422},
+    "/tasks/histogram": {200, 422},
+    "/tasks/errors": {200, 422},
     "/": {200},
     "/embed": {200},
+    "/insights": {200},
+    "/embed/insights": {200},
 }
 
 

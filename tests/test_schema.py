@@ -10,8 +10,16 @@ import sqlalchemy as sa
 from oracle import insert_tasks, known_tasks
 from test_cli import all_tasks, invoke
 
+from app.error_groups import error_group
 from app.models import MODEL_FOR_TYPE, Base
-from app.schema import FIRST_REVISION, compare_with, drop_schema, revision_metadata, schema_state
+from app.schema import (
+    FIRST_REVISION,
+    compare_with,
+    drop_schema,
+    revision_metadata,
+    schema_state,
+    script_directory,
+)
 
 TASK_TABLES = {model.__tablename__ for model in MODEL_FOR_TYPE.values()}
 
@@ -156,3 +164,45 @@ def test_other_tables_in_the_database_are_left_alone(runner, empty_engine):
         assert sa.inspect(empty_engine).has_table("other_app_jobs")
     finally:
         other.drop(empty_engine)
+
+
+# -- error groups ----------------------------------------------------------------------------
+
+ERROR_GROUP_REVISION = "0007"
+
+
+def failed_keys(engine: sa.Engine) -> dict[str, tuple[str, str | None]]:
+    """Each failed task's message and error group, by id."""
+    return {
+        str(task["id"]): (task["error_msg"], task["error_group"])
+        for task in all_tasks(engine)
+        if task["status"] == "failed"
+    }
+
+
+def test_the_revision_groups_the_errors_of_tasks_failed_before_it(runner, empty_engine):
+    invoke(runner, "init-db")
+    before = script_directory().get_revision(ERROR_GROUP_REVISION).down_revision
+    invoke(runner, "db", "downgrade", before)
+    assert "error_group" not in {
+        c["name"] for c in sa.inspect(empty_engine).get_columns("upload_task")
+    }
+    insert_tasks(empty_engine, known_tasks())
+    invoke(runner, "db", "upgrade")
+    keys = failed_keys(empty_engine)
+    assert len(keys) > 20
+    assert all(group == error_group(message) for message, group in keys.values())
+    assert drift(empty_engine) == []
+
+
+def test_init_db_groups_the_errors_of_tasks_failed_in_plain_sql(runner, empty_engine):
+    invoke(runner, "init-db")
+    failed = [{**task, "error_group": None} for task in known_tasks() if task["status"] == "failed"]
+    insert_tasks(empty_engine, failed)
+    result = invoke(runner, "init-db")
+    assert f"Grouped the errors of {len(failed)} tasks failed outside the recorder" in result.output
+    keys = failed_keys(empty_engine)
+    assert len(keys) == len(failed)
+    assert all(group == error_group(message) for message, group in keys.values())
+    again = invoke(runner, "init-db")
+    assert "Grouped" not in again.output

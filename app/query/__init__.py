@@ -28,12 +28,15 @@ Nothing here reads `request`: callers pass a `TaskFilter`, a connection and the 
 
 One module per idea: `shapes` (a filter's SQL apart from its values, and each member's WHERE
 clause), `engines` (where engines get different SQL), `rows` (what a listed task is),
-`pages` (listings, one task, exports' batches), `counts` (totals and facets), `gauges`
+`pages` (listings, one task, exports' batches), `counts` (totals and facets), `histogram`
+(matches per bucket of time and status), `errors` (the most common error groups), `gauges`
 (what a metrics scrape reads) and `versions` (where the tables stand, to tell an unchanged
 view cheaply).
 """
 
 from app.query.counts import TOTAL_EXACT_UP_TO, Facets, Total, count_facets, count_tasks
+from app.query.errors import ErrorGroup, top_errors
+from app.query.histogram import Bucket, Histogram, task_histogram
 from app.query.pages import TaskPage, fetch_page, get_task, iter_tasks, known_tags, list_tasks
 from app.query.rows import LIST_COLUMNS, TaskDetail, TaskRow, list_columns
 from app.query.versions import DataVersion, data_version
@@ -41,8 +44,11 @@ from app.query.versions import DataVersion, data_version
 __all__ = [
     "LIST_COLUMNS",
     "TOTAL_EXACT_UP_TO",
+    "Bucket",
     "DataVersion",
+    "ErrorGroup",
     "Facets",
+    "Histogram",
     "TaskDetail",
     "TaskPage",
     "TaskRow",
@@ -56,4 +62,6 @@ __all__ = [
     "known_tags",
     "list_columns",
     "list_tasks",
+    "task_histogram",
+    "top_errors",
 ]

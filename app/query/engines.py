@@ -15,6 +15,7 @@ from app.models import TaskModel, UTCDateTime
 
 Executor = Session | sa.Connection
 PageShape = Literal["merge", "limited", "keys"]
+HistogramShape = Literal["ranges", "grouped"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class EngineShape:
 
     page: PageShape
     count_in_one_statement: bool
+    histogram: HistogramShape = "grouped"
 
 
 def engine_shape(dialect_name: str | None) -> EngineShape:
@@ -47,10 +49,17 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
     MariaDB materialises the union first, so each member is counted on its own, told how
     many rows are still wanted, until the threshold is passed.
 
+    Histograms. "grouped" (PostgreSQL, MariaDB): each table's window is read once, as one
+    range of the created_at index, grouped by (bucket, status) with `BucketStart`. "ranges"
+    (SQLite): one COUNT(*) per bucket and status, each a range of the (status, created_at)
+    index. SQLite steps through an index range fast but groups slowly: over the 170,000
+    tasks of a week at a million, the grouped statement took 160 to 270 ms (most of it the
+    GROUP BY, whatever the bucket expression), the 280 range counts 30 ms.
+
     tests/test_query_plans.py shows each of these reasons in the engines' own plans.
     """
     if dialect_name == "sqlite":
-        return EngineShape(page="merge", count_in_one_statement=True)
+        return EngineShape(page="merge", count_in_one_statement=True, histogram="ranges")
     if dialect_name in {"mysql", "mariadb"}:
         return EngineShape(page="keys", count_in_one_statement=False)
     return EngineShape(page="limited", count_in_one_statement=True)
@@ -124,3 +133,34 @@ def pin_index(member: sa.Select[Any], model: TaskModel, index: str) -> sa.Select
     for dialect in INDEX_HINT_DIALECTS:
         member = member.with_hint(model.__table__, f"FORCE INDEX ({index})", dialect)
     return member
+
+
+class BucketStart(sa.sql.functions.FunctionElement[Any]):
+    """The start of the histogram bucket a moment falls in: buckets of a whole number of
+    seconds (a constant, the second argument), counted from 1970-01-01 UTC. A UTC datetime
+    (PostgreSQL) or epoch seconds."""
+
+    name = "bucket_start"
+    inherit_cache = True
+
+
+@compiles(BucketStart)
+def _bucket_start_postgresql(element: BucketStart, compiler: Any, **kw: Any) -> str:
+    # date_bin groups a timestamptz column at half the cost of dividing its epoch.
+    moment, step = (compiler.process(arg, **kw) for arg in element.clauses)
+    stride = f"make_interval(secs => {step})"
+    return f"date_bin({stride}, {moment}, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+
+
+@compiles(BucketStart, "sqlite")
+def _bucket_start_sqlite(element: BucketStart, compiler: Any, **kw: Any) -> str:
+    moment, step = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"(CAST(strftime('%s', {moment}) AS INTEGER) / {step} * {step})"
+
+
+@compiles(BucketStart, "mysql")
+@compiles(BucketStart, "mariadb")
+def _bucket_start_mariadb(element: BucketStart, compiler: Any, **kw: Any) -> str:
+    # Not UNIX_TIMESTAMP: it reads the column in the session's time zone; the column holds UTC.
+    moment, step = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"(TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {moment}) DIV {step} * {step})"

@@ -77,6 +77,8 @@ def walked_index(model: TaskModel, part: Shape) -> str:
     """
     if part.tags:
         leading = ["tag", "created_at"]
+    elif part.error_group:
+        leading = ["status", "error_group", "created_at"]
     elif part.statuses and not reads_every_finished_status(part):
         leading = ["status", "created_at"]
     else:

@@ -51,6 +51,7 @@ class Shape:
     task_types: tuple[str, ...]
     statuses: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    error_group: bool = False
     window: bool = False
     after: bool = False
     before: bool = False
@@ -93,6 +94,8 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
     after, before, cursor = created_bounds(task_filter)
     tags = tuple(f"tag_{index}" for index in range(len(task_filter.tags)))
     values: Values = dict(zip(tags, task_filter.tags, strict=True))
+    if task_filter.error_group is not None:
+        values["error_group"] = task_filter.error_group
     if task_filter.within_hours is not None:
         values["since"] = now - timedelta(hours=task_filter.within_hours)
     if after is not None:
@@ -111,8 +114,9 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         values.update(search_values(search))
     shape = Shape(
         task_types=task_filter.task_types or TASK_TYPES,
-        statuses=stalled_statuses(task_filter) if task_filter.stalled else task_filter.statuses,
+        statuses=read_statuses(task_filter),
         tags=tags,
+        error_group=task_filter.error_group is not None,
         window=task_filter.within_hours is not None,
         after=after is not None,
         before=before is not None,
@@ -127,6 +131,14 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
     return shape, values
 
 
+def read_statuses(task_filter: TaskFilter) -> tuple[str, ...]:
+    """The statuses a filter's members read: its own, unless stalled tasks (running) or an
+    error group (failed) narrow them to the one status that can match."""
+    if task_filter.stalled:
+        return stalled_statuses(task_filter)
+    return error_group_statuses(task_filter)
+
+
 def stalled_statuses(task_filter: TaskFilter) -> tuple[str, ...]:
     """The statuses a stalled filter reads: running, unless the status filter leaves it out.
 
@@ -137,6 +149,14 @@ def stalled_statuses(task_filter: TaskFilter) -> tuple[str, ...]:
     running = Status.RUNNING.value
     if not task_filter.statuses or running in task_filter.statuses:
         return (running,)
+    return task_filter.statuses
+
+
+def error_group_statuses(task_filter: TaskFilter) -> tuple[str, ...]:
+    """The statuses a filter reads: only failed tasks have an error group, so a filter by
+    one reads the failed ones alone, on the (status, error_group, created_at) index."""
+    if task_filter.error_group is not None and not task_filter.statuses:
+        return (Status.FAILED.value,)
     return task_filter.statuses
 
 
@@ -258,6 +278,8 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
     if shape.tags:
         tags = [sa.bindparam(name, type_=model.tag.type) for name in shape.tags]
         conditions.append(_one_or_in(model.tag, tags))
+    if shape.error_group:
+        conditions.append(model.error_group == sa.bindparam("error_group"))
     if shape.window and (window := window_condition(model, shape.statuses)) is not None:
         conditions.append(window)
     if has_floor(shape):
@@ -311,7 +333,8 @@ def reads_every_finished_status(shape: Shape) -> bool:
     instead of walking created_at. Counts keep the test, which is what puts them on that
     index.
     """
-    return shape.page and shape.window and set(shape.statuses) == set(TERMINAL)
+    every = shape.page and shape.window and set(shape.statuses) == set(TERMINAL)
+    return every and not shape.error_group
 
 
 def statuses_condition(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -332,7 +355,8 @@ def split_by_index(shape: Shape) -> list[Shape]:
     if len(shape.tags) > 1:
         return [replace(shape, tags=(tag,)) for tag in shape.tags]
     if len(shape.statuses) > 1 and not shape.tags:
-        if shape.page and shape.window and set(TERMINAL) <= set(shape.statuses):
+        walk_all = shape.page and shape.window and not shape.error_group
+        if walk_all and set(TERMINAL) <= set(shape.statuses):
             # Every finished status at once: one walk of the created_at index, which holds
             # finished_at, rather than three that each read a page's worth of rows.
             active = [replace(shape, statuses=(s,)) for s in shape.statuses if s in ACTIVE]

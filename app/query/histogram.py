@@ -1,0 +1,293 @@
+"""The matching tasks per bucket of created_at and per status: the chart above the list.
+
+The window is the filter's created_at range. Where the filter leaves a side open, the
+window ends now (the bucket holding now is the last) and starts `span` earlier: the time
+window's hours (`within_hours`) or seven days. Buckets are whole minutes, hours or days
+counted from 1970-01-01 UTC: hourly for windows of 24 to 60 hours, daily for 24 to 60 days,
+else the smallest of `STEPS` that draws the window in at most 60 bars; so 24 to 60 bars
+whenever the window is over 24 minutes (a week: 56 bars of 3 hours).
+
+The database counts, reading the window's range of an index and nothing else: so a week's
+chart costs the same whatever the tables hold beyond that week. How it counts is one of
+the engine differences (see `engine_shape`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.filters import TaskFilter, format_timestamp
+from app.models import UTCDateTime, sql_constant
+from app.query.engines import BucketStart, Executor, dialect_name, engine_shape
+from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models, shape_of
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MINUTE, HOUR, DAY = 60, 3600, 86400
+# Bucket sizes in seconds: each at most 2.5 times the one before, so the first that gives
+# at most MAX_BARS gives more than MAX_BARS / 2.5 = 24. Past the last, whole years.
+STEPS = (
+    *(minutes * MINUTE for minutes in (1, 2, 5, 10, 15, 30)),
+    *(hours * HOUR for hours in (1, 2, 3, 6, 12)),
+    *(days * DAY for days in (1, 2, 5, 10, 15, 30, 60, 90, 180, 365)),
+)
+MIN_BARS, MAX_BARS = 24, 60
+# Hours and days read best: chosen whenever they give MIN_BARS to MAX_BARS bars.
+PREFERRED_STEPS = (HOUR, DAY)
+DEFAULT_SPAN = timedelta(days=7)
+
+
+def floor_to(moment: datetime, step: int) -> datetime:
+    """The start of the bucket of `step` seconds that holds `moment`."""
+    size = timedelta(seconds=step)
+    return EPOCH + size * ((moment - EPOCH) // size)
+
+
+@dataclass(frozen=True)
+class ChartWindow:
+    """Which tasks the chart counts (created in [lower, upper)) and in which buckets."""
+
+    lower: datetime
+    upper: datetime
+    step: int
+    bars: int
+
+    @property
+    def grid_start(self) -> datetime:
+        return floor_to(self.lower, self.step)
+
+    def bucket(self, index: int) -> tuple[datetime, datetime]:
+        """The created_at range of one bar: its bucket, within the window."""
+        start = self.grid_start + timedelta(seconds=self.step * index)
+        return max(start, self.lower), min(start + timedelta(seconds=self.step), self.upper)
+
+    def edges(self) -> list[datetime]:
+        """Where the bars meet, from the window's lower bound to its upper one."""
+        return [self.bucket(index)[0] for index in range(self.bars)] + [self.upper]
+
+
+def bars_between(lower: datetime, end: datetime, step: int) -> int:
+    """How many buckets of `step` seconds [lower, end) touches."""
+    last = floor_to(end - timedelta(microseconds=1), step)
+    return (last - floor_to(lower, step)) // timedelta(seconds=step) + 1
+
+
+def bucket_seconds(lower: datetime, end: datetime) -> int:
+    """The step [lower, end) is drawn in: an hour or a day where that gives MIN_BARS to
+    MAX_BARS bars, else the smallest step that gives at most MAX_BARS."""
+    for step in PREFERRED_STEPS:
+        if MIN_BARS <= bars_between(lower, end, step) <= MAX_BARS:
+            return step
+    for step in STEPS:
+        if bars_between(lower, end, step) <= MAX_BARS:
+            return step
+    years = 1
+    while bars_between(lower, end, years * STEPS[-1]) > MAX_BARS:
+        years += 1
+    return years * STEPS[-1]
+
+
+def chart_window(task_filter: TaskFilter, now: datetime) -> ChartWindow | None:
+    """The window and buckets a filter is charted in; None when it lies wholly after now."""
+    after, before = task_filter.created_after, task_filter.created_before
+    span = DEFAULT_SPAN
+    if task_filter.within_hours is not None:
+        span = timedelta(hours=task_filter.within_hours)
+    closed = before is not None and before <= now
+    end = before if closed and before is not None else now + timedelta(microseconds=1)
+    if after is not None and after >= end:
+        return None
+    start = after if after is not None else max(end - span, EPOCH)
+    step = bucket_seconds(start, end)
+    lower = start if after is not None else floor_to(start, step)
+    upper = end
+    if not closed:
+        # The bucket holding now is drawn whole, so its link stays the same all hour.
+        upper = floor_to(now, step) + timedelta(seconds=step)
+        upper = min(upper, before) if before is not None else upper
+    return ChartWindow(lower, upper, step, bars_between(lower, upper, step))
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One bar: its created_at range and how many matching tasks of each status it holds."""
+
+    start: datetime
+    end: datetime
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def as_json(self) -> dict[str, Any]:
+        """A bar as `/tasks/histogram` writes it."""
+        return {
+            "start": format_timestamp(self.start),
+            "end": format_timestamp(self.end),
+            "counts": self.counts,
+            "total": self.total,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Bucket:
+        """Back from `as_json`."""
+        start, end = (datetime.fromisoformat(data[side]) for side in ("start", "end"))
+        return cls(start, end, dict(data["counts"]))
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """The bars of a filter's chart, oldest first (none when the window is in the future)."""
+
+    window: ChartWindow | None
+    buckets: list[Bucket]
+
+    @property
+    def total(self) -> int:
+        return sum(bucket.total for bucket in self.buckets)
+
+    @property
+    def tallest(self) -> int:
+        return max((bucket.total for bucket in self.buckets), default=0)
+
+    def as_json(self) -> dict[str, Any]:
+        """What `/tasks/histogram` answers."""
+        window = self.window
+        return {
+            "start": format_timestamp(window.lower) if window else None,
+            "end": format_timestamp(window.upper) if window else None,
+            "bucket_seconds": window.step if window else None,
+            "buckets": [bucket.as_json() for bucket in self.buckets],
+            "total": self.total,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Histogram:
+        """Back from `as_json` (a chart kept in a shared cache travels as JSON)."""
+        buckets = [Bucket.from_json(bucket) for bucket in data["buckets"]]
+        if data["start"] is None:
+            return cls(None, buckets)
+        lower, upper = (datetime.fromisoformat(data[side]) for side in ("start", "end"))
+        return cls(ChartWindow(lower, upper, data["bucket_seconds"], len(buckets)), buckets)
+
+
+def chart_shape(task_filter: TaskFilter, now: datetime) -> tuple[Shape, dict[str, Any]]:
+    """The filter's shape without its created_at bounds: the window's edges replace them."""
+    shape, values = shape_of(task_filter.first_page, now)
+    for name in ("after", "before", "cursor_at", "cursor_id"):
+        values.pop(name, None)
+    return replace(shape, after=False, before=False, cursor=False), values
+
+
+def status_parts(shape: Shape) -> list[Shape]:
+    """One shape per status the filter reads: each is a range of its status's index."""
+    return [replace(shape, statuses=(status,)) for status in shape.statuses or STATUSES]
+
+
+def created_between(model: Any, lower: str, upper: str) -> list[sa.ColumnElement[bool]]:
+    """created_at in [:lower, :upper)."""
+    return [model.created_at >= sa.bindparam(lower), model.created_at < sa.bindparam(upper)]
+
+
+def bars_table(bars: int) -> sa.CTE:
+    """The bars as rows (bar, lower, upper) from :edge_0 … :edge_n, written once in the
+    statement however many tables, statuses and tags each bar's counts repeat over (SQLite
+    takes at most 32,766 parameters in a statement)."""
+    rows = [
+        sa.select(
+            sql_constant(index).label("bar"),
+            sa.bindparam(f"edge_{index}", type_=UTCDateTime()).label("lower"),
+            sa.bindparam(f"edge_{index + 1}", type_=UTCDateTime()).label("upper"),
+        )
+        for index in range(bars)
+    ]
+    return sa.union_all(*rows).cte("bars")
+
+
+@functools.lru_cache(maxsize=256)
+def ranges_template(shape: Shape, bars: int) -> sa.CompoundSelect:
+    """(task_type, status, bar, tasks) rows: one COUNT(*) per bar, table and status, each a
+    range of the status's index between the bar's edges."""
+    edges = bars_table(bars)
+    members = []
+    for model in chosen_models(shape):
+        for part in status_parts(shape):
+            tasks = (
+                sa.select(sa.func.count())
+                .select_from(model)
+                .where(
+                    *branch_conditions(model, part),
+                    model.created_at >= edges.c.lower,
+                    model.created_at < edges.c.upper,
+                )
+                .scalar_subquery()
+                .label("tasks")
+            )
+            task_type = sql_constant(model.task_type).label("task_type")
+            status = sql_constant(part.statuses[0]).label("status")
+            members.append(sa.select(task_type, status, edges.c.bar, tasks).select_from(edges))
+    return sa.union_all(*members)
+
+
+@functools.lru_cache(maxsize=256)
+def grouped_template(shape: Shape, step: int) -> sa.CompoundSelect:
+    """(task_type, bucket, status, count) rows: each table's window read once, grouped."""
+    members = []
+    for model in chosen_models(shape):
+        bucket = BucketStart(model.created_at, sql_constant(step))
+        members.append(
+            sa.select(
+                sql_constant(model.task_type).label("task_type"),
+                bucket.label("bucket"),
+                model.status,
+                sa.func.count().label("tasks"),
+            )
+            .where(
+                *branch_conditions(model, shape),
+                *created_between(model, "chart_lower", "chart_upper"),
+            )
+            .group_by(bucket, model.status)
+        )
+    return sa.union_all(*members)
+
+
+def bucket_index(bucket: Any, window: ChartWindow) -> int:
+    """Which bar a grouped row's bucket start (a datetime or epoch seconds) is."""
+    if not isinstance(bucket, datetime):
+        bucket = EPOCH + timedelta(seconds=int(bucket))
+    elif bucket.tzinfo is None:
+        bucket = bucket.replace(tzinfo=UTC)
+    return (bucket - window.grid_start) // timedelta(seconds=window.step)
+
+
+def count_buckets(
+    executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
+) -> list[dict[str, int]]:
+    """Zero-filled counts per status for each bar, counted the engine's way."""
+    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    if engine_shape(dialect_name(executor)).histogram == "ranges":
+        edges = {f"edge_{i}": edge for i, edge in enumerate(window.edges())}
+        for row in executor.execute(ranges_template(shape, window.bars), values | edges):
+            counts[row.bar][row.status] += row.tasks
+        return counts
+    bounds = {"chart_lower": window.lower, "chart_upper": window.upper}
+    statement = grouped_template(shape, window.step)
+    for row in executor.execute(statement, values | bounds):
+        counts[bucket_index(row.bucket, window)][row.status] += row.tasks
+    return counts
+
+
+def task_histogram(executor: Executor, task_filter: TaskFilter, now: datetime) -> Histogram:
+    """How many tasks match the filter in each bucket of its window, by status."""
+    window = chart_window(task_filter, now)
+    if window is None:
+        return Histogram(None, [])
+    shape, values = chart_shape(task_filter, now)
+    counts = count_buckets(executor, shape, values, window)
+    buckets = [Bucket(*window.bucket(index), counts[index]) for index in range(window.bars)]
+    return Histogram(window, buckets)
