@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from app.bulk import bulk_loader, indexes_built_at_the_end
 from app.error_groups import error_group
 from app.models import MODEL_FOR_TYPE, Status, TaskModel
+from app.schema import refresh_statistics
 from app.timeouts import without_statement_limit
 
 TAGS = [f"exp-{n}" for n in range(1, 41)] + [
@@ -235,15 +236,3 @@ def seed_demo(
         for model, share in zip(models, shares, strict=True):
             load(model, demo_rows(model, share, now, span, rng))
         refresh_statistics(engine)
-
-
-def refresh_statistics(engine: sa.Engine) -> None:
-    """Let the planner see the new data, so it picks the indexes at once."""
-    tables = [model.__tablename__ for model in MODEL_FOR_TYPE.values()]
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        if engine.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"VACUUM ANALYZE {', '.join(tables)}")
-        elif engine.dialect.name in {"mysql", "mariadb"}:
-            connection.exec_driver_sql(f"ANALYZE TABLE {', '.join(tables)}")
-        else:
-            connection.exec_driver_sql("ANALYZE")

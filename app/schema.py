@@ -249,9 +249,29 @@ def upgrade_database() -> list[str]:
     if not before.at_head:
         with without_statement_limit(db.engine):
             flask_migrate.upgrade(directory=str(MIGRATIONS))
+            refresh_statistics(db.engine)
         done.append(f"Upgraded from {before.current or 'an empty database'} to {before.head}")
     if grouped := group_new_errors(db.engine):
         done.append(f"Grouped the errors of {grouped} tasks failed outside the recorder")
     url = db.engine.url.render_as_string(hide_password=True)
     done.append(f"Tables ready at revision {before.head} in {url}")
     return done
+
+
+def refresh_statistics(engine: sa.Engine) -> None:
+    """Let the planner see the tables as they are now, so it picks the indexes at once.
+
+    After a load, and after a revision: SQLite has no statistics for a new index until
+    ANALYZE, and may then prefer an older one; on PostgreSQL, VACUUM also marks the pages
+    a revision rewrote as all-visible, which index-only scans rely on.
+    """
+    from app.models import MODEL_FOR_TYPE
+
+    tables = [model.__tablename__ for model in MODEL_FOR_TYPE.values()]
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"VACUUM ANALYZE {', '.join(tables)}")
+        elif engine.dialect.name in {"mysql", "mariadb"}:
+            connection.exec_driver_sql(f"ANALYZE TABLE {', '.join(tables)}")
+        else:
+            connection.exec_driver_sql("ANALYZE")
