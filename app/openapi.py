@@ -107,14 +107,20 @@ def choice_values(field: Field) -> list[str]:
     return [str(choice) for choice in field.choices] + list(getattr(field, "aliases", {}))
 
 
-def tag_schema(_field: Field) -> JsonSchema:
-    """One tag: what `tag_problem` accepts, and not empty."""
+def plain_text_schema(max_length: int) -> JsonSchema:
+    """Text of 1 to `max_length` characters without control characters: what the form's
+    checks of a tag, an actor's name and an error group's key have in common."""
     return {
         "type": "string",
         "minLength": 1,
-        "maxLength": TAG_MAX_LENGTH,
+        "maxLength": max_length,
         "pattern": f"^[^{CONTROL_CHARACTER_RANGE}]*$",
     }
+
+
+def tag_schema(_field: Field) -> JsonSchema:
+    """One tag: what `tag_problem` accepts, and not empty."""
+    return plain_text_schema(TAG_MAX_LENGTH)
 
 
 def search_schema(_field: Field) -> JsonSchema:
@@ -129,12 +135,7 @@ def search_schema(_field: Field) -> JsonSchema:
 
 def error_group_schema(_field: Field) -> JsonSchema:
     """An error group's key: what `ErrorGroupField` accepts, and not empty."""
-    return {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": ERROR_GROUP_MAX_LENGTH,
-        "pattern": f"^[^{CONTROL_CHARACTER_RANGE}]*$",
-    }
+    return plain_text_schema(ERROR_GROUP_MAX_LENGTH)
 
 
 def timestamp_schema(_field: Field) -> JsonSchema:
@@ -148,12 +149,7 @@ def timestamp_schema(_field: Field) -> JsonSchema:
 
 def actor_schema(_field: Field) -> JsonSchema:
     """An actor's name: what `actor_problem` accepts."""
-    return {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": ACTOR_MAX_LENGTH,
-        "pattern": f"^[^{CONTROL_CHARACTER_RANGE}]*$",
-    }
+    return plain_text_schema(ACTOR_MAX_LENGTH)
 
 
 # One value of a field, by its class; the first class that matches wins (subclasses first).

@@ -41,6 +41,7 @@ from app.actions import (
     retry_task,
     run_bulk,
 )
+from app.api import parsed_task_id
 from app.errors import invalid_query, problem
 from app.export import PAGE_PARAMETERS
 from app.filters import TaskFilter, parse_filter
@@ -67,10 +68,7 @@ def act(name: str, task_id: str) -> ActionResult:
     """
     require(OPERATE)
     protect_form()
-    try:
-        parsed = uuid.UUID(task_id)
-    except ValueError:
-        abort(404, description=f"{task_id!r} is not a task id (a UUID)")
+    parsed = parsed_task_id(task_id)
     try:
         return ACTIONS[name](db.engine, parsed, current_app.config["CLOCK"](), actor_name())
     except TaskMissing as missing:
