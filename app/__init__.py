@@ -100,9 +100,11 @@ def configure_engine(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
+        # The busy wait first: the first connection to a WAL file recovers its index under
+        # a lock, and a worker opening its own at that moment must wait, not fail.
+        cursor.execute("PRAGMA busy_timeout = 10000")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA busy_timeout = 10000")
         cursor.close()
 
 
