@@ -10,12 +10,11 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from app.filters import TaskFilter
-from app.models import MODEL_FOR_TYPE, TASK_TYPES, Status, sql_constant
+from app.models import MODEL_FOR_TYPE, TASK_TYPES, Status, UTCDateTime, sql_constant
 from app.query.counts import count_by_type_and_status
 from app.query.engines import Executor
 from app.query.rows import list_columns
-from app.query.shapes import shape_of
-from app.stalled import last_heard
+from app.query.shapes import heard_before, shape_of
 
 
 @dataclass(frozen=True)
@@ -39,11 +38,12 @@ def silent_template() -> sa.CompoundSelect:
     a cost that follows the silent running tasks, not the table.
     """
     running = sql_constant(Status.RUNNING.value)
+    silent_since = sa.bindparam("silent_since", type_=UTCDateTime())
     return sa.union_all(
         *(
             sa.select(list_columns(model)[0], sa.func.count())
             .select_from(model)
-            .where(model.status == running, last_heard(model) < sa.bindparam("silent_since"))
+            .where(model.status == running, heard_before(model, silent_since))
             for model in MODEL_FOR_TYPE.values()
         )
     )

@@ -25,7 +25,7 @@ from app.models import (
     UTCDateTime,
     sql_constant,
 )
-from app.query.engines import Greatest, SecondsBefore
+from app.query.engines import Greatest, RunningHeardBefore, SecondsBefore
 from app.query.search import fulltext_words, search_conditions, search_values
 from app.stalled import last_heard
 
@@ -308,10 +308,17 @@ def stalled_condition(model: TaskModel, shape: Shape) -> sa.ColumnElement[bool]:
     it is written here, and a member of other statuses matches nothing.
     """
     moment = sa.bindparam(f"heard_before_{model.task_type}", type_=UTCDateTime())
-    heard = last_heard(model) < moment
+    heard = heard_before(model, moment)
     if shape.statuses == (Status.RUNNING.value,):
         return heard
     return sa.and_(statuses_condition(model, (Status.RUNNING.value,)), heard)
+
+
+def heard_before(model: TaskModel, moment: sa.ColumnElement[datetime]) -> sa.ColumnElement[bool]:
+    """Last heard before `moment`, beside a test that the task is running (see
+    `RunningHeardBefore`: it keeps every engine on the running range of a status index)."""
+    running = sql_constant(Status.RUNNING.value)
+    return RunningHeardBefore(model.status, last_heard(model), running, moment)
 
 
 def actor_condition(model: TaskModel) -> sa.ColumnElement[bool]:
