@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from conftest import IN_CI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracle import (
@@ -30,8 +31,10 @@ from app.filters import STATUS_ALIASES, TaskFilter
 from app.models import TASK_TYPES, TERMINAL_STATUSES
 from app.search import parse_search
 
+# CI replays the same examples on every run (see conftest.py), each test on three engines:
+# 100 of them there keep the suite within CI's time; a laptop's runs draw 200 new ones.
 PROPERTY_SETTINGS = settings(
-    max_examples=200,
+    max_examples=100 if IN_CI else 200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
