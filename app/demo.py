@@ -233,7 +233,11 @@ def seed_demo(
     models = list(MODEL_FOR_TYPE.values())
     shares = [tasks // len(models) + (i < tasks % len(models)) for i in range(len(models))]
     load = bulk_loader(engine, on_progress)
-    with without_statement_limit(engine), indexes_built_at_the_end(engine):
-        for model, share in zip(models, shares, strict=True):
-            load(model, demo_rows(model, share, now, span, rng))
+    with without_statement_limit(engine):
+        with indexes_built_at_the_end(engine):
+            for model, share in zip(models, shares, strict=True):
+                load(model, demo_rows(model, share, now, span, rng))
+        # Once the search objects are back: on PostgreSQL adding their generated column
+        # rewrites each table, and only a VACUUM after that marks its pages all-visible,
+        # which every index-only scan (the capped counts) relies on.
         refresh_statistics(engine)
