@@ -205,3 +205,19 @@ def test_seeded_tasks_include_recent_activity(seeded):
     last_day = [task for task in seeded if matches(task, TaskFilter(within_hours=24))]
     assert sum(task["status"] in {"queued", "running"} for task in last_day) >= 5
     assert sum(task["status"] in TERMINAL for task in last_day) >= 5
+
+
+@pytest.mark.parametrize("engine_kind", ["postgresql"], indirect=True)
+def test_seeded_postgresql_tables_are_all_visible_to_index_only_scans(scratch_url, seeded):
+    engine = sa.create_engine(scratch_url)
+    with engine.connect() as connection:
+        pages = connection.execute(
+            sa.text(
+                "SELECT relname, relpages, relallvisible FROM pg_class "
+                "WHERE relname IN :tables AND relkind = 'r'"
+            ).bindparams(sa.bindparam("tables", expanding=True)),
+            {"tables": [model.__tablename__ for model in MODEL_FOR_TYPE.values()]},
+        ).all()
+    engine.dispose()
+    assert len(pages) == len(MODEL_FOR_TYPE)
+    assert all(visible == total > 0 for _, total, visible in pages), pages
