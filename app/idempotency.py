@@ -107,19 +107,12 @@ def answered_once(perform: Callable[[], Response]) -> Response:
 def claim(engine: sa.Engine, owner: str, key: str, fingerprint: str, now: datetime) -> Any:
     """Claim the key for this request: None when claimed, else the row that holds it.
 
-    An expired key, or a claim abandoned mid-request, is removed first and claimed anew.
+    The claim is one INSERT, which the primary key lets one request win. A key found
+    expired, or a claim abandoned mid-request, is removed and claimed anew.
     """
     this = (IdempotencyKey.owner == owner, IdempotencyKey.key == key)
-    stale = sa.or_(
-        IdempotencyKey.created_at < now - KEPT_FOR,
-        sa.and_(
-            IdempotencyKey.status_code.is_(None), IdempotencyKey.created_at < now - ABANDONED_AFTER
-        ),
-    )
     row = {"owner": owner, "key": key, "request_hash": fingerprint, "created_at": now}
     for _ in range(CLAIM_ATTEMPTS):
-        with engine.begin() as connection:
-            connection.execute(sa.delete(IdempotencyKey).where(*this, stale))
         try:
             with engine.begin() as connection:
                 connection.execute(sa.insert(IdempotencyKey).values(row))
@@ -128,11 +121,31 @@ def claim(engine: sa.Engine, owner: str, key: str, fingerprint: str, now: dateti
             pass
         with engine.connect() as connection:
             found = connection.execute(sa.select(IdempotencyKey).where(*this)).first()
-        if found is not None:
+        if found is None:
+            continue  # given back between our INSERT and our read: claim again
+        if not is_stale(found, now):
             return found
-        # The holder gave the key back between our INSERT and our read: claim again.
+        with engine.begin() as connection:
+            connection.execute(sa.delete(IdempotencyKey).where(*this, stale_keys(now)))
     # A key that kept changing hands is answered as one still in progress.
     return IdempotencyKey(owner=owner, key=key, request_hash=fingerprint, created_at=now)
+
+
+def stale_keys(now: datetime) -> sa.ColumnElement[bool]:
+    """Keys past their day, and claims whose request was abandoned (see ABANDONED_AFTER)."""
+    return sa.or_(
+        IdempotencyKey.created_at < now - KEPT_FOR,
+        sa.and_(
+            IdempotencyKey.status_code.is_(None), IdempotencyKey.created_at < now - ABANDONED_AFTER
+        ),
+    )
+
+
+def is_stale(found: Any, now: datetime) -> bool:
+    """The same rule as `stale_keys`, for a row already read."""
+    if found.created_at < now - KEPT_FOR:
+        return True
+    return found.status_code is None and found.created_at < now - ABANDONED_AFTER
 
 
 def earlier_answer(earlier: Any, fingerprint: str) -> Response:

@@ -17,7 +17,7 @@ from oracle import NOW
 from app.demo import type_fields
 from app.error_groups import error_group
 from app.events import task_events
-from app.idempotency import KEPT_FOR
+from app.idempotency import KEPT_FOR, request_fingerprint
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, IdempotencyKey, Role
 from app.recorder import Recorder
 from app.tokens import create_token
@@ -519,6 +519,32 @@ def test_keys_expire_after_a_day(reporting_app, module, engine, moment):
     with engine.connect() as connection:
         oldest = connection.execute(sa.select(sa.func.min(IdempotencyKey.created_at))).scalar()
     assert oldest > NOW  # purged: every key of the clock's first moment
+
+
+def claimed_earlier(app, engine: sa.Engine, key: str, body: dict, minutes_ago: int) -> None:
+    """A claim of the module's key for creating `body`, with no answer yet, made a while ago."""
+    with app.test_request_context("/tasks", method="POST", json=body):
+        fingerprint = request_fingerprint()
+    row = {"owner": f"token:{MODULE}", "key": key, "request_hash": fingerprint}
+    row["created_at"] = NOW - timedelta(minutes=minutes_ago)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(IdempotencyKey).values(row))
+
+
+def test_a_claim_still_in_progress_is_409_and_an_abandoned_one_is_taken_over(
+    reporting_app, module, engine
+):
+    in_progress, abandoned = str(uuid.uuid4()), str(uuid.uuid4())
+    tag = f"idem-{uuid.uuid4().hex[:8]}"
+    claimed_earlier(reporting_app, engine, in_progress, new_task_body(tag), minutes_ago=1)
+    claimed_earlier(reporting_app, engine, abandoned, new_task_body(tag), minutes_ago=6)
+    waiting = module.post(
+        "/tasks", json=new_task_body(tag), headers={"Idempotency-Key": in_progress}
+    )
+    assert waiting.status_code == 409 and waiting.headers["Retry-After"] == "1"
+    taken = module.post("/tasks", json=new_task_body(tag), headers={"Idempotency-Key": abandoned})
+    assert taken.status_code == 201
+    assert count_of(engine, "training", tag) == 1
 
 
 # -- at once, on every engine -------------------------------------------------------------------
