@@ -523,6 +523,16 @@ def response_schemas() -> dict[str, JsonSchema]:
             "required": ["task_status"],
             "description": "The task's status does not allow the action; `task_status` is it.",
         },
+        "InProgress": {
+            "allOf": [ref("schemas", "Problem")],
+            "type": "object",
+            "properties": {"title": {"const": "Request in progress"}},
+            "description": "A request with the same Idempotency-Key is still being performed.",
+        },
+        "WriteConflict": {
+            "anyOf": [ref("schemas", "ActionConflict"), ref("schemas", "InProgress")],
+            "description": "The task's status does not allow the write, or its key is in use.",
+        },
         "InvalidBody": {
             "allOf": [ref("schemas", "Problem")],
             "type": "object",
@@ -576,11 +586,11 @@ def shared_responses() -> dict[str, JsonSchema]:
         "Conflict": problem_response(
             "The task's status does not allow the action.", schema="ActionConflict"
         ),
-        "MoveConflict": problem_response(
-            "The task's status does not allow the move (`task_status` is it); with "
-            "`cancel_requested: true`, an operator asked the task to stop. Or a request with "
-            "the same Idempotency-Key is still being performed (with Retry-After).",
-            schema="ActionConflict",
+        "WriteConflict": problem_response(
+            "The task's status does not allow it (`task_status` is it; on the reporting API, "
+            "`cancel_requested: true` means an operator asked the task to stop). Or a request "
+            "with the same Idempotency-Key is still being performed (with Retry-After).",
+            schema="WriteConflict",
             headers={"Retry-After": RETRY_AFTER_IN_PROGRESS},
         ),
         "InvalidBody": problem_response(
@@ -729,6 +739,7 @@ def json_body(schema: str, description: str, required: bool = True) -> JsonSchem
 def written_once(operation: JsonSchema) -> JsonSchema:
     """A write that honours Idempotency-Key: its header, and what a bad key answers."""
     responses = operation["responses"]
+    responses["409"] = ref("responses", "WriteConflict")
     responses.setdefault("413", ref("responses", "TooLarge"))
     responses.setdefault("422", ref("responses", "InvalidBody"))
     for status, answer in responses.items():
@@ -753,7 +764,7 @@ def report(
             "401": ref("responses", "Unauthorized"),
             "403": ref("responses", "Forbidden"),
             **({} if ok_status == "201" else {"404": ref("responses", "NotFound")}),
-            "409": ref("responses", "MoveConflict"),
+            "409": ref("responses", "WriteConflict"),
             "413": ref("responses", "TooLarge"),
             "414": ref("responses", "UriTooLong"),
             "415": ref("responses", "NotJson"),

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import make_app, reset_tables
+from jsonschema import Draft202012Validator
 from oracle import NOW
 
 from app.demo import type_fields
@@ -289,55 +290,56 @@ def test_an_unknown_task_is_404(module, action, task_id):
 # -- bodies -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "body, named",
-    [
-        ({}, {"task_type"}),
-        ({"task_type": "painting"}, {"task_type"}),
-        ({"task_type": "training"}, {"base_model", "dataset_name", "method", "epochs"}),
-        (
-            {
-                "task_type": "training",
-                "base_model": "",
-                "dataset_name": "d" * 201,
-                "method": "dreambooth",
-                "epochs": 0,
-                "colour": "red",
-                "tag": "a\x00b",
-            },
-            {"base_model", "dataset_name", "method", "epochs", "colour", "tag"},
-        ),
-        (
-            {
-                "task_type": "synthesis",
-                "generator_model": "m",
-                "output_dataset": "o",
-                "target_rows": True,
-                "generated_rows": 5,
-            },
-            {"target_rows", "generated_rows"},
-        ),
-        (
-            {
-                "task_type": "evaluation",
-                "model_name": "m",
-                "dataset_name": "d",
-                "benchmark": "b",
-                "training_task_id": str(uuid.UUID(int=9)),
-            },
-            {"training_task_id"},
-        ),
-        (
-            {
-                "task_type": "model_upload",
-                "source": "github",
-                "model_name": "m\ud800",
-                "source_uri": 3,
-            },
-            {"model_name", "source_uri"},
-        ),
-    ],
-)
+# New tasks the API refuses, and the fields each 422 names.
+BAD_NEW_TASKS = [
+    ({}, {"task_type"}),
+    ({"task_type": "painting"}, {"task_type"}),
+    ({"task_type": "training"}, {"base_model", "dataset_name", "method", "epochs"}),
+    (
+        {
+            "task_type": "training",
+            "base_model": "",
+            "dataset_name": "d" * 201,
+            "method": "dreambooth",
+            "epochs": 0,
+            "colour": "red",
+            "tag": "a\x00b",
+        },
+        {"base_model", "dataset_name", "method", "epochs", "colour", "tag"},
+    ),
+    (
+        {
+            "task_type": "synthesis",
+            "generator_model": "m",
+            "output_dataset": "o",
+            "target_rows": True,
+            "generated_rows": 5,
+        },
+        {"target_rows", "generated_rows"},
+    ),
+    (
+        {
+            "task_type": "evaluation",
+            "model_name": "m",
+            "dataset_name": "d",
+            "benchmark": "b",
+            "training_task_id": str(uuid.UUID(int=9)),
+        },
+        {"training_task_id"},
+    ),
+    (
+        {
+            "task_type": "model_upload",
+            "source": "github",
+            "model_name": "m\ud800",
+            "source_uri": 3,
+        },
+        {"model_name", "source_uri"},
+    ),
+]
+
+
+@pytest.mark.parametrize("body, named", BAD_NEW_TASKS)
 def test_a_bad_new_task_is_422_naming_each_field(module, engine, body, named):
     response = module.post("/tasks", json=body)
     assert response.status_code == 422
@@ -384,6 +386,21 @@ def test_a_body_that_is_not_json_is_refused(module):
     assert nested.status_code == 422
     huge = module.post(path, data=b" " * (1024 * 1024 + 1), content_type="application/json")
     assert huge.status_code == 413
+
+
+def test_the_description_refuses_what_the_api_refuses_and_takes_what_it_takes(module):
+    schemas = module.get("/openapi.json").get_json()["components"]["schemas"]
+    new_task = Draft202012Validator(schemas["NewTask"])
+    for body, named in BAD_NEW_TASKS:
+        # That a referenced task exists is the one rule a description cannot state.
+        if named != {"training_task_id"}:
+            assert not new_task.is_valid(body), body
+    for task_type in TASK_TYPES:
+        inputs, results = inputs_and_results(task_type)
+        assert new_task.is_valid({"task_type": task_type, "tag": "exp-7", **inputs})
+        assert Draft202012Validator(schemas["Results"]).is_valid(results)
+    progress = Draft202012Validator(schemas["Progress"])
+    assert progress.is_valid({"progress": 1}) and not progress.is_valid({"progress": 1.01})
 
 
 # -- a cancel: the operator asks, the module learns it and confirms -----------------------------
