@@ -78,7 +78,7 @@ def request_fingerprint() -> str:
 def answered_once(perform: Callable[[], Response]) -> Response:
     """Perform the write, or, for a key seen before, answer as the first time did.
 
-    The caller has checked who asks (and read the body, within its size limit) first.
+    The caller has checked who asks first. The body is read whole (at most MAX_BODY_BYTES).
     """
     key = request.headers.get(HEADER)
     if key is None:

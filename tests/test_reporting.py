@@ -237,14 +237,15 @@ def test_only_a_reporter_reports(reporting_app, module, engine, endpoint, role, 
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_a_reporter_writes_without_a_csrf_token_even_behind_the_sign_on_proxy(scratch_url):
+def test_a_reporter_writes_without_a_csrf_token_even_behind_the_sign_on_proxy(
+    scratch_url, engine
+):
+    token = create_token(engine, f"csrf-{uuid.uuid4().hex[:6]}", Role.REPORTER, NOW)
     app = make_app(scratch_url, TRUSTED_PROXIES=1, AUTH_USER_HEADER="X-Forwarded-Email")
-    with app.app_context():
-        engine = app.extensions["sqlalchemy"].engine
-        token = create_token(engine, f"csrf-{uuid.uuid4().hex[:6]}", Role.REPORTER, NOW)
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    assert create(client) is not None
+    response = client.post("/tasks", json=new_task_body("behind-the-proxy"))
+    assert response.status_code == 201
     with app.app_context():
         app.extensions["sqlalchemy"].engine.dispose()
 
