@@ -365,6 +365,7 @@ def test_a_bad_new_task_is_422_naming_each_field(module, engine, body, named):
         ("complete", {"output_model": 7}, {"output_model"}),
         ("start", {"force": True}, {"force"}),
         ("heartbeat", [], {"body"}),
+        ("cancel", {"reason": "user asked"}, {"reason"}),
     ],
 )
 def test_a_bad_report_is_422_naming_each_field(module, engine, action, body, named):
