@@ -562,6 +562,9 @@ IdempotencyOwnerType = sa.String(IDEMPOTENCY_OWNER_MAX_LENGTH).with_variant(
     mysql.VARCHAR(IDEMPOTENCY_OWNER_MAX_LENGTH, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
 )
 
+# An answer's body: MariaDB's TEXT holds 64 KB, less than an answer may be.
+AnswerType = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
 
 class IdempotencyKey(db.Model):
     """A write sent with an `Idempotency-Key`: claimed before it is performed, then its answer.
@@ -580,5 +583,5 @@ class IdempotencyKey(db.Model):
     status_code: Mapped[int | None] = mapped_column(sa.Integer)
     content_type: Mapped[str | None] = mapped_column(sa.String(100))
     location: Mapped[str | None] = mapped_column(sa.String(500))
-    body: Mapped[str | None] = mapped_column(sa.Text)
+    body: Mapped[str | None] = mapped_column(AnswerType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -32,6 +32,8 @@ UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 # An evaluation's metrics: names to numbers, a bounded handful.
 METRICS_MAX = 100
 METRIC_NAME_MAX_LENGTH = 100
+# A refused value longer than this is not repeated in the 422.
+SHOWN_VALUE_LENGTH = 40
 # Messages may hold newlines and tabs (a traceback), never NUL, which PostgreSQL refuses.
 NUL_FREE_PATTERN = r"^[^\x00]*$"
 PLAIN_TEXT_PATTERN = f"^[^{CONTROL_CHARACTER_RANGE}]*$"
@@ -97,7 +99,8 @@ def text_value(field: Field, value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, str):
         return None, "must be text"
     if field.choices and value not in field.choices:
-        return None, f"unknown value {value!r}; expected one of: {', '.join(field.choices)}"
+        shown_value = repr(value) if len(value) <= SHOWN_VALUE_LENGTH else "this value"
+        return None, f"unknown value {shown_value}; expected one of: {', '.join(field.choices)}"
     if not value:
         return None, "must not be empty"
     if field.max_length is not None and len(value) > field.max_length:

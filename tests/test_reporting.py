@@ -21,6 +21,7 @@ from app.events import task_events
 from app.idempotency import KEPT_FOR, request_fingerprint
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, IdempotencyKey, Role
 from app.recorder import Recorder
+from app.reporting import ERROR_MSG_MAX_LENGTH
 from app.tokens import create_token
 
 MODULE = "trainer-module"
@@ -237,9 +238,7 @@ def test_only_a_reporter_reports(reporting_app, module, engine, endpoint, role, 
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_a_reporter_writes_without_a_csrf_token_even_behind_the_sign_on_proxy(
-    scratch_url, engine
-):
+def test_a_reporter_writes_without_a_csrf_token_even_behind_the_sign_on_proxy(scratch_url, engine):
     token = create_token(engine, f"csrf-{uuid.uuid4().hex[:6]}", Role.REPORTER, NOW)
     app = make_app(scratch_url, TRUSTED_PROXIES=1, AUTH_USER_HEADER="X-Forwarded-Email")
     client = app.test_client()
@@ -482,6 +481,19 @@ def test_a_replay_answers_as_the_first_time_after_the_task_moved_on(module):
     assert (again.status_code, again.get_json()) == (200, first.get_json())
     assert again.get_json()["status"] == "running"  # the first answer, not the task now
     assert module.post(f"/tasks/{task_id}/start").status_code == 409  # without the key
+
+
+def test_the_longest_failure_is_kept_and_its_answer_replayed(module, engine):
+    message = "💥 " * (ERROR_MSG_MAX_LENGTH // 2)
+    task_id = task_in(module, "running")
+    key = {"Idempotency-Key": f"fail-{task_id}"}
+    first = module.post(f"/tasks/{task_id}/fail", json={"error_msg": message}, headers=key)
+    again = module.post(f"/tasks/{task_id}/fail", json={"error_msg": message}, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert (
+        again.get_json()["error_msg"] == message == stored(engine, "training", task_id)["error_msg"]
+    )
+    assert again.headers["Idempotent-Replayed"] == "true"
 
 
 def test_the_same_key_with_another_request_is_422(module, engine):

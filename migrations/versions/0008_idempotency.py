@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("status_code", sa.Integer),
         sa.Column("content_type", sa.String(100)),
         sa.Column("location", sa.String(500)),
-        sa.Column("body", sa.Text),
+        sa.Column("body", sa.Text().with_variant(mysql.MEDIUMTEXT(), *MARIADB)),
         sa.Column("created_at", INSTANT, nullable=False),
         sa.PrimaryKeyConstraint("owner", "key", name="pk_idempotency_key"),
     )
