@@ -60,7 +60,7 @@ def invalid(title: str, naming: str, errors: dict[str, list[str]]) -> Response:
 
 
 def invalid_query(errors: dict[str, list[str]]) -> Response:
-    """422 naming every bad parameter (of the query string, or a header) and why."""
+    """422 naming every bad parameter and why."""
     return invalid("Invalid query parameters", "parameter", errors)
 
 
