@@ -8,8 +8,10 @@ them (a token's name, a person), so two modules never share one.
 The key is claimed before the write is performed: an INSERT of (owner, key) that the
 primary key lets one request win on every engine. Of two requests with one key at once, one
 performs and the other is answered 409 "in progress" (with Retry-After), or the first's
-answer once it is stored. The same key with another method, path or body is a 422. An
-answer of 500 or more, or an exception, gives the key back, so a retry performs anew.
+answer once it is stored. The same key with another method, path or body is a 422. The
+caller checks a request before it is answered once (app/reporting.py), so a refused body
+spends no key; an answer of 500 or more, or an exception, gives the key back, so a retry
+performs anew.
 
 Keys are kept for a day (KEPT_FOR); a claim without an answer for longer than
 ABANDONED_AFTER (its server stopped mid-request) is taken over. Each process purges the

@@ -55,6 +55,7 @@ from app.query import Facets, TaskRow, Total
 from app.query.histogram import MAX_BARS
 from app.reporting import ERROR_FIELD, PROGRESS_FIELD, TAG_FIELD, TASK_TYPE_FIELD
 from app.search import MAX_SEARCH_LENGTH, valid_search_pattern
+from app.task_fields import Field as BodyField
 from app.task_fields import input_fields, object_schema, result_fields
 
 bp = Blueprint("contract", __name__)
@@ -318,6 +319,20 @@ def new_task_schema(task_type: str) -> JsonSchema:
     return schema
 
 
+def every_result_field() -> list[BodyField]:
+    """The result fields of every type, once each, saying which types have them."""
+    types: dict[str, list[str]] = {}
+    fields: dict[str, BodyField] = {}
+    for task_type in MODEL_FOR_TYPE:
+        for field in result_fields(task_type):
+            fields.setdefault(field.name, field)
+            types.setdefault(field.name, []).append(task_type)
+    return [
+        dataclasses.replace(field, description=f"Of {', '.join(types[name])} tasks.")
+        for name, field in fields.items()
+    ]
+
+
 def request_schemas() -> dict[str, JsonSchema]:
     """The bodies the reporting API reads, from the same fields that check them."""
     return {
@@ -327,13 +342,13 @@ def request_schemas() -> dict[str, JsonSchema]:
         },
         "Progress": object_schema([PROGRESS_FIELD]),
         "Failure": object_schema([ERROR_FIELD]),
-        "Results": {
-            "anyOf": [
-                object_schema(result_fields(task_type), title=f"Results of a {task_type} task")
-                for task_type in MODEL_FOR_TYPE
-            ],
-            "description": "What the task produced: the result fields of its type, each optional.",
-        },
+        "Results": object_schema(
+            every_result_field(),
+            description=(
+                "What the task produced: the result fields of its type (each says which types "
+                "have it), each optional; another type's field is a 422."
+            ),
+        ),
     }
 
 

@@ -72,20 +72,35 @@ Move = Callable[[Recorder, str, uuid.UUID, Body], None]
 # -- what every reporting request goes through ------------------------------------------------
 
 
-def reported(perform: Callable[[Body], Response]) -> Response:
-    """Check who asks (the reporter role), read the body within its limit, then perform the
-    write once per Idempotency-Key, with the body parsed (or a 415/422 about it)."""
+Write = Callable[[], Response]
+# What checks a request's body: the write to perform, or the answer refusing it (a 422).
+Check = Callable[[Body], Write | Response]
+
+
+def reported(check: Check) -> Response:
+    """Check who asks (the reporter role), the body (415, 422) and the task (404), then
+    perform the write once per Idempotency-Key.
+
+    A request refused before anything is written spends no key: corrected, it may be sent
+    again under the same key.
+    """
     require(REPORT)
     protect_form()
-    read_body()
-    return answered_once(lambda: with_json_body(perform))
+    body = json_body()
+    if isinstance(body, Response):
+        return body
+    write = check(body)
+    if isinstance(write, Response):
+        return write
+    return answered_once(write)
 
 
-def with_json_body(perform: Callable[[Body], Response]) -> Response:
-    """The body as a JSON object (none at all is `{}`), or the answer saying what is wrong."""
+def json_body() -> Body | Response:
+    """The body as a JSON object (none at all is `{}`), or the answer saying what is wrong;
+    at most MAX_BODY_BYTES (else a 413)."""
     raw = read_body()
     if not raw.strip():
-        return perform({})
+        return {}
     if not request.is_json:
         abort(415, description="Send the body as JSON, with Content-Type: application/json.")
     try:
@@ -94,7 +109,7 @@ def with_json_body(perform: Callable[[Body], Response]) -> Response:
         return invalid_body({"body": ["not valid JSON"]})
     if not isinstance(body, dict):
         return invalid_body({"body": ["must be a JSON object"]})
-    return perform(body)
+    return body
 
 
 def module_recorder() -> Recorder:
@@ -150,10 +165,11 @@ def missing_references(fields: list[Field], values: Body) -> dict[str, list[str]
     return errors
 
 
-def create_task(body: Body) -> Response:
-    """Check the type, the tag and the type's inputs; record the task; 201 with it."""
+def new_task(body: Body) -> Write | Response:
+    """Check the type, the tag and the type's inputs; the write records the task, answered
+    201 with it."""
     task_type = body.get("task_type")
-    if task_type not in MODEL_FOR_TYPE:
+    if not isinstance(task_type, str) or task_type not in MODEL_FOR_TYPE:
         _, reason = TASK_TYPE_FIELD.check(task_type)
         return invalid_body({"task_type": [reason if "task_type" in body else "required"]})
     fields = [TAG_FIELD, *input_fields(task_type)]
@@ -162,23 +178,27 @@ def create_task(body: Body) -> Response:
         errors = missing_references(fields, values)
     if errors:
         return invalid_body(errors)
-    try:
-        task_id = module_recorder().create(task_type, **values)
-    except sa.exc.IntegrityError:
-        # A task it names was deleted between the check and the insert.
-        named = [f.name for f in fields if f.references and values.get(f.name) is not None]
-        if not named:
-            raise
-        return invalid_body({name: ["no such task (deleted meanwhile)"] for name in named})
-    response = task_answer(task_id, 201)
-    response.headers["Location"] = url_for("api.show_task_json", task_id=task_id)
-    return response
+
+    def create() -> Response:
+        try:
+            task_id = module_recorder().create(task_type, **values)
+        except sa.exc.IntegrityError:
+            # A task it names was deleted between the check and the insert.
+            named = [f.name for f in fields if f.references and values.get(f.name) is not None]
+            if not named:
+                raise
+            return invalid_body({name: ["no such task (deleted meanwhile)"] for name in named})
+        response = task_answer(task_id, 201)
+        response.headers["Location"] = url_for("api.show_task_json", task_id=task_id)
+        return response
+
+    return create
 
 
 @bp.post("/tasks")
 def create_task_json() -> Response:
     """Create a queued task of a type, with its inputs and an optional tag (reporter role)."""
-    return reported(create_task)
+    return reported(new_task)
 
 
 # -- moves ------------------------------------------------------------------------------------
@@ -193,11 +213,11 @@ def performing(
     fields_for: Callable[[str], list[Field]],
     move: Move,
     answer: Callable[[str, uuid.UUID], Response] | None = None,
-) -> Callable[[Body], Response]:
-    """A move of one task: its id (404), its body's fields for its type (422), the
-    recorder's move (409 when refused), then the answer (the task, by default)."""
+) -> Check:
+    """A move of one task: its id (404) and its body's fields for its type (422) checked;
+    the write is the recorder's move (409 when refused), answered with the task by default."""
 
-    def perform(body: Body) -> Response:
+    def check(body: Body) -> Write | Response:
         parsed = parsed_task_id(task_id)
         try:
             task_type = task_type_of(db.engine, parsed)
@@ -206,15 +226,19 @@ def performing(
         values, errors = check_body(fields_for(task_type), body)
         if errors:
             return invalid_body(errors)
-        try:
-            move(module_recorder(), task_type, parsed, values)
-        except TaskNotFound:
-            abort(404, description=f"no task has id {parsed}")
-        except IllegalTransition as refused:
-            return refused_move(refused)
-        return answer(task_type, parsed) if answer else task_answer(parsed)
 
-    return perform
+        def write() -> Response:
+            try:
+                move(module_recorder(), task_type, parsed, values)
+            except TaskNotFound:
+                abort(404, description=f"no task has id {parsed}")
+            except IllegalTransition as refused:
+                return refused_move(refused)
+            return answer(task_type, parsed) if answer else task_answer(parsed)
+
+        return write
+
+    return check
 
 
 @bp.post("/tasks/<task_id>/start")

@@ -294,6 +294,8 @@ def test_an_unknown_task_is_404(module, action, task_id):
 BAD_NEW_TASKS = [
     ({}, {"task_type"}),
     ({"task_type": "painting"}, {"task_type"}),
+    ({"task_type": {}, "epochs": 2}, {"task_type"}),
+    ({"task_type": ["training"]}, {"task_type"}),
     ({"task_type": "training"}, {"base_model", "dataset_name", "method", "epochs"}),
     (
         {
@@ -524,16 +526,28 @@ def test_a_malformed_key_is_422_and_nothing_is_done(module, engine, key):
     assert count_of(engine, "training", tag) == 0
 
 
-def test_a_bad_request_is_answered_once_too_but_an_unknown_task_is_not_kept(module, engine):
+def test_a_refused_request_spends_no_key(module, engine):
     key = {"Idempotency-Key": str(uuid.uuid4())}
-    assert module.post("/tasks", json={"task_type": "x"}, headers=key).status_code == 422
-    again = module.post("/tasks", json={"task_type": "x"}, headers=key)
-    assert again.headers["Idempotent-Replayed"] == "true"
+    tag = f"idem-{uuid.uuid4().hex[:8]}"
+    refused = module.post("/tasks", json={**new_task_body(tag), "epochs": 0}, headers=key)
+    assert refused.status_code == 422
+    corrected = module.post("/tasks", json=new_task_body(tag), headers=key)
+    assert corrected.status_code == 201 and "Idempotent-Replayed" not in corrected.headers
     missing = f"/tasks/{uuid.UUID(int=11)}/start"
     assert module.post(missing, headers={"Idempotency-Key": "gone-1"}).status_code == 404
     with engine.connect() as connection:
         kept = sa.select(IdempotencyKey.key).where(IdempotencyKey.key == "gone-1")
         assert connection.execute(kept).first() is None
+
+
+def test_a_refused_move_is_answered_once_like_any_other(module):
+    task_id = task_in(module, "completed")
+    key = {"Idempotency-Key": f"late-{task_id}"}
+    first = module.post(f"/tasks/{task_id}/start", headers=key)
+    again = module.post(f"/tasks/{task_id}/start", headers=key)
+    assert first.status_code == again.status_code == 409
+    assert again.get_json() == first.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
 
 
 def test_keys_expire_after_a_day(reporting_app, module, engine, moment):
