@@ -47,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         openapi,
         operate,
         pages,
+        reporting,
         schema,
         security,
         tokens,
@@ -71,6 +72,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.url_map.converters["task"] = api.TaskIdConverter
     app.register_blueprint(api.bp)
     app.register_blueprint(operate.bp)
+    app.register_blueprint(reporting.bp)
     app.register_blueprint(openapi.bp)
     pages.init_app(app)
     security.init_app(app)

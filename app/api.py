@@ -231,14 +231,18 @@ def event_json(event: Event) -> dict[str, Any]:
     return {name: json_value(value) for name, value in dataclasses.asdict(event).items()}
 
 
-@bp.get("/tasks/<task:task_id>")
-def show_task_json(task_id: str) -> Response:
-    """One task with its type-specific fields."""
-    detail = task_or_404(task_id)
+def task_detail_json(detail: TaskDetail) -> dict[str, Any]:
+    """One task as `/tasks/<id>` answers it (and the reporting API after each move)."""
     details = {name: json_value(value) for name, value in detail.details.items()}
     links = {
         "cancel_requested_at": json_value(detail.cancel_requested_at),
         "retry_of": json_value(detail.retry_of),
         "retried_as": json_value(detail.retried_as),
     }
-    return jsonify({**task_json(detail.row), **links, "details": details})
+    return {**task_json(detail.row), **links, "details": details}
+
+
+@bp.get("/tasks/<task:task_id>")
+def show_task_json(task_id: str) -> Response:
+    """One task with its type-specific fields."""
+    return jsonify(task_detail_json(task_or_404(task_id)))

@@ -48,15 +48,25 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
     return response
 
 
-def invalid_query(errors: dict[str, list[str]]) -> Response:
-    """422 naming every bad parameter and why."""
+def invalid(title: str, naming: str, errors: dict[str, list[str]]) -> Response:
+    """422 listing every bad part of a request (each under `naming`) and why."""
     listed = [
-        {"parameter": name, "detail": message}
+        {naming: name, "detail": message}
         for name, messages in errors.items()
         for message in messages
     ]
-    detail = "; ".join(f"{item['parameter']}: {item['detail']}" for item in listed)
-    return problem(422, "Invalid query parameters", detail, errors=listed)
+    detail = "; ".join(f"{item[naming]}: {item['detail']}" for item in listed)
+    return problem(422, title, detail, errors=listed)
+
+
+def invalid_query(errors: dict[str, list[str]]) -> Response:
+    """422 naming every bad parameter and why."""
+    return invalid("Invalid query parameters", "parameter", errors)
+
+
+def invalid_body(errors: dict[str, list[str]]) -> Response:
+    """422 naming every bad field of a JSON body and why."""
+    return invalid("Invalid request body", "field", errors)
 
 
 def api_root() -> str:

@@ -138,16 +138,16 @@ def shown_identity() -> Identity:
         return NOBODY
 
 
-def require(action: str) -> Identity:
-    """The identity, if it may do `action`; else 401 (nobody) or 403 (a role short)."""
+def require(action: str, *alternatives: str) -> Identity:
+    """The identity, if it may do `action` (or one of the `alternatives`); else 401 (nobody)
+    or 403 (a role short), naming each role that would do."""
     identity = current_identity()
-    needed = ROLE_FOR[action].value
+    actions = (action, *alternatives)
+    needed = " or ".join(f"the {ROLE_FOR[each].value} role" for each in actions)
     if not identity.known and (action != READ or current_app.config["AUTH_REQUIRED"]):
-        raise Unauthorized(f"Sign in first: this needs the {needed} role. {SIGN_IN_HINT}")
-    if not identity.may(action):
-        raise Forbidden(
-            f"This needs the {needed} role; {identity.name} is a {identity.role.value}."
-        )
+        raise Unauthorized(f"Sign in first: this needs {needed}. {SIGN_IN_HINT}")
+    if not any(identity.may(each) for each in actions):
+        raise Forbidden(f"This needs {needed}; {identity.name} is a {identity.role.value}.")
     return identity
 
 

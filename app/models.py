@@ -31,6 +31,12 @@ class Status(StrEnum):
 
 
 ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+# The values a column takes, kept here for its CHECK constraint and for the reporting API's
+# checks of what a module sends (`info={"choices": …}`, `info={"minimum": …}`, see
+# app/task_fields.py).
+MODEL_SOURCES = ("huggingface", "github", "local")
+DATASET_SOURCES = ("huggingface", "local")
+TRAINING_METHODS = ("full", "lora", "qlora")
 TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 TAG_MAX_LENGTH = 128
 # C0 and C1 controls and DEL, as a character-class range (the API's description reuses it).
@@ -346,15 +352,15 @@ class UploadTask(TaskColumns, db.Model):
     task_type = "model_upload"
     result_columns = ("size_bytes",)
 
-    source: Mapped[str] = mapped_column(sa.String(16))
+    source: Mapped[str] = mapped_column(sa.String(16), info={"choices": MODEL_SOURCES})
     model_name: Mapped[str] = mapped_column(sa.String(200))
     source_uri: Mapped[str] = mapped_column(sa.String(500))
     revision: Mapped[str | None] = mapped_column(sa.String(100))
-    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger, info={"minimum": 0})
 
     @classmethod
     def extra_table_args(cls) -> tuple[Any, ...]:
-        return (sa.CheckConstraint("source IN ('huggingface', 'github', 'local')", name="source"),)
+        return (sa.CheckConstraint(f"source IN ({_in_list(MODEL_SOURCES)})", name="source"),)
 
     @classmethod
     def summary(cls) -> sa.ColumnElement[str]:
@@ -369,15 +375,15 @@ class UploadDatasetTask(TaskColumns, db.Model):
     task_type = "dataset_upload"
     result_columns = ("row_count", "size_bytes")
 
-    source: Mapped[str] = mapped_column(sa.String(16))
+    source: Mapped[str] = mapped_column(sa.String(16), info={"choices": DATASET_SOURCES})
     dataset_name: Mapped[str] = mapped_column(sa.String(200))
     source_uri: Mapped[str] = mapped_column(sa.String(500))
-    row_count: Mapped[int | None] = mapped_column(sa.BigInteger)
-    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    row_count: Mapped[int | None] = mapped_column(sa.BigInteger, info={"minimum": 0})
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger, info={"minimum": 0})
 
     @classmethod
     def extra_table_args(cls) -> tuple[Any, ...]:
-        return (sa.CheckConstraint("source IN ('huggingface', 'local')", name="source"),)
+        return (sa.CheckConstraint(f"source IN ({_in_list(DATASET_SOURCES)})", name="source"),)
 
     @classmethod
     def summary(cls) -> sa.ColumnElement[str]:
@@ -394,8 +400,8 @@ class TrainingTask(TaskColumns, db.Model):
 
     base_model: Mapped[str] = mapped_column(sa.String(200))
     dataset_name: Mapped[str] = mapped_column(sa.String(200))
-    method: Mapped[str] = mapped_column(sa.String(16))
-    epochs: Mapped[int] = mapped_column(sa.Integer)
+    method: Mapped[str] = mapped_column(sa.String(16), info={"choices": TRAINING_METHODS})
+    epochs: Mapped[int] = mapped_column(sa.Integer, info={"minimum": 1})
     output_model: Mapped[str | None] = mapped_column(sa.String(200))
     dataset_task_id: Mapped[uuid.UUID | None] = mapped_column(
         UUIDType, sa.ForeignKey("upload_dataset_task.id"), index=True
@@ -404,7 +410,7 @@ class TrainingTask(TaskColumns, db.Model):
     @classmethod
     def extra_table_args(cls) -> tuple[Any, ...]:
         return (
-            sa.CheckConstraint("method IN ('full', 'lora', 'qlora')", name="method"),
+            sa.CheckConstraint(f"method IN ({_in_list(TRAINING_METHODS)})", name="method"),
             sa.CheckConstraint("epochs >= 1", name="epochs"),
         )
 
@@ -446,8 +452,8 @@ class SynthesisTask(TaskColumns, db.Model):
     generator_model: Mapped[str] = mapped_column(sa.String(200))
     source_dataset: Mapped[str | None] = mapped_column(sa.String(200))
     output_dataset: Mapped[str] = mapped_column(sa.String(200))
-    target_rows: Mapped[int] = mapped_column(sa.Integer)
-    generated_rows: Mapped[int | None] = mapped_column(sa.Integer)
+    target_rows: Mapped[int] = mapped_column(sa.Integer, info={"minimum": 1})
+    generated_rows: Mapped[int | None] = mapped_column(sa.Integer, info={"minimum": 0})
 
     @classmethod
     def extra_table_args(cls) -> tuple[Any, ...]:
@@ -543,3 +549,39 @@ class ApiToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# An Idempotency-Key is at most this long; its owner is a token's or a person's name.
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_OWNER_MAX_LENGTH = 300
+# Keys and owners match exactly: MariaDB's default collation ignores case and trailing spaces.
+IdempotencyKeyType = sa.String(IDEMPOTENCY_KEY_MAX_LENGTH).with_variant(
+    mysql.VARCHAR(IDEMPOTENCY_KEY_MAX_LENGTH, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
+)
+IdempotencyOwnerType = sa.String(IDEMPOTENCY_OWNER_MAX_LENGTH).with_variant(
+    mysql.VARCHAR(IDEMPOTENCY_OWNER_MAX_LENGTH, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
+)
+
+# An answer's body: MariaDB's TEXT holds 64 KB, less than an answer may be.
+AnswerType = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+
+class IdempotencyKey(db.Model):
+    """A write sent with an `Idempotency-Key`: claimed before it is performed, then its answer.
+
+    One row per owner (token or person) and key, so a repeat is answered from here; a claim
+    without an answer (`status_code` NULL) is a request still being performed. Rows are
+    purged after a day (app/idempotency.py), a range of the `created_at` index.
+    """
+
+    __tablename__ = "idempotency_key"
+
+    owner: Mapped[str] = mapped_column(IdempotencyOwnerType, primary_key=True)
+    key: Mapped[str] = mapped_column(IdempotencyKeyType, primary_key=True)
+    # SHA-256 of the method, path and body: the same key with another request is refused.
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
+    status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    content_type: Mapped[str | None] = mapped_column(sa.String(100))
+    location: Mapped[str | None] = mapped_column(sa.String(500))
+    body: Mapped[str | None] = mapped_column(AnswerType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

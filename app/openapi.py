@@ -41,6 +41,8 @@ from app.filters import (
     TaskFilterForm,
     TimestampField,
 )
+from app.idempotency import HEADER as IDEMPOTENCY_HEADER
+from app.idempotency import IN_PROGRESS_RETRY_SECONDS, KEY_PATTERN, MAX_BODY_BYTES, REPLAYED_HEADER
 from app.models import (
     ACTOR_MAX_LENGTH,
     CONTROL_CHARACTER_RANGE,
@@ -51,7 +53,10 @@ from app.models import (
 )
 from app.query import Facets, TaskRow, Total
 from app.query.histogram import MAX_BARS
+from app.reporting import ERROR_FIELD, PROGRESS_FIELD, TAG_FIELD, TASK_TYPE_FIELD
 from app.search import MAX_SEARCH_LENGTH, valid_search_pattern
+from app.task_fields import Field as BodyField
+from app.task_fields import input_fields, object_schema, result_fields
 
 bp = Blueprint("contract", __name__)
 
@@ -305,6 +310,48 @@ def counts_of(keys: Iterable[str]) -> JsonSchema:
     return closed_object({key: ref("schemas", "Total") for key in keys})
 
 
+def new_task_schema(task_type: str) -> JsonSchema:
+    """A new task of one type: its type (exactly), an optional tag and the type's inputs."""
+    schema = object_schema(
+        [TASK_TYPE_FIELD, TAG_FIELD, *input_fields(task_type)], title=f"A new {task_type} task"
+    )
+    schema["properties"]["task_type"] = {"type": "string", "const": task_type}
+    return schema
+
+
+def every_result_field() -> list[BodyField]:
+    """The result fields of every type, once each, saying which types have them."""
+    types: dict[str, list[str]] = {}
+    fields: dict[str, BodyField] = {}
+    for task_type in MODEL_FOR_TYPE:
+        for field in result_fields(task_type):
+            fields.setdefault(field.name, field)
+            types.setdefault(field.name, []).append(task_type)
+    return [
+        dataclasses.replace(field, description=f"Of {', '.join(types[name])} tasks.")
+        for name, field in fields.items()
+    ]
+
+
+def request_schemas() -> dict[str, JsonSchema]:
+    """The bodies the reporting API reads, from the same fields that check them."""
+    return {
+        "NewTask": {
+            "oneOf": [new_task_schema(task_type) for task_type in MODEL_FOR_TYPE],
+            "description": "A task to create: its type, an optional tag and its type's inputs.",
+        },
+        "Progress": object_schema([PROGRESS_FIELD]),
+        "Failure": object_schema([ERROR_FIELD]),
+        "Results": object_schema(
+            every_result_field(),
+            description=(
+                "What the task produced: the result fields of its type (each says which types "
+                "have it), each optional; another type's field is a 422."
+            ),
+        ),
+    }
+
+
 def response_schemas() -> dict[str, JsonSchema]:
     """The bodies the API answers with."""
     parameters = filter_parameters()
@@ -319,6 +366,12 @@ def response_schemas() -> dict[str, JsonSchema]:
     invalid_parameter = closed_object(
         {"parameter": {"type": "string"}, "detail": {"type": "string"}}
     )
+    invalid_part = {
+        "oneOf": [
+            invalid_parameter,
+            closed_object({"field": {"type": "string"}, "detail": {"type": "string"}}),
+        ]
+    }
     return {
         "Task": closed_object(task_properties()),
         "TaskWithDetails": task_with_details(),
@@ -473,10 +526,39 @@ def response_schemas() -> dict[str, JsonSchema]:
             "properties": {
                 "task_status": {"type": "string", "enum": list(STATUSES)},
                 "retried_as": {"type": "string", "format": "uuid"},
+                "cancel_requested": {
+                    "type": "boolean",
+                    "description": (
+                        "On the reporting API: true when a progress report or heartbeat was "
+                        "refused because an operator asked the task to stop (stop the work, "
+                        "then confirm with `POST /tasks/{task_id}/cancel`)."
+                    ),
+                },
             },
             "required": ["task_status"],
             "description": "The task's status does not allow the action; `task_status` is it.",
         },
+        "InProgress": {
+            "allOf": [ref("schemas", "Problem")],
+            "type": "object",
+            "properties": {"title": {"const": "Request in progress"}},
+            "description": "A request with the same Idempotency-Key is still being performed.",
+        },
+        "WriteConflict": {
+            "anyOf": [ref("schemas", "ActionConflict"), ref("schemas", "InProgress")],
+            "description": "The task's status does not allow the write, or its key is in use.",
+        },
+        "InvalidBody": {
+            "allOf": [ref("schemas", "Problem")],
+            "type": "object",
+            "properties": {"errors": {"type": "array", "items": invalid_part, "minItems": 1}},
+            "required": ["errors"],
+            "description": (
+                "A problem document that names every bad field of the body (`field`), or a bad "
+                "`Idempotency-Key` (`parameter`), and why."
+            ),
+        },
+        **request_schemas(),
         "InvalidQuery": {
             "allOf": [ref("schemas", "Problem")],
             "type": "object",
@@ -519,6 +601,21 @@ def shared_responses() -> dict[str, JsonSchema]:
         "Conflict": problem_response(
             "The task's status does not allow the action.", schema="ActionConflict"
         ),
+        "WriteConflict": problem_response(
+            "The task's status does not allow it (`task_status` is it; on the reporting API, "
+            "`cancel_requested: true` means an operator asked the task to stop). Or a request "
+            "with the same Idempotency-Key is still being performed (with Retry-After).",
+            schema="WriteConflict",
+            headers={"Retry-After": RETRY_AFTER_IN_PROGRESS},
+        ),
+        "InvalidBody": problem_response(
+            "A field of the body is unknown, missing, or not a value it takes; or the "
+            "Idempotency-Key is malformed, or was sent before with another request. Every bad "
+            "field is named.",
+            schema="InvalidBody",
+        ),
+        "TooLarge": problem_response(f"The body is longer than {MAX_BODY_BYTES:,} bytes."),
+        "NotJson": problem_response("The body is not sent as application/json."),
         "UriTooLong": {
             "description": (
                 "The request line is longer than the server takes (gunicorn's "
@@ -615,6 +712,130 @@ def action(operation_id: str, ok_status: str, ok: JsonSchema) -> JsonSchema:
 
 # Writes need a bearer token or the sign-on identity (with the page's CSRF token).
 WRITE_SECURITY = [{"bearerToken": []}, {"singleSignOn": []}]
+# Reporters are modules: they always send a token.
+REPORT_SECURITY = [{"bearerToken": []}]
+
+RETRY_AFTER_IN_PROGRESS = {
+    "description": "With a request still in progress: seconds to wait before sending it again.",
+    "schema": {"type": "integer", "minimum": 0, "examples": [IN_PROGRESS_RETRY_SECONDS]},
+}
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Any unique string (a UUID): the same request sent again with the same key, by the "
+        "same token, within 24 hours, gets the first answer again instead of acting twice."
+    ),
+    "schema": {"type": "string", "pattern": KEY_PATTERN},
+}
+REPLAYED = {
+    REPLAYED_HEADER: {
+        "description": "`true` when this is the stored answer to an earlier request.",
+        "schema": {"type": "string", "const": "true"},
+    }
+}
+
+
+def with_replayed(ok: JsonSchema) -> JsonSchema:
+    """An answer that may be the stored one of an earlier request with the same key."""
+    return {**ok, "headers": {**ok.get("headers", {}), **REPLAYED}}
+
+
+def json_body(schema: str, description: str, required: bool = True) -> JsonSchema:
+    """A JSON request body of the given schema."""
+    return {
+        "description": description,
+        "required": required,
+        "content": {"application/json": {"schema": ref("schemas", schema)}},
+    }
+
+
+def written_once(operation: JsonSchema) -> JsonSchema:
+    """A write that honours Idempotency-Key: its header, and what a bad key answers."""
+    responses = operation["responses"]
+    responses["409"] = ref("responses", "WriteConflict")
+    responses.setdefault("413", ref("responses", "TooLarge"))
+    responses.setdefault("422", ref("responses", "InvalidBody"))
+    for status, answer in responses.items():
+        if status.startswith("2"):
+            responses[status] = with_replayed(answer)
+    parameters = [*operation.get("parameters", []), IDEMPOTENCY_KEY_PARAMETER]
+    return {**operation, "parameters": parameters}
+
+
+def report(
+    operation_id: str, ok: JsonSchema, body: JsonSchema | None = None, ok_status: str = "200"
+) -> JsonSchema:
+    """A reporter's POST on one task: a move of the recorder, answered with the task."""
+    operation = {
+        "method": "post",
+        "operationId": operation_id,
+        "tags": ["reporting"],
+        "security": REPORT_SECURITY,
+        "parameters": [] if ok_status == "201" else [TASK_ID_PARAMETER],
+        "responses": {
+            ok_status: ok,
+            "401": ref("responses", "Unauthorized"),
+            "403": ref("responses", "Forbidden"),
+            **({} if ok_status == "201" else {"404": ref("responses", "NotFound")}),
+            "409": ref("responses", "WriteConflict"),
+            "413": ref("responses", "TooLarge"),
+            "414": ref("responses", "UriTooLong"),
+            "415": ref("responses", "NotJson"),
+            "422": ref("responses", "InvalidBody"),
+            "503": ref("responses", "Unavailable"),
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    return written_once(operation)
+
+
+def reporting_operations() -> dict[str, JsonSchema]:
+    """The reporting API's operations, for modules with a reporter token."""
+    moved = json_ok("TaskWithDetails", "The task after the move.")
+    created = {
+        **json_ok("TaskWithDetails", "The new task, queued."),
+        "headers": {"Location": {"description": "The task's URL.", "schema": {"type": "string"}}},
+    }
+    return {
+        "reporting.create_task_json": report(
+            "createTask", created, json_body("NewTask", "The task to create."), ok_status="201"
+        ),
+        "reporting.start_task_json": report("startTask", moved),
+        "reporting.report_progress_json": report(
+            "reportProgress", moved, json_body("Progress", "How far the task has got.")
+        ),
+        "reporting.heartbeat_json": report("sendHeartbeat", moved),
+        "reporting.complete_task_json": report(
+            "completeTask",
+            moved,
+            json_body("Results", "The results of the task's type, if any.", required=False),
+        ),
+        "reporting.fail_task_json": report(
+            "failTask", moved, json_body("Failure", "Why the task failed.")
+        ),
+    }
+
+
+def cancel_operation() -> JsonSchema:
+    """One URL, two roles: an operator cancels or asks to stop; a module confirms it stopped."""
+    operation = action(
+        "cancelTask",
+        "200",
+        json_ok(
+            "ActionResult",
+            "An operator's cancel: the task is cancelled (it was queued) or cancelling (it "
+            "runs, until its module confirms). A module's (a reporter's): it is cancelled.",
+        ),
+    )
+    operation["description"] = (
+        "With an operator's identity, cancels a queued task at once and asks a running one to "
+        "stop. With a reporter's token, the module confirms that it stopped the task (queued "
+        "or running): it is cancelled."
+    )
+    return written_once(operation)
 
 
 def security_schemes(app: Flask) -> dict[str, JsonSchema]:
@@ -673,22 +894,13 @@ def bulk_action(operation_id: str) -> JsonSchema:
     }
 
 
-TASK_ID_PARAMETER = {
-    "name": "task_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
-}
-
-
 def operations() -> dict[str, JsonSchema]:
     """Each JSON endpoint's operation, by endpoint name (its path comes from the URL map)."""
     return {
         "operate.cancel_many_json": bulk_action("cancelTasks"),
         "operate.retry_many_json": bulk_action("retryTasks"),
-        "operate.cancel_json": action(
-            "cancelTask", "200", json_ok("ActionResult", "The task is cancelled or cancelling.")
-        ),
+        "operate.cancel_json": cancel_operation(),
+        **reporting_operations(),
         "operate.retry_json": action(
             "retryTask",
             "201",
@@ -791,7 +1003,8 @@ def paths(app: Flask) -> dict[str, JsonSchema]:
             security = read_security(app)
         if security is not None:
             operation["security"] = [s for s in security if not s or next(iter(s)) in schemes]
-        described[openapi_path(rules[endpoint])] = {method: {"summary": summary, **operation}}
+        path = described.setdefault(openapi_path(rules[endpoint]), {})
+        path[method] = {"summary": summary, **operation}
     return described
 
 

@@ -3,7 +3,9 @@
 `POST /tasks/<id>/cancel` and `/retry` answer JSON (problem documents for errors); the page's
 buttons post to `/task/<id>/cancel` and `/retry`, which go back to where the button was (a
 303) with a message. Both ask the same functions of app/actions.py. Every write needs the
-operator role; one without a bearer token needs the page's CSRF token too.
+operator role; one without a bearer token needs the page's CSRF token too. The one
+exception: `POST /tasks/<id>/cancel` with a reporter's token is a module confirming that it
+stopped its task (app/reporting.py).
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ from app.api import parsed_task_id
 from app.errors import invalid_query, problem
 from app.export import PAGE_PARAMETERS
 from app.filters import TaskFilter, parse_filter
-from app.identity import OPERATE, current_identity, protect_form, require
+from app.idempotency import answered_once
+from app.identity import OPERATE, REPORT, current_identity, protect_form, require
 from app.models import db
 from app.pages import STATUS_LABELS, TYPE_LABELS, with_query
+from app.reporting import confirm_cancel
 
 bp = Blueprint("operate", __name__)
 
@@ -94,7 +98,10 @@ def api_answer(name: str, task_id: str) -> Response:
 @bp.post("/tasks/<task_id>/cancel")
 def cancel_json(task_id: str) -> Response:
     """Cancel a queued task at once, or ask a running one to stop (its module confirms)."""
-    return api_answer("cancel", task_id)
+    # An operator cancels as far as they may; a module (a reporter) confirms that it stopped.
+    if not require(OPERATE, REPORT).may(OPERATE):
+        return confirm_cancel(task_id)
+    return answered_once(lambda: api_answer("cancel", task_id))
 
 
 @bp.post("/tasks/<task_id>/retry")

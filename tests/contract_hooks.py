@@ -11,18 +11,42 @@ cursor becomes a real one, fetched from the server for the case's order. Cases d
 invalid are sent as drawn. The 422s for these rules are tested in tests/test_filters.py and
 tests/test_api.py.
 
+The reporting API's cases drawn as valid are fitted the same way: a fresh Idempotency-Key
+(a drawn one is shared by many cases with different bodies, which is rightly a 422), a task
+that the move applies to, a referenced task that exists, and only the results of the
+completed task's own type.
+
+Writes need a token: CONTRACT_OPERATOR_TOKEN is sent to every operation but the reporting
+API's, which gets CONTRACT_REPORTER_TOKEN (either may be left unset: those writes then
+answer 401, as described).
+
 Load with `SCHEMATHESIS_HOOKS=tests/contract_hooks.py` or `hooks` in schemathesis.toml.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
 from datetime import datetime
 from functools import cache
 
 import requests
 import schemathesis
 from schemathesis import Case, HookContext
+
+from app.models import TASK_TYPES
+from app.task_fields import input_fields, result_fields
+
+# The tag of the operations a reporter's token is for.
+REPORTING_TAG = "reporting"
+# The task type each id field of a new task names.
+REFERENCES = {
+    field.name: field.references
+    for task_type in TASK_TYPES
+    for field in input_fields(task_type)
+    if field.references
+}
 
 
 @cache
@@ -63,7 +87,15 @@ def use_server_cursor(query: dict, base_url: str) -> None:
 
 
 # The statuses each action of one task applies to.
-ACTION_STATUSES = {"cancel": ("queued", "running"), "retry": ("failed", "cancelled")}
+ACTION_STATUSES = {
+    "cancel": ("queued", "running"),
+    "retry": ("failed", "cancelled"),
+    "start": ("queued",),
+    "progress": ("running",),
+    "heartbeat": ("running",),
+    "complete": ("running",),
+    "fail": ("queued", "running"),
+}
 
 
 @cache
@@ -85,6 +117,62 @@ def use_real_task(case: Case) -> None:
         case.path_parameters["task_id"] = random.choice(ids)
 
 
+@cache
+def server_task_type(base_url: str, task_id: str) -> str | None:
+    """The type of a task, or None when no task has that id."""
+    response = requests.get(f"{base_url}/tasks/{task_id}", timeout=10)
+    return response.json()["task_type"] if response.status_code == 200 else None
+
+
+@cache
+def server_task_of_type(base_url: str, task_type: str) -> str | None:
+    """The id of a task of one type, the newest."""
+    query = {"task_type": task_type, "limit": 1}
+    response = requests.get(f"{base_url}/tasks", params=query, timeout=10)
+    response.raise_for_status()
+    items = response.json()["items"]
+    return items[0]["id"] if items else None
+
+
+def fit_body(case: Case) -> None:
+    """A new task names tasks that exist; a completion has only its task's type's results."""
+    if case.method.upper() != "POST" or not isinstance(case.body, dict):
+        return
+    base_url = case.operation.schema.get_base_url()
+    action = case.operation.path.rsplit("/", 1)[-1]
+    if case.operation.path == "/tasks":
+        for name, task_type in REFERENCES.items():
+            if case.body.get(name) is not None:
+                real = server_task_of_type(base_url, task_type)
+                case.body[name] = real
+    elif action == "complete" and case.path_parameters:
+        task_type = server_task_type(base_url, case.path_parameters["task_id"])
+        if task_type is not None:
+            own = {field.name for field in result_fields(task_type)}
+            case.body = {name: value for name, value in case.body.items() if name in own}
+
+
+def fresh_idempotency_key(case: Case) -> None:
+    """A key of this case's own: valid cases are never repeats of another request."""
+    if case.headers and "Idempotency-Key" in case.headers:
+        case.headers["Idempotency-Key"] = str(uuid.uuid4())
+
+
+@schemathesis.auth(refresh_interval=None)
+class RoleToken:
+    """The reporter's token for the reporting API, the operator's for everything else."""
+
+    def get(self, case: Case, context: object) -> str | None:
+        reporting = REPORTING_TAG in (case.operation.tags or [])
+        token = os.environ.get(
+            "CONTRACT_REPORTER_TOKEN" if reporting else "CONTRACT_OPERATOR_TOKEN"
+        )
+        return token or None
+
+    def set(self, case: Case, data: str, context: object) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+
 @schemathesis.hook
 def map_case(context: HookContext, case: Case) -> Case:
     """Bring a case drawn as valid in line with the rules that join parameters."""
@@ -92,6 +180,8 @@ def map_case(context: HookContext, case: Case) -> Case:
     if meta is None or not meta.generation.mode.is_positive:
         return case
     use_real_task(case)
+    fit_body(case)
+    fresh_idempotency_key(case)
     if not case.query:
         return case
     keep_window_ordered(case.query)

@@ -78,12 +78,15 @@ API_CASES = {
     "operator by domain": (DOMAIN_OPERATOR, 200),
 }
 OK = {"cancel": 200, "retry": 201}
+# A reporter's cancel is its module confirming that it stopped the task (app/reporting.py).
+OWN_ANSWERS = {("reporter token", "cancel"): 200}
 
 
 @pytest.mark.parametrize("action", ["cancel", "retry"])
 @pytest.mark.parametrize("who", list(API_CASES))
 def test_every_role_against_every_action_on_the_api(signed_app, engine, tokens, who, action):
     identity, expected = API_CASES[who]
+    expected = OWN_ANSWERS.get((who, action), expected)
     client = signed_app.test_client()
     task_id = task_for(engine, action)
     headers = {}
@@ -139,7 +142,7 @@ def test_the_403_names_the_role_needed_and_the_one_held(signed_app, engine, toke
         f"/tasks/{task_id}/cancel", headers=bearer(tokens["viewer"])
     )
     assert response.get_json()["detail"] == (
-        "This needs the operator role; viewer-bot is a viewer."
+        "This needs the operator role or the reporter role; viewer-bot is a viewer."
     )
 
 
