@@ -303,11 +303,12 @@ def summary_hours(shape: Shape, values: dict[str, Any], window: ChartWindow) -> 
     """The hours (by number) of the window the summary counts, or None if it serves none.
 
     Whole hours only, and none before a time window's start; bars of minutes are not
-    drawn from hours at all.
+    drawn from hours at all. Nor are the hours up to 1970-01-01 01:00: SQLite and MariaDB
+    round a moment before 1970 towards zero, into hour 0.
     """
     if window.step % HOUR or not summary_serves(shape):
         return None
-    lower = max(window.lower, values.get("since", EPOCH), EPOCH)
+    lower = max(window.lower, values.get("since", EPOCH), EPOCH + timedelta(hours=1))
     hours = range(first_whole_hour(lower), hour_number(window.upper))
     return hours or None
 
