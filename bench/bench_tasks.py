@@ -128,7 +128,7 @@ CASES = (
 )
 
 # The chart and the errors panel: each a request through the client, its target (ms) on
-# SQLite and PostgreSQL. A week's chart reads the week's index range, whatever the table.
+# SQLite and PostgreSQL. A week's chart reads the week's hourly counts, whatever the table.
 WEEK_AGO = format_timestamp(NOW - timedelta(days=7))
 VIEW_CASES = (
     ViewCase("histogram, last 7 days", "/tasks/histogram", (), 40),
@@ -136,6 +136,16 @@ VIEW_CASES = (
         "histogram, created in 7 days",
         "/tasks/histogram",
         (("created_after", WEEK_AGO), ("created_before", format_timestamp(NOW))),
+        40,
+    ),
+    # Its ends inside hours: those two part hours are counted from the tables.
+    ViewCase(
+        "histogram, created in 7 days, ends inside hours",
+        "/tasks/histogram",
+        (
+            ("created_after", format_timestamp(NOW - timedelta(days=7, minutes=-37))),
+            ("created_before", format_timestamp(NOW - timedelta(minutes=23))),
+        ),
         40,
     ),
     ViewCase(
