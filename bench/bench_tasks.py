@@ -913,7 +913,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=15, help="timed runs per median")
     parser.add_argument("--warmups", type=int, default=12, help="untimed runs first")
     parser.add_argument("--depth", type=int, default=100_000, help="rows before the deep page")
-    parser.add_argument("--case", action="append", help="only these cases (by name)")
+    parser.add_argument(
+        "--case",
+        action="append",
+        help="only these cases (by name); a name of none, such as 'none', times the chart and "
+        "the errors alone",
+    )
     return parser.parse_args(argv)
 
 
@@ -974,9 +979,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 sized, cases, timing, options.depth, baseline
             )
             by_size[size] = results
-            print(markdown_table(kind, size, timing, memory, results))
-            print()
-            print(target_summary(kind, results))
+            if results:  # none when only the chart and the errors are timed (--case none)
+                print(markdown_table(kind, size, timing, memory, results))
+                print()
+                print(target_summary(kind, results))
+            else:
+                print(f"### {kind}, {size:,} tasks. {memory}")
             print(events)
             print()
             print(views_table(kind, views))
