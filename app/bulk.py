@@ -4,8 +4,10 @@ Ten million demo tasks must take minutes, not hours. Rows go in large transactio
 `COPY … FROM STDIN` on PostgreSQL, and as multi-row INSERTs elsewhere (PyMySQL writes an
 executemany as one INSERT of many rows; SQLite runs it in one prepared statement). Into empty
 tables, the secondary indexes are dropped first and built once at the end, which sorts each
-index once instead of updating it row by row. The search objects a revision keeps beside
-the models (app.schema.unmodelled_hooks) are dropped and made again the same way.
+index once instead of updating it row by row. The search objects and the hourly counts a
+revision keeps beside the models (app.schema.unmodelled_hooks) are dropped and made again
+the same way: the counts with their triggers, filled from the loaded rows in one grouped
+pass per table.
 """
 
 from __future__ import annotations

@@ -70,8 +70,9 @@ def alembic_options(dialect: sa.Dialect) -> dict[str, Any]:
 
 
 # Kept by a revision beside the models, which cannot declare them (see migrations/versions/
-# 0005_search.py): the search column and its index are no drift. SQLite's FTS5 tables are
-# tables the models do not declare, which the comparison leaves alone in any case.
+# 0005_search.py): the search column and its index are no drift. SQLite's FTS5 tables and
+# the hourly counts (0009_hourly_counts.py) are tables the models do not declare, which the
+# comparison leaves alone in any case.
 UNMODELLED_COLUMNS = frozenset({"search_text"})
 UNMODELLED_INDEX_SUFFIX = "_search"
 

@@ -21,6 +21,7 @@ from app.query.histogram import chart_window
 from app.search import Search
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 STATUSES = [s.value for s in Status]
 KNOWN_TAGS = ["exp-1", "exp-2", "nightly", "Exp-1", "exp-1 ", "<b>bold</b>", "ünïcode-✓"]
 # Who acted on the known tasks (an event each); names differing in case or a space are apart.
@@ -316,6 +317,17 @@ def histogram(tasks: list[dict[str, Any]], f: TaskFilter, now: datetime = NOW) -
         "buckets": buckets,
         "total": sum(bucket["total"] for bucket in buckets),
     }
+
+
+def hourly_counts(tasks: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], int]:
+    """What the hourly summary must hold: tasks per (type, status, hour of created_at), the
+    hour numbered from 1970-01-01 UTC."""
+    counts: dict[tuple[str, str, int], int] = {}
+    for task in tasks:
+        hour = (task["created_at"] - EPOCH) // timedelta(hours=1)
+        key = (task["task_type"], task["status"], hour)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def error_groups(

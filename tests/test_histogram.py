@@ -3,16 +3,19 @@ the oracle; the bucket size each window gets; and bars that narrow the list to t
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
+from conftest import statements_run
 from hypothesis import given
 from hypothesis import strategies as st
-from oracle import KNOWN_TAGS, NOW, histogram
+from oracle import EPOCH, KNOWN_TAGS, NOW, histogram
 from test_api import FILTERS
 
 from app.filters import MAX_TAGS, TaskFilter, format_timestamp
+from app.models import MODEL_FOR_TYPE
+from app.query import task_histogram
 from app.query.histogram import DAY, HOUR, MINUTE, chart_window
 
 # As many tags as a filter takes: every count of every bar repeats them.
@@ -33,7 +36,18 @@ CHART_FILTERS = {
         [("created_after", format_timestamp(NOW - timedelta(days=3, minutes=17)))],
         TaskFilter(created_after=NOW - timedelta(days=3, minutes=17)),
     ),
+    # Before the window's start a task matches only if active or finished since.
+    "within 24 hours, created in 3 days": (
+        [("within_hours", "24"), ("created_after", format_timestamp(NOW - timedelta(days=3)))],
+        TaskFilter(within_hours=24, created_after=NOW - timedelta(days=3)),
+    ),
 }
+# Filters the hourly summary counts alone (their bars are whole hours), those it counts
+# but for a range's edge inside an hour or the hours before a time window's start, and
+# filters it cannot count.
+SUMMARY_FILTERS = ["nothing", "two types", "two statuses", "within 24 hours", "created range"]
+MIXED_FILTERS = ["created after alone", "within 24 hours, created in 3 days"]
+TABLE_FILTERS = ["within 1 hour", "one tag", "one error group", "everything at once"]
 
 
 @pytest.mark.parametrize("name", list(CHART_FILTERS))
@@ -42,6 +56,50 @@ def test_buckets_match_the_oracle(client, tasks, name):
     response = client.get("/tasks/histogram", query_string=args)
     assert response.status_code == 200, response.get_json()
     assert response.get_json() == histogram(tasks, task_filter)
+
+
+def reads(app, args) -> tuple[bool, bool]:
+    """Whether a chart's statements read the hourly summary, and the task tables."""
+    with statements_run(app) as sent:
+        assert app.test_client().get("/tasks/histogram", query_string=args).status_code == 200
+    text = " ".join(sent)
+    tables = (model.__tablename__ for model in MODEL_FOR_TYPE.values())
+    return "task_hourly_count" in text, any(f"FROM {table}" in text for table in tables)
+
+
+@pytest.mark.parametrize("name", SUMMARY_FILTERS + MIXED_FILTERS + TABLE_FILTERS)
+def test_types_statuses_and_time_are_counted_from_the_hourly_summary(app, name):
+    summary, tables = reads(app, CHART_FILTERS[name][0])
+    assert summary == (name not in TABLE_FILTERS)
+    assert tables == (name not in SUMMARY_FILTERS)
+
+
+def edges_inside_hours(tasks: list[dict]) -> tuple[datetime, datetime]:
+    """A created range whose ends both fall between two tasks of one hour: the first and
+    last hours that hold tasks at two instants, each cut after its first."""
+    instants: dict[int, set[datetime]] = {}
+    for task in tasks:
+        instants.setdefault((task["created_at"] - EPOCH) // timedelta(hours=1), set()).add(
+            task["created_at"]
+        )
+    crowded = [sorted(times) for _, times in sorted(instants.items()) if len(times) > 1]
+    return crowded[0][1], crowded[-1][1]
+
+
+@pytest.mark.parametrize("now_minutes", [0, 23])
+@pytest.mark.parametrize("span", ["whole", "inside hours", "window", "failed in window"])
+def test_a_chart_from_the_summary_and_the_tables_matches_the_oracle(app, tasks, span, now_minutes):
+    now = NOW + timedelta(minutes=now_minutes)
+    after, before = edges_inside_hours(tasks)
+    task_filter = {
+        "whole": TaskFilter(),
+        "inside hours": TaskFilter(created_after=after, created_before=before),
+        "window": TaskFilter(within_hours=30, created_after=after),
+        "failed in window": TaskFilter(statuses=("failed",), within_hours=100),
+    }[span]
+    with app.app_context(), app.extensions["sqlalchemy"].engine.connect() as connection:
+        answer = task_histogram(connection, task_filter, now).as_json()
+    assert answer == histogram(tasks, task_filter, now)
 
 
 def test_the_default_window_is_the_last_seven_days_with_the_current_bucket(client, tasks):

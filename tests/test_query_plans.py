@@ -37,6 +37,7 @@ from app.query.counts import (
     facet_template,
 )
 from app.query.gauges import silent_template
+from app.query.histogram import EPOCH
 from app.query.pages import (
     fetch_page,
     iter_tasks,
@@ -45,6 +46,7 @@ from app.query.pages import (
     page_template,
     page_values,
 )
+from app.query.rollup import hourly_template
 from app.query.shapes import TERMINAL, page_shape_of, shape_of
 from app.query.versions import version_statement
 
@@ -798,3 +800,40 @@ def test_mariadb_stalled_tasks_are_read_from_the_running_range_of_a_status_index
         assert tables
         assert all(table["access_type"] in {"ref", "range"} for table in tables), tables
         assert all("_status_" in table["key"] for table in tables)
+
+
+# -- the hourly summary ----------------------------------------------------------------------
+
+
+def hourly_statement() -> Any:
+    """A week's chart of two statuses as the summary answers it: 3-hour buckets."""
+    shape, _ = shape_of(TaskFilter(statuses=("failed", "completed")), NOW)
+    first = (NOW - timedelta(days=7) - EPOCH) // timedelta(hours=1)
+    template = hourly_template(shape.task_types, shape.statuses, 3)
+    return template.params({"first_hour": first, "end_hour": first + 168})
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_reads_a_week_of_the_summary_as_ranges_of_its_key(seeded):
+    plan = sqlite_plan(seeded, sql_of(seeded, hourly_statement()))
+    reads = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
+    assert reads == [
+        "SEARCH task_hourly_count USING INDEX sqlite_autoindex_task_hourly_count_1 "
+        "(task_type=? AND status=? AND hour>? AND hour<?)"
+    ]
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_reads_a_week_of_the_summary_as_ranges_of_its_key(seeded):
+    plan = postgresql_generic_plan(seeded, hourly_statement())
+    scans = table_scans(plan)
+    assert [(node["Node Type"], node["Index Name"]) for node, _ in scans] == [
+        ("Index Scan", "task_hourly_count_pkey")
+    ]
+    assert "hour >= " in scans[0][0]["Index Cond"]
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_reads_a_week_of_the_summary_as_ranges_of_its_key(seeded):
+    tables = mariadb_tables(seeded, sql_of(seeded, hourly_statement()))
+    assert [(table["access_type"], table["key"]) for table in tables] == [("range", "PRIMARY")]

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from oracle import insert_tasks, known_tasks
+from oracle import hourly_counts, insert_tasks, known_tasks
 from test_cli import all_tasks, invoke
 
 from app.error_groups import error_group
 from app.models import MODEL_FOR_TYPE, Base
+from app.query.rollup import HOURLY_COUNTS
 from app.schema import (
     FIRST_REVISION,
     compare_with,
@@ -206,3 +207,28 @@ def test_init_db_groups_the_errors_of_tasks_failed_in_plain_sql(runner, empty_en
     assert all(group == error_group(message) for message, group in keys.values())
     again = invoke(runner, "init-db")
     assert "Grouped" not in again.output
+
+
+# -- hourly counts ---------------------------------------------------------------------------
+
+HOURLY_REVISION = "0009"
+
+
+def hourly_summary(engine: sa.Engine) -> dict[tuple[str, str, int], int]:
+    """The hourly summary's rows that count tasks."""
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(HOURLY_COUNTS))
+        return {(r.task_type, r.status, r.hour): r.tasks for r in rows if r.tasks}
+
+
+def test_the_revision_counts_the_tasks_already_there_and_goes_away_on_downgrade(
+    runner, empty_engine
+):
+    invoke(runner, "init-db")
+    before = script_directory().get_revision(HOURLY_REVISION).down_revision
+    invoke(runner, "db", "downgrade", before)
+    assert not sa.inspect(empty_engine).has_table(HOURLY_COUNTS.name)
+    insert_tasks(empty_engine, known_tasks())
+    invoke(runner, "db", "upgrade")
+    assert hourly_summary(empty_engine) == hourly_counts(all_tasks(empty_engine))
+    assert drift(empty_engine) == []

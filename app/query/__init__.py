@@ -29,7 +29,8 @@ Nothing here reads `request`: callers pass a `TaskFilter`, a connection and the 
 One module per idea: `shapes` (a filter's SQL apart from its values, and each member's WHERE
 clause), `engines` (where engines get different SQL), `rows` (what a listed task is),
 `pages` (listings, one task, exports' batches), `counts` (totals and facets), `histogram`
-(matches per bucket of time and status), `errors` (the most common error groups), `gauges`
+(matches per bucket of time and status), `rollup` (the hourly counts the database keeps,
+which the histogram reads where it can), `errors` (the most common error groups), `gauges`
 (what a metrics scrape reads) and `versions` (where the tables stand, to tell an unchanged
 view cheaply).
 """

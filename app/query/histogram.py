@@ -7,9 +7,14 @@ counted from 1970-01-01 UTC: hourly for windows of 24 to 60 hours, daily for 24 
 else the smallest of `STEPS` that draws the window in at most 60 bars; so 24 to 60 bars
 whenever the window is over 24 minutes (a week: 56 bars of 3 hours).
 
-The database counts, reading the window's range of an index and nothing else: so a week's
-chart costs the same whatever the tables hold beyond that week. How it counts is one of
-the engine differences (see `engine_shape`).
+A filter of types, statuses and time alone is counted from the hourly summary the database
+keeps (app/query/rollup.py): a week is at most 168 rows per type and status, however many
+tasks it holds. Buckets of an hour or more begin on whole hours, so the summary serves every
+whole hour of the window; what it cannot serve is read from the tables: an edge of a
+"Created between…" range inside an hour, the hours before a time window's start (there a
+task matches only if still active or finished since), and every other filter. The tables
+are read as one range of an index per table, and how they are counted is one of the engine
+differences (see `engine_shape`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import sqlalchemy as sa
 from app.filters import TaskFilter, format_timestamp
 from app.models import UTCDateTime, sql_constant
 from app.query.engines import BucketStart, Executor, dialect_name, engine_shape
+from app.query.rollup import hourly_buckets, summary_serves
 from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models, shape_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -265,10 +271,10 @@ def bucket_index(bucket: Any, window: ChartWindow) -> int:
     return (bucket - window.grid_start) // timedelta(seconds=window.step)
 
 
-def count_buckets(
+def table_counts(
     executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
 ) -> list[dict[str, int]]:
-    """Zero-filled counts per status for each bar, counted the engine's way."""
+    """Zero-filled counts per status for each bar, read from the tables the engine's way."""
     counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
     if engine_shape(dialect_name(executor)).histogram == "ranges":
         edges = {f"edge_{i}": edge for i, edge in enumerate(window.edges())}
@@ -279,6 +285,62 @@ def count_buckets(
     statement = grouped_template(shape, window.step)
     for row in executor.execute(statement, values | bounds):
         counts[bucket_index(row.bucket, window)][row.status] += row.tasks
+    return counts
+
+
+def hour_number(moment: datetime) -> int:
+    """Whole hours from 1970-01-01 UTC to the hour that holds `moment` (the summary's key)."""
+    return (moment - EPOCH) // timedelta(hours=1)
+
+
+def first_whole_hour(moment: datetime) -> int:
+    """The number of the first hour that starts at or after `moment`."""
+    hour = hour_number(moment)
+    return hour if EPOCH + timedelta(hours=hour) == moment else hour + 1
+
+
+def summary_hours(shape: Shape, values: dict[str, Any], window: ChartWindow) -> range | None:
+    """The hours (by number) of the window the summary counts, or None if it serves none.
+
+    Whole hours only, and none before a time window's start; bars of minutes are not
+    drawn from hours at all. Nor are the hours up to 1970-01-01 01:00: SQLite and MariaDB
+    round a moment before 1970 towards zero, into hour 0.
+    """
+    if window.step % HOUR or not summary_serves(shape):
+        return None
+    lower = max(window.lower, values.get("since", EPOCH), EPOCH + timedelta(hours=1))
+    hours = range(first_whole_hour(lower), hour_number(window.upper))
+    return hours or None
+
+
+def add_counts(into: list[dict[str, int]], part: list[dict[str, int]], offset: int) -> None:
+    """Add the counts of `part`'s bars to those of `into`, its first bar at `offset`."""
+    for index, bar in enumerate(part):
+        for status, tasks in bar.items():
+            into[offset + index][status] += tasks
+
+
+def count_buckets(
+    executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
+) -> list[dict[str, int]]:
+    """Zero-filled counts per status for each bar: the whole hours from the summary where it
+    serves the filter, the rest from the tables."""
+    hours = summary_hours(shape, values, window)
+    if hours is None:
+        return table_counts(executor, shape, values, window)
+    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    served = [EPOCH + timedelta(hours=hour) for hour in (hours.start, hours.stop)]
+    for lower, upper in ((window.lower, served[0]), (served[1], window.upper)):
+        if lower < upper:
+            part = ChartWindow(lower, upper, window.step, bars_between(lower, upper, window.step))
+            offset = (part.grid_start - window.grid_start) // timedelta(seconds=window.step)
+            add_counts(counts, table_counts(executor, shape, values, part), offset)
+    per_bucket = window.step // HOUR
+    first_bucket = (window.grid_start - EPOCH) // timedelta(seconds=window.step)
+    for bucket, status, tasks in hourly_buckets(
+        executor, shape, hours.start, hours.stop, per_bucket
+    ):
+        counts[bucket - first_bucket][status] += tasks
     return counts
 
 

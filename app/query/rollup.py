@@ -1,0 +1,82 @@
+"""The chart's counts read from the hourly summary the database keeps, not from the tasks.
+
+`task_hourly_count` (migrations/versions/0009_hourly_counts.py) holds how many tasks of each
+type and status were created in each hour, kept by triggers on the five tables, so tasks a
+module writes in plain SQL are counted too. A week's chart then reads at most 168 rows per
+type and status, whatever the tables hold.
+
+It can answer a filter of types, statuses and time alone: a tag, a search, an actor, an
+error group or stalled tasks need the tasks themselves (see `summary_serves`). It counts
+whole hours: app/query/histogram.py reads the parts of a window it cannot serve (an edge
+inside an hour, the hours before a time window's start) from the tables.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+
+from app.models import sql_constant
+from app.query.engines import Executor
+from app.query.shapes import STATUSES, Shape
+
+# The summary as the revision makes it; only the triggers write it, so the models leave it out.
+HOURLY_COUNTS = sa.Table(
+    "task_hourly_count",
+    sa.MetaData(),
+    sa.Column("task_type", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    # Whole hours from 1970-01-01 UTC to the hour of the tasks' created_at.
+    sa.Column("hour", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tasks", sa.BigInteger, nullable=False),
+)
+
+
+def summary_serves(shape: Shape) -> bool:
+    """Whether the summary counts this filter's tasks: only types, statuses and time in it.
+
+    A time window (`within_hours`) is served from its start on, where every task created
+    matches it (a task finishes after it was created); the caller reads the hours before.
+    """
+    per_task = shape.tags or shape.error_group or shape.actor or shape.stalled or shape.cursor
+    return not (per_task or shape.search_phrases or shape.search_ids)
+
+
+def _in(column: sa.ColumnElement[str], values: tuple[str, ...]) -> sa.ColumnElement[bool]:
+    return column.in_([sql_constant(value) for value in values])
+
+
+@functools.lru_cache(maxsize=256)
+def hourly_template(
+    task_types: tuple[str, ...], statuses: tuple[str, ...], hours: int
+) -> sa.Select:
+    """(bucket, status, tasks) rows: the summary's hours in [:first_hour, :end_hour) added up
+    per bucket of `hours` hours (counted from 1970-01-01, as the chart's buckets are).
+
+    Naming every type and status makes the read one range of the primary key per pair.
+    """
+    hour = HOURLY_COUNTS.c.hour
+    bucket = (hour if hours == 1 else hour // sql_constant(hours)).label("bucket")
+    return (
+        sa.select(bucket, HOURLY_COUNTS.c.status, sa.func.sum(HOURLY_COUNTS.c.tasks).label("tasks"))
+        .where(
+            _in(HOURLY_COUNTS.c.task_type, task_types),
+            _in(HOURLY_COUNTS.c.status, statuses),
+            hour >= sa.bindparam("first_hour", type_=sa.Integer),
+            hour < sa.bindparam("end_hour", type_=sa.Integer),
+        )
+        .group_by(bucket, HOURLY_COUNTS.c.status)
+    )
+
+
+def hourly_buckets(
+    executor: Executor, shape: Shape, first_hour: int, end_hour: int, hours_per_bucket: int
+) -> Iterator[tuple[int, str, int]]:
+    """(bucket number from 1970-01-01, status, tasks) for the filter's types and statuses,
+    over the hours numbered first_hour to end_hour (excluded)."""
+    statement = hourly_template(shape.task_types, shape.statuses or STATUSES, hours_per_bucket)
+    bounds = {"first_hour": first_hour, "end_hour": end_hour}
+    for row in executor.execute(statement, bounds):
+        yield int(row.bucket), row.status, int(row.tasks)
