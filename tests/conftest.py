@@ -25,6 +25,7 @@ from app import create_app
 from app.clock import utcnow
 from app.config import normalise_database_url
 from app.demo import seed_demo
+from app.models import MODEL_FOR_TYPE
 from app.schema import create_at_head, drop_schema
 
 # Private PostgreSQL servers (tests/pg_cluster.py) for tests that stop or replicate one.
@@ -150,8 +151,10 @@ def emptied_in_place(engine: sa.Engine, url: str) -> bool:
         if not fresh or mariadb_objects(connection) != fresh:
             return False
         tables = {row[1] for row in fresh if row[0] == "column"} - {"alembic_version"}
+        # The task tables first: their triggers write to the others (the hourly counts).
+        task_tables = {model.__tablename__ for model in MODEL_FOR_TYPE.values()}
         connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
-        for table in sorted(tables):
+        for table in sorted(tables, key=lambda name: (name not in task_tables, name)):
             connection.exec_driver_sql(f"DELETE FROM `{table}`")
             connection.exec_driver_sql(f"ALTER TABLE `{table}` AUTO_INCREMENT = 1")
         connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
