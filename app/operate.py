@@ -47,7 +47,8 @@ from app.export import PAGE_PARAMETERS
 from app.filters import TaskFilter, parse_filter
 from app.identity import OPERATE, current_identity, protect_form, require
 from app.models import db
-from app.pages import STATUS_LABELS, TYPE_LABELS, with_query
+from app.pages.views import with_query
+from app.pages.words import STATUS_LABELS, TYPE_LABELS
 
 bp = Blueprint("operate", __name__)
 

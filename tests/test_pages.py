@@ -16,7 +16,8 @@ from werkzeug.datastructures import MultiDict
 
 from app.filters import TaskFilter, format_timestamp, parse_filter
 from app.models import MODEL_FOR_TYPE
-from app.pages import HTMX_CDN_URL, HTMX_FILE, duration_text, time_ago, total_text
+from app.pages.htmx import HTMX_CDN_URL, HTMX_FILE
+from app.pages.words import duration_text, time_ago, total_text
 from app.query import Total
 from app.recorder import Recorder
 
@@ -846,7 +847,8 @@ def test_related_task_link_keeps_the_list_filter(scratch_app, scratch_engine):
     ],
 )
 def test_page_numbers_end_with_a_gap_while_more_pages_follow(app, offset, total, numbers):
-    from app.pages import FULL_VIEW, page_numbers
+    from app.pages.results import page_numbers
+    from app.pages.views import FULL_VIEW
 
     with app.test_request_context("/"):
         links = page_numbers(FULL_VIEW, TaskFilter(offset=offset), total)
