@@ -56,7 +56,13 @@ def json_value(value: Any) -> Any:
     return value
 
 
-TIMESTAMP_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
+TIMESTAMP_FIELDS = (
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "cancel_requested_at",
+)
 
 
 def task_json(row: TaskRow) -> dict[str, Any]:
@@ -237,7 +243,6 @@ def show_task_json(task_id: str) -> Response:
     detail = task_or_404(task_id)
     details = {name: json_value(value) for name, value in detail.details.items()}
     links = {
-        "cancel_requested_at": json_value(detail.cancel_requested_at),
         "retry_of": json_value(detail.retry_of),
         "retried_as": json_value(detail.retried_as),
     }

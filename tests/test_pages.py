@@ -124,6 +124,31 @@ def test_rows_carry_hooks_for_scripts_and_browsers(client, tasks):
             assert row["data-task-type"] == task["task_type"]
 
 
+def asked_to_stop(tasks) -> set[str]:
+    """The oracle's running tasks an operator asked to stop: shown as "Cancelling…"."""
+    return {
+        str(task["id"])
+        for task in tasks
+        if task["status"] == "running" and task["cancel_requested_at"] is not None
+    }
+
+
+LIST_RENDERINGS = {"page": ("/", {}), "region": ("/", FRAGMENT), "embed": ("/embed", {})}
+
+
+@pytest.mark.parametrize(("path", "headers"), LIST_RENDERINGS.values(), ids=list(LIST_RENDERINGS))
+def test_rows_of_tasks_asked_to_stop_say_cancelling_beside_their_status(
+    client, tasks, path, headers
+):
+    _, page = get_page(client, path, [("status", "running"), ("limit", "100")], **headers)
+    shown = set(page.row_ids)
+    cancelling = {task_id for task_id in shown if page.has_id(f"cancelling-{task_id}")}
+    assert cancelling == asked_to_stop(tasks) & shown
+    assert cancelling, "the known tasks hold running tasks asked to stop"
+    for task_id in cancelling:
+        assert page.by_id(f"cancelling-{task_id}")["class"] == "status status-cancelling"
+
+
 def test_htmx_request_for_the_results_gets_only_the_fragment(client, tasks):
     response, page = get_page(client, "/", [("status", "failed")], **FRAGMENT)
     html = response.get_data(as_text=True)
@@ -710,6 +735,17 @@ def test_task_page_shows_every_field_and_the_full_error(client, tasks):
     assert "Traceback: &lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
     assert page.by_id("json-link")["href"] == f"/tasks/{task['id']}"
     assert page.by_id("back-to-list")["href"] == "/"
+
+
+@pytest.mark.parametrize("path", ["/task", "/embed/task"])
+def test_task_page_says_cancelling_only_for_a_running_task_asked_to_stop(client, tasks, path):
+    stopping = asked_to_stop(tasks)
+    running = [t for t in tasks if t["status"] == "running" and t["task_type"] == "evaluation"]
+    for task in running:
+        task_id = str(task["id"])
+        response, page = get_page(client, f"{path}/{task_id}")
+        assert page.has_id(f"cancelling-{task_id}") == (task_id in stopping)
+        assert ("Cancelling…" in response.get_data(as_text=True)) == (task_id in stopping)
 
 
 @pytest.mark.parametrize("task_id", [str(uuid.UUID(int=0, version=4)), "not-a-uuid"])

@@ -27,6 +27,7 @@ from app.pages.list_page import RESULTS_ID
 from app.pages.results import LIVE_STATUSES
 from app.pages.views import PAGE_SIZES, WINDOW_CHOICES
 from app.pages.words import (
+    CANCELLING_ICON,
     ERROR_PREVIEW_CHARACTERS,
     EVENT_LABELS,
     STATUS_ICONS,
@@ -51,6 +52,7 @@ def template_helpers(asset: HtmxAsset) -> dict[str, Any]:
         "type_labels": TYPE_LABELS,
         "status_labels": STATUS_LABELS,
         "status_icons": STATUS_ICONS,
+        "cancelling_icon": CANCELLING_ICON,
         "window_choices": WINDOW_CHOICES,
         "page_sizes": PAGE_SIZES,
         "task_types": TASK_TYPES,

@@ -31,7 +31,6 @@ def render_task(view: ListView, task_id: str) -> Response:
         json_url=url_for("api.show_task_json", task_id=parsed_id),
         full_view_url=url_for("pages.show_task", task_id=parsed_id),
         tag_url=view.url(TaskFilter(tags=(row.tag,))) if row.tag else None,
-        cancelling=detail.cancelling,
         self_url=request.full_path.rstrip("?"),
         retry_of=detail.retry_of,
         retried_as=detail.retried_as,

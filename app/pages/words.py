@@ -38,8 +38,9 @@ EVENT_LABELS = {
     "failed": "Failed",
     "retried": "Retried",
 }
-# Shown beside the status text, never instead of it.
+# Shown beside the status text, never instead of it; "Cancelling…" has one of its own.
 STATUS_ICONS = {"queued": "◷", "running": "▶", "completed": "✓", "failed": "✕", "cancelled": "⊘"}
+CANCELLING_ICON = "◌"
 
 
 # -- time, as people read it -----------------------------------------------------------------

@@ -219,18 +219,16 @@ def get_task(executor: Executor, task_id: uuid.UUID) -> TaskDetail | None:
     """One task by id, whichever table holds it."""
     listed = len(LIST_COLUMNS)
     for model in MODEL_FOR_TYPE.values():
-        links = (model.cancel_requested_at, model.retry_of)
-        statement = sa.select(*list_columns(model), *links, *model.detail_columns())
+        statement = sa.select(*list_columns(model), model.retry_of, *model.detail_columns())
         found = executor.execute(statement.where(model.id == task_id)).first()
         if found is not None:
-            own = listed + len(links)
+            own = listed + 1
             details = dict(zip(found._fields[own:], found[own:], strict=True))
             retried_as = executor.execute(
                 sa.select(model.id).where(model.retry_of == task_id)
             ).scalar_one_or_none()
-            cancel_requested_at, retry_of = found[listed:own]
             row = TaskRow(*found[:listed])
-            return TaskDetail(row, details, cancel_requested_at, retry_of, retried_as)
+            return TaskDetail(row, details, found[listed], retried_as)
     return None
 
 
