@@ -748,6 +748,48 @@ def test_task_page_says_cancelling_only_for_a_running_task_asked_to_stop(client,
         assert ("Cancelling…" in response.get_data(as_text=True)) == (task_id in stopping)
 
 
+LIVE_PART = {"HX-Request": "true", "HX-Target": "task-live"}
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "completed", "failed", "cancelled"])
+@pytest.mark.parametrize("path", ["/task", "/embed/task"])
+def test_task_pages_live_part_asks_for_itself_only_while_the_task_is_active(
+    client, tasks, status, path
+):
+    task = next(t for t in tasks if t["status"] == status)
+    url = f"{path}/{task['id']}?tag=exp-7"
+    part = get_page(client, url)[1].by_id("task-live")
+    assert part["data-status"] == status
+    if status in {"queued", "running"}:
+        assert part["hx-get"] == url
+        assert part["hx-trigger"] == "every 5s"  # LIVE_REFRESH_SECONDS
+        assert (part["hx-target"], part["hx-swap"]) == ("this", "outerHTML")
+    else:
+        assert "hx-get" not in part and "hx-trigger" not in part
+
+
+def test_htmx_request_for_the_live_part_gets_it_alone_with_the_etag_the_page_holds(client, tasks):
+    task = next(t for t in tasks if t["status"] == "running")
+    path = f"/task/{task['id']}"
+    page_response, page = get_page(client, path)
+    response, part = get_page(client, path, **LIVE_PART)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert html.startswith('<div id="task-live"') and "<html" not in html
+    assert part.by_id("task-live") == page.by_id("task-live")
+    assert response.headers["ETag"] == page.by_id("main")["data-live-etag"]
+    assert response.headers["ETag"] != page_response.headers["ETag"]
+    assert {"HX-Request", "HX-Target"} <= set(response.vary)
+    again = client.get(path, headers={**LIVE_PART, "If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+
+
+def test_history_restore_of_a_task_page_gets_the_whole_page(client, tasks):
+    path = f"/task/{tasks[0]['id']}"
+    restore = {**LIVE_PART, "HX-History-Restore-Request": "true"}
+    assert "<html" in client.get(path, headers=restore).get_data(as_text=True)
+
+
 @pytest.mark.parametrize("task_id", [str(uuid.UUID(int=0, version=4)), "not-a-uuid"])
 def test_unknown_task_is_a_404_page(client, task_id):
     response = client.get(f"/task/{task_id}")
