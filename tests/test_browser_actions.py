@@ -67,10 +67,11 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-def context_of(browser: Browser, user: str | None) -> BrowserContext:
-    """A browser whose requests the proxy marks with `user` (none: not signed in)."""
+def context_of(browser: Browser, user: str | None, script: bool = True) -> BrowserContext:
+    """A browser whose requests the proxy marks with `user` (none: not signed in), with
+    JavaScript on or off."""
     headers = {SSO_HEADER: user} if user else {}
-    context = browser.new_context(extra_http_headers=headers)
+    context = browser.new_context(extra_http_headers=headers, java_script_enabled=script)
     context.set_default_timeout(TIMEOUT_MS)
     keep_offline(context)
     return context
@@ -138,6 +139,24 @@ def test_an_operator_cancels_a_running_task_and_sees_its_module_confirm_without_
     expect(page.locator("#retry-of a")).to_have_attribute("href", f"/task/{task_id}")
     page.locator("#retry-of a").click()
     expect(page.locator("#retried-as")).to_be_visible()
+    context.close()
+
+
+def test_without_javascript_cancel_posts_at_once_and_a_reload_shows_the_confirmation(
+    served, browser
+):
+    base, recorder = served
+    task_id = task(recorder, "exp-browser-plain", running=True)
+    context = context_of(browser, "ops@example.com", script=False)
+    page = context.new_page()
+    page.goto(f"{base}/task/{task_id}")
+    page.locator(f"#cancel-{task_id}").click()
+    expect(page.locator(".flash-done")).to_contain_text("Asked the task to stop")
+    expect(page.locator(f"#cancelling-{task_id}")).to_contain_text("Cancelling…")
+    recorder.cancel("training", task_id)
+    page.reload()
+    expect(page.locator("#task-live .task-headline .status-cancelled")).to_contain_text("Cancelled")
+    expect(page.locator(f"#cancelling-{task_id}")).to_have_count(0)
     context.close()
 
 
