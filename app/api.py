@@ -56,7 +56,13 @@ def json_value(value: Any) -> Any:
     return value
 
 
-TIMESTAMP_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
+TIMESTAMP_FIELDS = (
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "cancel_requested_at",
+)
 
 
 def task_json(row: TaskRow) -> dict[str, Any]:
@@ -235,7 +241,6 @@ def task_detail_json(detail: TaskDetail) -> dict[str, Any]:
     """One task as `/tasks/<id>` answers it (and the reporting API after each move)."""
     details = {name: json_value(value) for name, value in detail.details.items()}
     links = {
-        "cancel_requested_at": json_value(detail.cancel_requested_at),
         "retry_of": json_value(detail.retry_of),
         "retried_as": json_value(detail.retried_as),
     }

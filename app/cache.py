@@ -249,7 +249,7 @@ def shared_errors(
 
 def init_app(app: Flask) -> None:
     """Make the caches `CACHE_URL` names (a typo in it fails at start-up): one for counts,
-    one for rendered lists (see app/pages.py), which are larger, so fewer are kept in a
+    one for rendered lists (see app/pages/list_page.py), which are larger, so fewer are kept in a
     process."""
     url, prefix = app.config["CACHE_URL"], app.config["CACHE_KEY_PREFIX"]
     app.extensions["counts_cache"] = make_cache(url, prefix)

@@ -221,6 +221,11 @@ SCALARS: dict[type, JsonSchema] = {
 }
 # Fields whose text is one of a known set.
 ENUMS = {"task_type": list(TASK_TYPES), "status": list(STATUSES)}
+# What a list item's field means, where its name does not say.
+FIELD_DESCRIPTIONS = {
+    "cancel_requested_at": "When an operator asked the running task to stop; its module "
+    "confirms (until then the pages show it as Cancelling…).",
+}
 
 
 def nullable(schema: JsonSchema, may_be_null: bool) -> JsonSchema:
@@ -256,10 +261,17 @@ def task_properties() -> dict[str, JsonSchema]:
     """A list item's fields, the id first, as `api.task_json` writes them."""
     hints = typing.get_type_hints(TaskRow)
     names = ["id", *(name for name in TaskRow._fields if name != "id")]
-    return {
-        name: {**annotation_schema(hints[name]), **({"enum": ENUMS[name]} if name in ENUMS else {})}
-        for name in names
-    }
+    return {name: field_schema(name, hints[name]) for name in names}
+
+
+def field_schema(name: str, annotation: Any) -> JsonSchema:
+    """A list item's field: its JSON value, its values if they are a known set, its meaning."""
+    schema = {**annotation_schema(annotation)}  # a copy: SCALARS is shared
+    if name in ENUMS:
+        schema["enum"] = ENUMS[name]
+    if name in FIELD_DESCRIPTIONS:
+        schema["description"] = FIELD_DESCRIPTIONS[name]
+    return schema
 
 
 def details_schemas() -> dict[str, JsonSchema]:
@@ -274,14 +286,9 @@ def details_schemas() -> dict[str, JsonSchema]:
 
 
 def lifecycle_properties() -> dict[str, JsonSchema]:
-    """A task's cancel request and retry links, shown with the task alone."""
+    """A task's retry links, shown with the task alone."""
     task_id = {"type": ["string", "null"], "format": "uuid"}
     return {
-        "cancel_requested_at": {
-            "type": ["string", "null"],
-            "format": "date-time",
-            "description": "When an operator asked the running task to stop; its module confirms.",
-        },
         "retry_of": {**task_id, "description": "The failed or cancelled task this one retries."},
         "retried_as": {**task_id, "description": "The task that retries this one."},
     }

@@ -50,7 +50,8 @@ from app.filters import TaskFilter, parse_filter
 from app.idempotency import answered_once
 from app.identity import OPERATE, REPORT, current_identity, protect_form, require
 from app.models import db
-from app.pages import STATUS_LABELS, TYPE_LABELS, with_query
+from app.pages.views import with_query
+from app.pages.words import STATUS_LABELS, TYPE_LABELS
 from app.reporting import confirm_cancel
 
 bp = Blueprint("operate", __name__)

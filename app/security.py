@@ -17,7 +17,8 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 
 from app.config import allowed_hosts, frame_ancestor_sources
-from app.pages import EMBED_ENDPOINTS, HTMX_CDN_URL
+from app.pages.htmx import HTMX_CDN_URL
+from app.pages.views import EMBED_ENDPOINTS
 
 # Pages whose renderer draws images as data: URLs (Swagger UI's icons on /api).
 DATA_IMAGE_ENDPOINTS = frozenset({"contract.api_page"})

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,12 +50,14 @@ from werkzeug.datastructures import MultiDict
 from app import create_app
 from app.cache import MemoryCache
 from app.config import normalise_database_url
-from app.demo import seed_demo
+from app.demo import seed_demo, type_fields
 from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign_cursor
-from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, Base, TaskEvent, db
+from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, ApiToken, Base, Role, TaskEvent, db
 from app.query import count_tasks, fetch_page, iter_tasks, list_columns
+from app.recorder import Recorder
 from app.schema import compare_with, drop_schema, upgrade_database
 from app.timeouts import limit_statements
+from app.tokens import create_token
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = ROOT / "instance" / "vt_bench.sqlite3"
@@ -119,6 +123,10 @@ CASES = (
     # Running tasks not heard from for longer than their type's limit.
     Case("stalled", (("stalled", "true"),)),
     Case("stalled, training", (("task_type", "training"), ("stalled", "true"))),
+    # Tasks with an event by someone: every evaluation (its module wrote their events), and
+    # no task at all (nobody of that name acted), which every task is tested for.
+    Case("actor, a module", (("actor", "evaluation-module"),)),
+    Case("actor, nobody", (("actor", "nobody@example.com"),)),
     # Search: a word many tasks have, a rare one, a phrase, an error's words, an id's start.
     Case("q=llama", (("q", "llama"),)),
     Case("q=humaneval", (("q", "humaneval"),)),
@@ -542,8 +550,8 @@ def run_case(
 ) -> CaseResult:
     """Time one case through the client and as bare statements (the baseline's if asked)."""
     task_filter = case_filter(case)
-    # The earlier implementation had no search to compare with.
-    baseline = baseline and task_filter.search is None
+    # The earlier implementation had no search and no actor to compare with.
+    baseline = baseline and task_filter.search is None and task_filter.actor is None
     matches = count_tasks(connection, replace(task_filter, exact_count=True), NOW).value
     baseline_first = baseline_statement(task_filter, NOW, limit=PAGE, offset=0)
     first_ids = [item["id"] for item in get_ok(client, "/tasks", case.args)["items"]]
@@ -670,12 +678,69 @@ def time_events(client: FlaskClient, connection: sa.Connection, timing: Timing) 
     )
 
 
+ACTION_TASK_TYPE = "training"
+ACTION_TAG = "bench-actions"
+ACTION_STATUSES = {"cancel, queued": "queued", "cancel, running": "running", "retry": "failed"}
+
+
+def action_tasks(engine: sa.Engine, status: str, count: int) -> list[uuid.UUID]:
+    """Fresh training tasks brought to `status` by a module, each to be acted on once."""
+    module = Recorder(engine, lambda: NOW - timedelta(minutes=5))
+    fields = type_fields(ACTION_TASK_TYPE, random.Random(SEED), finished_ok=False)
+    made = []
+    for _ in range(count):
+        task_id = module.create(ACTION_TASK_TYPE, tag=ACTION_TAG, **fields)
+        if status != "queued":
+            module.start(ACTION_TASK_TYPE, task_id)
+        if status == "failed":
+            module.fail(ACTION_TASK_TYPE, task_id, "CUDA out of memory")
+        made.append(task_id)
+    return made
+
+
+def remove_action_tasks(engine: sa.Engine, token_name: str) -> None:
+    """Leave the bench database as seeded: the tasks acted on, their retries and events,
+    and the operator's token go."""
+    model = MODEL_FOR_TYPE[ACTION_TASK_TYPE]
+    with engine.begin() as connection:
+        made = sa.select(model.id).where(model.tag == ACTION_TAG).scalar_subquery()
+        connection.execute(sa.delete(TaskEvent).where(TaskEvent.task_id.in_(made)))
+        connection.execute(sa.update(model).where(model.tag == ACTION_TAG).values(retry_of=None))
+        connection.execute(sa.delete(model).where(model.tag == ACTION_TAG))
+        connection.execute(sa.delete(ApiToken).where(ApiToken.name == token_name))
+
+
+def time_actions(client: FlaskClient, engine: sa.Engine, timing: Timing) -> str:
+    """Cancel and retry through the API, each on a fresh task (an action changes its task):
+    a queued task cancelled, a running one asked to stop, a failed one retried."""
+    token_name = "bench-operator"
+    remove_action_tasks(engine, token_name)
+    token = create_token(engine, token_name, Role.OPERATOR, NOW)
+    headers = {"Authorization": f"Bearer {token}"}
+    lines = []
+    try:
+        for label, status in ACTION_STATUSES.items():
+            action = label.split(",")[0]
+            tasks = iter(action_tasks(engine, status, timing.runs + timing.warmups))
+
+            def act(action: str = action, tasks: Iterator[uuid.UUID] = tasks) -> None:
+                response = client.post(f"/tasks/{next(tasks)}/{action}", headers=headers)
+                if response.status_code not in {200, 201}:
+                    answer = response.get_data(True)
+                    raise RuntimeError(f"{action}: {response.status_code} {answer}")
+
+            lines.append(f"{label} {ms(timing.median_ms(act))} ms")
+    finally:
+        remove_action_tasks(engine, token_name)
+    return f"- `POST /tasks/<id>/cancel` and `/retry`, each on a fresh task: {'; '.join(lines)}"
+
+
 def run_engine(
     url: str, cases: Sequence[Case], timing: Timing, depth: int, baseline: bool
 ) -> tuple[str, list[CaseResult], str, list[tuple[ViewCase, int, float]]]:
     """Every case on one database, the client and the bare statements side by side, the
-    events of one task, then the chart's and the errors' cases: (case, what it counted,
-    median ms)."""
+    events of one task, cancel and retry, then the chart's and the errors' cases: (case,
+    what it counted, median ms)."""
     app = bench_app(url)
     client = app.test_client()
     with app.app_context():
@@ -689,9 +754,10 @@ def run_engine(
                 print(f"  {case.name}", file=sys.stderr)
                 results.append(run_case(case, client, connection, timing, depth, baseline))
             events = time_events(client, connection, timing)
-            for view in VIEW_CASES:
-                print(f"  {view.name}", file=sys.stderr)
-                views.append((view, *time_view(client, view, timing)))
+        events += "\n" + time_actions(client, engine, timing)
+        for view in VIEW_CASES:
+            print(f"  {view.name}", file=sys.stderr)
+            views.append((view, *time_view(client, view, timing)))
     finally:
         engine.dispose()
     return memory, results, events, views

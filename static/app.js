@@ -1,10 +1,13 @@
-// The task list's small script: relative times that stay current, running durations that
-// count up, live refresh that pauses, and a filter form kept in line with the results.
+// The pages' small script: relative times that stay current, running durations that count
+// up, live refresh that pauses, a filter form kept in line with the results, a task page
+// whose status follows the task, and a question before a Cancel button posts.
 // Everything here is an enhancement: without it the page is a plain form and plain links.
 (function () {
   "use strict";
 
   var PAUSE_KEY = "vectorize-tasks.live-paused";
+  // The part of a task's page that refreshes itself while the task is active.
+  var LIVE_PART_ID = "task-live";
   // The id of the region htmx swaps, as the page names it on this script's tag.
   var RESULTS_ID = document.currentScript.getAttribute("data-results-id");
   // Server clock minus browser clock. The server renders times to the minute, so a
@@ -80,6 +83,9 @@
   document.addEventListener("htmx:confirm", function (event) {
     var source = event.detail.elt;
     if (source && source.id === "live-refresh" && (document.hidden || paused())) {
+      event.preventDefault();
+    }
+    if (source && source.id === LIVE_PART_ID && document.hidden) {
       event.preventDefault();
     }
   });
@@ -267,6 +273,10 @@
     if (source && source.id === "live-refresh" && results && results.dataset.etag) {
       event.detail.headers["If-None-Match"] = results.dataset.etag;
     }
+    var holder = liveEtagHolder();
+    if (source && source.id === LIVE_PART_ID && holder && holder.dataset.liveEtag) {
+      event.detail.headers["If-None-Match"] = holder.dataset.liveEtag;
+    }
   });
 
   document.addEventListener("htmx:beforeSwap", function (event) {
@@ -324,6 +334,56 @@
     var wrap = results.querySelector(".table-wrap");
     if (wrap) wrap.scrollLeft = kept.scrollLeft;
     afterContent();
+  });
+
+  // -- the task page: the part that changes as the task lives ----------------------------------
+
+  // While the task is active, that part asks for itself every few seconds and replaces
+  // itself; the page keeps the ETag of what it shows, so an unchanged part stays as it is
+  // (the reader's focus on a button with it), and says a new status to screen readers.
+
+  // What a screen reader reads of an element: its text without the icons hidden from it.
+  function spokenText(el) {
+    var copy = el.cloneNode(true);
+    copy.querySelectorAll('[aria-hidden="true"]').forEach(function (icon) {
+      icon.remove();
+    });
+    return copy.textContent.replace(/\s+/g, " ").trim();
+  }
+
+  function liveEtagHolder() {
+    return document.querySelector("[data-live-etag]");
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (!event.detail.target || event.detail.target.id !== LIVE_PART_ID) return;
+    var xhr = event.detail.xhr;
+    var holder = liveEtagHolder();
+    var etag = xhr.getResponseHeader("ETag");
+    if (xhr.status === 304 || (etag && holder && etag === holder.dataset.liveEtag)) {
+      event.detail.shouldSwap = false;
+      return;
+    }
+    if (holder) holder.dataset.liveEtag = etag || "";
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var part = event.target;
+    if (!part || part.id !== LIVE_PART_ID) return;
+    var said = document.getElementById("task-live-said");
+    var statuses = Array.prototype.map.call(part.querySelectorAll(".task-headline .status"), spokenText);
+    var text = "Status: " + statuses.join(", ");
+    if (said && said.textContent !== text) said.textContent = text;
+    refreshTimes();
+  });
+
+  // -- the operator's buttons ----------------------------------------------------------------
+
+  // A form that asks first (Cancel) shows the browser's own question before it posts;
+  // without this script it posts at once.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
   });
 
   // After a history restore the whole page is new.

@@ -76,6 +76,7 @@ def make_task(
         "progress": {"running": 0.5, "completed": 1.0}.get(status),
         "error_msg": failure(task_type, task_id) if status == "failed" else None,
         "error_group": error_group(failure(task_type, task_id)) if status == "failed" else None,
+        "cancel_requested_at": None,
         **type_fields(task_type, rng, finished_ok=status == "completed"),
     }
 
@@ -104,13 +105,16 @@ def known_tasks(seed: int = 7) -> list[dict[str, Any]]:
 
 
 def recently_heard_tasks(rng: random.Random) -> list[dict[str, Any]]:
-    """Running tasks of every type last heard a little before and after their limits."""
+    """Running tasks of every type last heard a little before and after their limits; the
+    one heard last was then asked to stop by an operator (it shows as "Cancelling…")."""
     tasks = []
     for task_type in TASK_TYPES:
         for minutes in HEARD_MINUTES_AGO:
             created = NOW - timedelta(hours=8, minutes=minutes)
             task = make_task(task_type, "running", created, tag="exp-2", rng=rng)
             task["updated_at"] = NOW - timedelta(minutes=minutes)
+            if minutes == min(HEARD_MINUTES_AGO):
+                task["cancel_requested_at"] = task["updated_at"]
             tasks.append(task)
     return tasks
 
@@ -290,6 +294,7 @@ def item_json(task: dict[str, Any]) -> dict[str, Any]:
         "progress": task["progress"],
         "error_msg": task["error_msg"],
         "summary": SUMMARIES[task["task_type"]].format(**task),
+        "cancel_requested_at": instant(task.get("cancel_requested_at")),
     }
 
 

@@ -7,6 +7,7 @@ import random
 import re
 import threading
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -171,6 +172,78 @@ def test_the_page_goes_back_only_to_this_site(signed_app, recorder, target):
     data = {"csrf_token": token, "next": target}
     response = client.post(f"/task/{task_id}/cancel", headers=OPERATOR, data=data)
     assert response.headers["Location"] == f"/task/{task_id}"
+
+
+# -- what the pages show while a cancel goes on ----------------------------------------------------
+
+REGION = {"HX-Request": "true", "HX-Target": "results"}
+LIVE_PART = {"HX-Request": "true", "HX-Target": "task-live"}
+
+
+class ModuleClock:
+    """The module's clock: behind the app's while the task runs, past it when it confirms,
+    as a module's writes come before and after an operator's."""
+
+    def __init__(self) -> None:
+        self.now = NOW - timedelta(minutes=10)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def refreshed(client, path: str, headers: dict[str, str], etag: str | None) -> Any:
+    """A live refresh as the page's script sends it: 200 with the new rendering, or 304."""
+    return client.get(path, headers={**headers, **({"If-None-Match": etag} if etag else {})})
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "asking_marker"),
+    [
+        ("/?tag=exp-7", REGION, 'id="live-refresh"'),
+        ("/task/{task_id}", LIVE_PART, 'hx-get="/task/{task_id}"'),
+    ],
+    ids=["list row", "task page"],
+)
+def test_a_live_refresh_shows_cancelling_then_cancelled(
+    signed_app, operator, engine, path, headers, asking_marker
+):
+    clock = ModuleClock()
+    module = Recorder(engine, clock)
+    task_id = task_in(module, "running")
+    path, asking_marker = path.format(task_id=task_id), asking_marker.format(task_id=task_id)
+    viewer = signed_app.test_client()
+    running = refreshed(viewer, path, headers, None)
+    assert refreshed(viewer, path, headers, running.headers["ETag"]).status_code == 304
+
+    operator.post(f"/tasks/{task_id}/cancel")
+    asked = refreshed(viewer, path, headers, running.headers["ETag"])
+    assert asked.status_code == 200
+    assert f'id="cancelling-{task_id}"' in asked.text and "Cancelling…" in asked.text
+    assert asking_marker in asked.text  # still active: the page keeps asking
+
+    with pytest.raises(CancelRequested):
+        module.heartbeat("training", task_id)
+    clock.now = NOW + timedelta(seconds=30)
+    module.cancel("training", task_id)
+    done = refreshed(viewer, path, headers, asked.headers["ETag"])
+    assert done.status_code == 200
+    assert "Cancelling…" not in done.text and 'data-status="cancelled"' in done.text
+    assert asking_marker not in done.text  # finished: the page asks no more
+
+
+def test_a_cancel_button_asks_first_and_a_retry_button_does_not(signed_app, recorder):
+    running, queued = task_in(recorder, "running"), task_in(recorder, "queued")
+    failed = task_in(recorder, "failed")
+    client = signed_app.test_client()
+    page = client.get("/?tag=exp-7", headers=OPERATOR).get_data(as_text=True)
+    forms = {
+        action_id: form
+        for form in re.findall(r"<form class=\"action-form\".*?</form>", page, re.S)
+        for action_id in re.findall(r'id="((?:cancel|retry)-[^"]+)"', form)
+    }
+    assert 'data-confirm="Ask the running task' in forms[f"cancel-{running}"]
+    assert 'data-confirm="Cancel the queued task' in forms[f"cancel-{queued}"]
+    assert "data-confirm" not in forms[f"retry-{failed}"]
 
 
 # -- retry --------------------------------------------------------------------------------------

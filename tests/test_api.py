@@ -119,7 +119,7 @@ def test_every_item_has_the_same_fields(client):
     items = client.get("/tasks", query_string={"limit": 100}).get_json()["items"]
     fields = {
         "id", "task_type", "status", "tag", "created_at", "updated_at", "started_at",
-        "finished_at", "progress", "error_msg", "summary",
+        "finished_at", "progress", "error_msg", "summary", "cancel_requested_at",
     }  # fmt: skip
     assert all(set(item) == fields for item in items)
     assert {item["task_type"] for item in items} <= set(TASK_TYPES)
@@ -196,6 +196,19 @@ def test_detail_has_type_specific_fields(client, tasks):
     assert body["task_type"] == "training"
     assert body["details"]["base_model"] == task["base_model"]
     assert body["details"]["epochs"] == task["epochs"]
+
+
+def test_a_task_asked_to_stop_says_when_in_the_list_and_alone(client, tasks):
+    items = client.get("/tasks", query_string={"status": "running", "limit": 100}).json["items"]
+    asked = {item["id"]: item["cancel_requested_at"] for item in items}
+    by_id = {str(task["id"]): task for task in tasks}
+    for task_id, requested_at in asked.items():
+        stored = by_id[task_id]["cancel_requested_at"]
+        assert requested_at == (stored and format_timestamp(stored))
+    stopping = [task_id for task_id, requested_at in asked.items() if requested_at]
+    assert stopping, "the known tasks hold running tasks asked to stop"
+    for task_id in [*stopping, next(i for i, at in asked.items() if at is None)]:
+        assert client.get(f"/tasks/{task_id}").json["cancel_requested_at"] == asked[task_id]
 
 
 @pytest.mark.parametrize("task_id", ["00000000-0000-4000-8000-000000000000", "not-a-uuid", "1234"])

@@ -32,7 +32,7 @@ from conftest import make_app, reset_tables, unavailable
 
 from app.clock import utcnow
 from app.demo import seed_demo
-from app.pages import HTMX_CDN_URL, HTMX_FILE, HTMX_VERSION
+from app.pages.htmx import HTMX_CDN_URL, HTMX_FILE, HTMX_VERSION
 from app.recorder import Recorder
 
 try:

@@ -1,10 +1,13 @@
-"""In Chromium: an operator cancels from the task page and from a row; a viewer sees no buttons.
+"""In Chromium: an operator cancels a running task from its page and sees the module confirm
+without reloading, cancels a queued one from its row and many from a filtered list (the count
+first); a viewer sees no buttons.
 
 The sign-on proxy is played by the browser context's extra header (the app trusts one proxy).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -15,6 +18,7 @@ from browser_support import ChromiumUnavailable, keep_offline, launch_chromium, 
 from conftest import SSO_HEADER, SSO_SETTINGS, make_app, reset_tables, unavailable
 
 from app.clock import utcnow
+from app.models import MODEL_FOR_TYPE
 from app.recorder import CancelRequested, Recorder
 
 try:
@@ -23,7 +27,7 @@ except ImportError:  # the browser fixture reports it: a skip on a laptop, a fai
     expect = sync_playwright = None
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext
+    from playwright.sync_api import Browser, BrowserContext, Dialog, Page
 
 pytestmark = pytest.mark.browser
 
@@ -63,10 +67,11 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-def context_of(browser: Browser, user: str | None) -> BrowserContext:
-    """A browser whose requests the proxy marks with `user` (none: not signed in)."""
+def context_of(browser: Browser, user: str | None, script: bool = True) -> BrowserContext:
+    """A browser whose requests the proxy marks with `user` (none: not signed in), with
+    JavaScript on or off."""
     headers = {SSO_HEADER: user} if user else {}
-    context = browser.new_context(extra_http_headers=headers)
+    context = browser.new_context(extra_http_headers=headers, java_script_enabled=script)
     context.set_default_timeout(TIMEOUT_MS)
     keep_offline(context)
     return context
@@ -80,29 +85,78 @@ def task(recorder: Recorder, tag: str, running: bool) -> uuid.UUID:
     return task_id
 
 
-def test_an_operator_cancels_a_running_task_and_its_module_confirms(served, browser):
+def accept_the_question(page: Page) -> list[str]:
+    """Answer "OK" to the next question the page asks (a Cancel button's); what it asked."""
+    asked: list[str] = []
+
+    def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    return asked
+
+
+def status_of(recorder: Recorder, task_id: uuid.UUID) -> str:
+    """The training task's status as its table holds it."""
+    table = MODEL_FOR_TYPE["training"].__table__
+    with recorder.engine.connect() as connection:
+        return connection.execute(sa.select(table.c.status).where(table.c.id == task_id)).scalar()
+
+
+def test_an_operator_cancels_a_running_task_and_sees_its_module_confirm_without_reloading(
+    served, browser
+):
     base, recorder = served
     task_id = task(recorder, "exp-browser-run", running=True)
     context = context_of(browser, "ops@example.com")
     page = context.new_page()
     page.goto(f"{base}/task/{task_id}")
     expect(page.locator("#who")).to_contain_text("ops@example.com · operator")
+    asked = accept_the_question(page)
     page.locator(f"#cancel-{task_id}").click()
     expect(page.locator(".flash-done")).to_contain_text("Asked the task to stop")
-    expect(page.locator("#cancelling")).to_have_text("Cancelling…")
+    assert asked and asked[0].startswith("Ask the running task") and "to stop?" in asked[0]
+    cancelling = page.locator(f"#task-live #cancelling-{task_id}")
+    expect(cancelling).to_contain_text("Cancelling…")
     expect(page.locator(f"#cancel-{task_id}")).to_have_count(0)
+
+    # The page stays open, as it is: what follows arrives without a reload.
+    page.evaluate("window.stillThisPage = true")
     # The module learns it when it next reports, stops, and confirms.
     with pytest.raises(CancelRequested):
         recorder.report_progress("training", task_id, 0.5)
     recorder.cancel("training", task_id)
-    page.reload()
-    expect(page.locator(".task-headline .status-cancelled")).to_contain_text("Cancelled")
-    expect(page.locator("#cancelling")).to_have_count(0)
-    # A cancelled task may be retried: on to the new task, linked back.
+    expect(page.locator("#task-live .task-headline .status-cancelled")).to_contain_text("Cancelled")
+    expect(cancelling).to_have_count(0)
+    expect(page.locator("#task-live")).not_to_have_attribute("hx-get", re.compile("."))
+    expect(page.locator("#task-live-said")).to_have_text("Status: Cancelled")
+    expect(page.locator("#events .event-cancelled .event-actor")).to_have_text("module")
+    assert page.evaluate("window.stillThisPage") is True
+
+    # A cancelled task may be retried (no question asked): on to the new task, linked back.
     page.locator(f"#retry-{task_id}").click()
     expect(page.locator("#retry-of a")).to_have_attribute("href", f"/task/{task_id}")
     page.locator("#retry-of a").click()
     expect(page.locator("#retried-as")).to_be_visible()
+    context.close()
+
+
+def test_without_javascript_cancel_posts_at_once_and_a_reload_shows_the_confirmation(
+    served, browser
+):
+    base, recorder = served
+    task_id = task(recorder, "exp-browser-plain", running=True)
+    context = context_of(browser, "ops@example.com", script=False)
+    page = context.new_page()
+    page.goto(f"{base}/task/{task_id}")
+    page.locator(f"#cancel-{task_id}").click()
+    expect(page.locator(".flash-done")).to_contain_text("Asked the task to stop")
+    expect(page.locator(f"#cancelling-{task_id}")).to_contain_text("Cancelling…")
+    recorder.cancel("training", task_id)
+    page.reload()
+    expect(page.locator("#task-live .task-headline .status-cancelled")).to_contain_text("Cancelled")
+    expect(page.locator(f"#cancelling-{task_id}")).to_have_count(0)
     context.close()
 
 
@@ -113,10 +167,40 @@ def test_an_operator_cancels_a_queued_task_from_its_row(served, browser):
     page = context.new_page()
     page.goto(f"{base}/?tag=exp-browser-row")
     row = page.locator(f"#task-{task_id}")
+    asked = accept_the_question(page)
     row.locator(f"#cancel-{task_id}").click()
     expect(page.locator(".flash-done")).to_contain_text("Cancelled the task.")
+    assert asked and asked[0].startswith("Cancel the queued task")
     assert page.url == f"{base}/?tag=exp-browser-row"
     expect(page.locator(f"#task-{task_id} .col-status")).to_contain_text("Cancelled")
+    context.close()
+
+
+def test_bulk_cancel_from_a_filtered_list_shows_the_count_first(served, browser):
+    base, recorder = served
+    tag = "exp-browser-bulk"
+    queued = [task(recorder, tag, running=False) for _ in range(3)]
+    running = task(recorder, tag, running=True)
+    elsewhere = task(recorder, "exp-browser-elsewhere", running=False)
+    context = context_of(browser, "ops@example.com")
+    page = context.new_page()
+    page.goto(f"{base}/?tag={tag}")
+    page.locator("#bulk-cancel").click()
+    expect(page.locator("#bulk-question")).to_have_text(
+        f"Cancel 4 queued and running tasks tagged {tag}?"
+    )
+    expect(page.locator("#bulk-confirm")).to_have_text("Cancel 4 tasks")
+    # Asked, not done yet.
+    assert [status_of(recorder, task_id) for task_id in queued] == ["queued"] * 3
+    assert not recorder.cancel_requested("training", running)
+    page.locator("#bulk-confirm").click()
+    expect(page.locator("#bulk-done")).to_have_text("Cancel: 4 changed, 0 unchanged")
+    page.locator("#back-to-list").click()
+    for task_id in queued:
+        expect(page.locator(f"#task-{task_id} .col-status")).to_contain_text("Cancelled")
+    expect(page.locator(f"#cancelling-{running}")).to_contain_text("Cancelling…")
+    assert recorder.cancel_requested("training", running)
+    assert status_of(recorder, elsewhere) == "queued"
     context.close()
 
 

@@ -16,7 +16,8 @@ from werkzeug.datastructures import MultiDict
 
 from app.filters import TaskFilter, format_timestamp, parse_filter
 from app.models import MODEL_FOR_TYPE
-from app.pages import HTMX_CDN_URL, HTMX_FILE, duration_text, time_ago, total_text
+from app.pages.htmx import HTMX_CDN_URL, HTMX_FILE
+from app.pages.words import duration_text, time_ago, total_text
 from app.query import Total
 from app.recorder import Recorder
 
@@ -121,6 +122,31 @@ def test_rows_carry_hooks_for_scripts_and_browsers(client, tasks):
             task = by_id[row["data-task-id"]]
             assert row["data-status"] == task["status"]
             assert row["data-task-type"] == task["task_type"]
+
+
+def asked_to_stop(tasks) -> set[str]:
+    """The oracle's running tasks an operator asked to stop: shown as "Cancelling…"."""
+    return {
+        str(task["id"])
+        for task in tasks
+        if task["status"] == "running" and task["cancel_requested_at"] is not None
+    }
+
+
+LIST_RENDERINGS = {"page": ("/", {}), "region": ("/", FRAGMENT), "embed": ("/embed", {})}
+
+
+@pytest.mark.parametrize(("path", "headers"), LIST_RENDERINGS.values(), ids=list(LIST_RENDERINGS))
+def test_rows_of_tasks_asked_to_stop_say_cancelling_beside_their_status(
+    client, tasks, path, headers
+):
+    _, page = get_page(client, path, [("status", "running"), ("limit", "100")], **headers)
+    shown = set(page.row_ids)
+    cancelling = {task_id for task_id in shown if page.has_id(f"cancelling-{task_id}")}
+    assert cancelling == asked_to_stop(tasks) & shown
+    assert cancelling, "the known tasks hold running tasks asked to stop"
+    for task_id in cancelling:
+        assert page.by_id(f"cancelling-{task_id}")["class"] == "status status-cancelling"
 
 
 def test_htmx_request_for_the_results_gets_only_the_fragment(client, tasks):
@@ -711,6 +737,59 @@ def test_task_page_shows_every_field_and_the_full_error(client, tasks):
     assert page.by_id("back-to-list")["href"] == "/"
 
 
+@pytest.mark.parametrize("path", ["/task", "/embed/task"])
+def test_task_page_says_cancelling_only_for_a_running_task_asked_to_stop(client, tasks, path):
+    stopping = asked_to_stop(tasks)
+    running = [t for t in tasks if t["status"] == "running" and t["task_type"] == "evaluation"]
+    for task in running:
+        task_id = str(task["id"])
+        response, page = get_page(client, f"{path}/{task_id}")
+        assert page.has_id(f"cancelling-{task_id}") == (task_id in stopping)
+        assert ("Cancelling…" in response.get_data(as_text=True)) == (task_id in stopping)
+
+
+LIVE_PART = {"HX-Request": "true", "HX-Target": "task-live"}
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "completed", "failed", "cancelled"])
+@pytest.mark.parametrize("path", ["/task", "/embed/task"])
+def test_task_pages_live_part_asks_for_itself_only_while_the_task_is_active(
+    client, tasks, status, path
+):
+    task = next(t for t in tasks if t["status"] == status)
+    url = f"{path}/{task['id']}?tag=exp-7"
+    part = get_page(client, url)[1].by_id("task-live")
+    assert part["data-status"] == status
+    if status in {"queued", "running"}:
+        assert part["hx-get"] == url
+        assert part["hx-trigger"] == "every 5s"  # LIVE_REFRESH_SECONDS
+        assert (part["hx-target"], part["hx-swap"]) == ("this", "outerHTML")
+    else:
+        assert "hx-get" not in part and "hx-trigger" not in part
+
+
+def test_htmx_request_for_the_live_part_gets_it_alone_with_the_etag_the_page_holds(client, tasks):
+    task = next(t for t in tasks if t["status"] == "running")
+    path = f"/task/{task['id']}"
+    page_response, page = get_page(client, path)
+    response, part = get_page(client, path, **LIVE_PART)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert html.startswith('<div id="task-live"') and "<html" not in html
+    assert part.by_id("task-live") == page.by_id("task-live")
+    assert response.headers["ETag"] == page.by_id("main")["data-live-etag"]
+    assert response.headers["ETag"] != page_response.headers["ETag"]
+    assert {"HX-Request", "HX-Target"} <= set(response.vary)
+    again = client.get(path, headers={**LIVE_PART, "If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+
+
+def test_history_restore_of_a_task_page_gets_the_whole_page(client, tasks):
+    path = f"/task/{tasks[0]['id']}"
+    restore = {**LIVE_PART, "HX-History-Restore-Request": "true"}
+    assert "<html" in client.get(path, headers=restore).get_data(as_text=True)
+
+
 @pytest.mark.parametrize("task_id", [str(uuid.UUID(int=0, version=4)), "not-a-uuid"])
 def test_unknown_task_is_a_404_page(client, task_id):
     response = client.get(f"/task/{task_id}")
@@ -846,7 +925,8 @@ def test_related_task_link_keeps_the_list_filter(scratch_app, scratch_engine):
     ],
 )
 def test_page_numbers_end_with_a_gap_while_more_pages_follow(app, offset, total, numbers):
-    from app.pages import FULL_VIEW, page_numbers
+    from app.pages.results import page_numbers
+    from app.pages.views import FULL_VIEW
 
     with app.test_request_context("/"):
         links = page_numbers(FULL_VIEW, TaskFilter(offset=offset), total)

@@ -755,13 +755,16 @@ def test_mariadb_task_gauges_read_ranges_of_indexes_that_lead_with_the_status(se
 STALLED = TaskFilter(stalled=True)
 
 
-def stalled_statements() -> list[Any]:
-    """A first page of stalled tasks and their counts, with their values."""
+def stalled_statements(page_shapes: tuple[bool, ...] = (True, False)) -> list[Any]:
+    """A first page of stalled tasks (merged members, limited ones, or both) and their
+    counts, with their values."""
     page_shape, page_values_ = page_shape_of(STALLED, NOW)
     shape, values = shape_of(STALLED, NOW)
     return [
-        page_template(page_shape, True).params(page_values_ | page_values(STALLED)),
-        page_template(page_shape, False).params(page_values_ | page_values(STALLED)),
+        *(
+            page_template(page_shape, merged).params(page_values_ | page_values(STALLED))
+            for merged in page_shapes
+        ),
         *(t.params(values | {"cap": 10_001}) for t in capped_count_templates(shape, True)),
         *(t.params(values | {"cap": 10_001}) for t in capped_count_templates(shape, False)),
     ]
@@ -778,7 +781,8 @@ def test_sqlite_stalled_tasks_are_read_from_the_running_range_of_a_status_index(
 
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
 def test_postgresql_stalled_tasks_are_read_from_the_running_range_of_a_status_index(seeded):
-    for statement in stalled_statements():
+    # PostgreSQL's pages are the limited shape (see engine_shape); the merged one is SQLite's.
+    for statement in stalled_statements(page_shapes=(False,)):
         plan = postgresql_generic_plan(seeded, statement)
         scans = table_scans(plan)
         assert scans
@@ -800,6 +804,45 @@ def test_mariadb_stalled_tasks_are_read_from_the_running_range_of_a_status_index
         assert tables
         assert all(table["access_type"] in {"ref", "range"} for table in tables), tables
         assert all("_status_" in table["key"] for table in tables)
+
+
+# A stalled task was created before its type's limit ago: a first page of them starts its
+# created_at walk there, rather than at the newest running task (app/query/pages.py).
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_stalled_first_page_walks_created_at_from_the_limit_without_sorting(seeded):
+    plan = sqlite_plan(seeded, sql_of(seeded, page_statement(STALLED, NOW, dialect="sqlite")))
+    searches = [step for step in plan if step.startswith("SEARCH")]
+    assert len(searches) == 5
+    assert all(
+        "_status_created" in step and "(status=? AND created_at<?)" in step for step in searches
+    ), plan
+    assert not any("TEMP B-TREE" in step for step in plan)
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_stalled_first_page_walks_created_at_from_the_limit(seeded):
+    statement = page_statement(STALLED, NOW, dialect="postgresql")
+    scans = table_scans(postgresql_generic_plan(seeded, statement))
+    assert len(scans) == 5
+    for node, above in scans:
+        assert node["Index Name"].endswith("_status_created")
+        assert "created_at <" in node["Index Cond"]
+        assert "Limit" in above and "Sort" not in below_nearest_limit(above)
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_stalled_first_page_reads_about_a_page_of_entries_per_table(seeded):
+    """Demo tasks are heard from last when they start, minutes after they were created: the
+    walk from the limit down finds a stalled task at nearly every entry."""
+    shape, values = page_shape_of(STALLED, NOW)
+    sql = template_sql(seeded, keys_template(shape), values | page_values(STALLED))
+    tables = [t for t in mariadb_tables(seeded, sql) if "_task" in t["table_name"]]
+    assert len(tables) == 5
+    for table in tables:
+        assert table["key"].endswith("_status_created") and table["access_type"] == "range"
+        assert table["r_rows"] <= 2 * (STALLED.limit + 1), table
 
 
 # -- the hourly summary ----------------------------------------------------------------------

@@ -7,7 +7,8 @@ from conftest import csp_directives, make_app
 from server_support import real_values
 
 from app.config import allowed_hosts
-from app.pages import EMBED_ENDPOINTS, HTMX_CDN_URL
+from app.pages.htmx import HTMX_CDN_URL
+from app.pages.views import EMBED_ENDPOINTS
 
 RULES = sorted(make_app("sqlite://").url_map.iter_rules(), key=lambda rule: rule.rule)
 ROUTES = [pytest.param(rule, id=rule.rule) for rule in RULES]

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.filters import Cursor, Order, TaskFilter
-from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel
+from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, UTCDateTime
 from app.query.counts import Total, count_tasks
 from app.query.engines import Executor, dialect_name, engine_shape, pin_index
 from app.query.rows import (
@@ -57,7 +57,8 @@ def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> l
     branches = []
     for model in chosen_models(shape):
         for part in split_by_index(shape):
-            member = sa.select(*columns(model)).where(*branch_conditions(model, part))
+            conditions = [*branch_conditions(model, part), *walk_bounds(model, part)]
+            member = sa.select(*columns(model)).where(*conditions)
             if limited:
                 order = order_columns(model.created_at, model.id, shape.order)
                 # A search reads its own index; the walk is the engine's choice then.
@@ -67,6 +68,28 @@ def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> l
                 member = sa.select(sa.literal_column("*")).select_from(cut.subquery())
             branches.append(member)
     return branches
+
+
+def walk_bounds(model: TaskModel, part: Shape) -> list[sa.ColumnElement[bool]]:
+    """Where a page's member may start its created_at walk, beyond what its filter says.
+
+    A stalled task was last heard before :heard_before_<type> (its type's limit ago), and
+    it was created no later than it was last heard: every write of a task sets updated_at to
+    the writer's now, the first one created_at with it. So a page of stalled tasks walks
+    the running range of the (status, created_at) index from that moment down, past every
+    running task created since (none of which can be stalled yet) rather than from the
+    newest; its cost follows the running tasks older than the limit, not all of them. (A
+    module whose clock is s seconds behind the one that created its task can make a task
+    look heard before it was created: such a task joins the page at most s seconds late.)
+
+    Left out where the member has an upper bound on created_at already, `created_before`
+    or the cursor of a newest-first page (which lies below it, past stalled tasks): an
+    engine takes one bound a side (see `created_bounds`).
+    """
+    if not (part.page and part.stalled) or part.before or (part.cursor and part.order == "desc"):
+        return []
+    heard_before = sa.bindparam(f"heard_before_{model.task_type}", type_=UTCDateTime())
+    return [model.created_at < heard_before]
 
 
 def walked_index(model: TaskModel, part: Shape) -> str:
@@ -219,18 +242,16 @@ def get_task(executor: Executor, task_id: uuid.UUID) -> TaskDetail | None:
     """One task by id, whichever table holds it."""
     listed = len(LIST_COLUMNS)
     for model in MODEL_FOR_TYPE.values():
-        links = (model.cancel_requested_at, model.retry_of)
-        statement = sa.select(*list_columns(model), *links, *model.detail_columns())
+        statement = sa.select(*list_columns(model), model.retry_of, *model.detail_columns())
         found = executor.execute(statement.where(model.id == task_id)).first()
         if found is not None:
-            own = listed + len(links)
+            own = listed + 1
             details = dict(zip(found._fields[own:], found[own:], strict=True))
             retried_as = executor.execute(
                 sa.select(model.id).where(model.retry_of == task_id)
             ).scalar_one_or_none()
-            cancel_requested_at, retry_of = found[listed:own]
             row = TaskRow(*found[:listed])
-            return TaskDetail(row, details, cancel_requested_at, retry_of, retried_as)
+            return TaskDetail(row, details, found[listed], retried_as)
     return None
 
 

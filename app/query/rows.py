@@ -31,6 +31,13 @@ class TaskRow(NamedTuple):
     progress: float | None
     error_msg: str | None
     summary: str
+    # When an operator asked the running task to stop; its module confirms (app/actions.py).
+    cancel_requested_at: datetime | None
+
+    @property
+    def cancelling(self) -> bool:
+        """Running, and asked to stop: the pages say "Cancelling…" until its module confirms."""
+        return self.status == "running" and self.cancel_requested_at is not None
 
 
 LIST_COLUMNS = TaskRow._fields
@@ -38,18 +45,12 @@ LIST_COLUMNS = TaskRow._fields
 
 @dataclass(frozen=True)
 class TaskDetail:
-    """One task with the fields only its type has, and its cancel request and retry links."""
+    """One task with the fields only its type has, and its retry links."""
 
     row: TaskRow
     details: dict[str, Any]
-    cancel_requested_at: datetime | None = None
     retry_of: uuid.UUID | None = None
     retried_as: uuid.UUID | None = None
-
-    @property
-    def cancelling(self) -> bool:
-        """Running, and asked to stop: the page says "Cancelling…"."""
-        return self.row.status == "running" and self.cancel_requested_at is not None
 
 
 @functools.cache
@@ -70,6 +71,7 @@ def list_columns(model: TaskModel) -> tuple[sa.ColumnElement[Any], ...]:
         model.progress,
         model.error_msg,
         model.summary().label("summary"),
+        model.cancel_requested_at,
     )
 
 
