@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 
 HTMX_VERSION = "2.0.11"
 HTMX_FILE = f"vendor/htmx-{HTMX_VERSION}.min.js"
@@ -56,4 +56,15 @@ def htmx_asset(app: Flask) -> HtmxAsset:
         local_file=HTMX_FILE,
         integrity=subresource_integrity(local),
         local_only=bool(app.config.get("HTMX_LOCAL_ONLY")),
+    )
+
+
+def swaps_only(target_id: str) -> bool:
+    """An htmx request that swaps the element `target_id` alone; a history restore needs
+    the whole page."""
+    headers = request.headers
+    return (
+        headers.get("HX-Request") == "true"
+        and headers.get("HX-Target") == target_id
+        and headers.get("HX-History-Restore-Request") != "true"
     )

@@ -39,6 +39,7 @@ from app.filters import ParsedFilter, TaskFilter
 from app.models import close_read_connection, read_connection
 from app.pages.blueprint import bp
 from app.pages.etags import list_etag
+from app.pages.htmx import swaps_only
 from app.pages.results import Shown, results_context
 from app.pages.views import FULL_VIEW, ListView, embed_view, history_url, page_filter
 from app.query import DataVersion, data_version, get_task, known_tags, list_tasks
@@ -51,16 +52,6 @@ PAGE, REGION, INSIGHTS = "page", "fragment", "insights"
 VARY = ("HX-Request", "HX-Target", "HX-History-Restore-Request", "HX-Current-URL")
 TAG_SUGGESTIONS = 50
 TOP_ERRORS_SHOWN = 5
-
-
-def wants_results_fragment() -> bool:
-    """An htmx request that swaps the results region; a history restore needs the page."""
-    headers = request.headers
-    return (
-        headers.get("HX-Request") == "true"
-        and headers.get("HX-Target") == RESULTS_ID
-        and headers.get("HX-History-Restore-Request") != "true"
-    )
 
 
 def history_headers(view: ListView, url: str) -> dict[str, str]:
@@ -165,7 +156,7 @@ def render_list(view: ListView, insights: bool = False) -> Response:
     the rendering depends on), from the process or from the shared cache.
     """
     parsed, task_filter = page_filter(request.args)
-    rendering = INSIGHTS if insights else REGION if wants_results_fragment() else PAGE
+    rendering = INSIGHTS if insights else REGION if swaps_only(RESULTS_ID) else PAGE
     self_url = history_url(view, parsed, task_filter, request.args)
     ask = ListRequest(view, parsed, task_filter, rendering, self_url, request_time())
     rendered: Cache = current_app.extensions["rendered_lists"]

@@ -20,23 +20,13 @@ from app.events import task_events
 from app.filters import TaskFilter
 from app.models import read_connection
 from app.pages.blueprint import bp
+from app.pages.htmx import swaps_only
 from app.pages.views import FULL_VIEW, ListView, embed_view, page_filter
 from app.query import TaskDetail
 
 LIVE_PART_ID = "task-live"
 # Every header the task page's answer depends on besides its URL (and the viewer's).
 VARY = ("HX-Request", "HX-Target", "HX-History-Restore-Request")
-
-
-def wants_live_part() -> bool:
-    """An htmx request for the part that changes as the task lives; a history restore needs
-    the whole page."""
-    headers = request.headers
-    return (
-        headers.get("HX-Request") == "true"
-        and headers.get("HX-Target") == LIVE_PART_ID
-        and headers.get("HX-History-Restore-Request") != "true"
-    )
 
 
 def task_context(view: ListView, detail: TaskDetail) -> dict[str, Any]:
@@ -73,7 +63,7 @@ def render_task(view: ListView, task_id: str) -> Response:
     """
     context = task_context(view, task_or_404(task_id))
     live = render_template("_task_live.html", **context)
-    if wants_live_part():
+    if swaps_only(LIVE_PART_ID):
         return conditional(live)
     live_etag = quote_etag(generate_etag(live.encode()))
     return conditional(render_template("task.html", **context, live_etag=live_etag))
