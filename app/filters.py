@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import MAXYEAR, UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form, SelectField, SelectMultipleField, StringField
@@ -29,6 +29,9 @@ from app.events import actor_problem
 from app.models import CONTROL_CHARACTERS, TASK_TYPES, Status, tag_problem
 from app.search import MAX_SEARCH_LENGTH, Search, SearchError, parse_search
 from app.stalled import StallLimits
+
+if TYPE_CHECKING:
+    from app.query.actors import ActorTasks
 
 STATUSES = tuple(status.value for status in Status)
 # The one-letter codes of the earlier /tasks implementation, still accepted.
@@ -77,6 +80,9 @@ class TaskFilter:
     stalled: bool = False
     # Not a parameter: the server's setting, which `stalled` is read with.
     stall_limits: StallLimits = DEFAULT_STALL_LIMITS
+    # Not a parameter: the actor's tasks per table, looked up once a request reads the
+    # tables (see app/query/actors.py).
+    actor_tasks: ActorTasks | None = field(default=None, compare=False)
 
     def to_args(self, **changes: Any) -> list[tuple[str, str]]:
         """Query-string pairs that parse back to this filter (with `changes` applied).

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, sql_constant
+from app.query.actors import actor_resolved
 from app.query.engines import Executor, dialect_name, engine_shape
 from app.query.rows import list_columns
 from app.query.shapes import (
@@ -155,6 +156,7 @@ def facet_template(shape: Shape) -> sa.CompoundSelect:
     )
 
 
+@actor_resolved
 def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> Total:
     """How many tasks match, exact up to TOTAL_EXACT_UP_TO unless exact was asked for.
 
@@ -184,6 +186,7 @@ def count_by_type_and_status(
     return matrix
 
 
+@actor_resolved
 def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
     """Zero-filled counts per status and per type that predict what selecting each gives.
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from app.filters import Cursor, Order, TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, UTCDateTime
+from app.query.actors import actor_resolved
 from app.query.counts import Total, count_tasks
 from app.query.engines import Executor, dialect_name, engine_shape, pin_index
 from app.query.rows import (
@@ -61,9 +62,11 @@ def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> l
             member = sa.select(*columns(model)).where(*conditions)
             if limited:
                 order = order_columns(model.created_at, model.id, shape.order)
-                # A search reads its own index; the walk is the engine's choice then.
-                searching = part.search_phrases or part.search_ids
-                cut = member if searching else pin_index(member, model, walked_index(model, part))
+                # A search reads its own index, and listed ids the primary key; the walk is
+                # the engine's choice then.
+                listed = model.task_type in part.actor_listed
+                by_id = part.search_phrases or part.search_ids or listed
+                cut = member if by_id else pin_index(member, model, walked_index(model, part))
                 cut = cut.order_by(*order).limit(_integer("member_rows"))
                 member = sa.select(sa.literal_column("*")).select_from(cut.subquery())
             branches.append(member)
@@ -186,6 +189,7 @@ def page_statement(
     return statement.params(values)
 
 
+@actor_resolved
 def fetch_page(executor: Executor, task_filter: TaskFilter, now: datetime) -> list[TaskRow]:
     """The page's rows, plus one when another page follows, read as the engine does best."""
     dialect = dialect_name(executor)
@@ -216,6 +220,7 @@ def rows_by_key(executor: Executor, keys: list[tuple[str, uuid.UUID]]) -> list[T
 # -- what the blueprints call ----------------------------------------------------------------
 
 
+@actor_resolved
 def list_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> TaskPage:
     """A page of tasks, its total and the position the next page starts after."""
     rows = fetch_page(executor, task_filter, now)
@@ -255,6 +260,7 @@ def get_task(executor: Executor, task_id: uuid.UUID) -> TaskDetail | None:
     return None
 
 
+@actor_resolved
 def iter_tasks(
     executor: Executor, task_filter: TaskFilter, now: datetime, batch: int = 1000
 ) -> Iterator[TaskRow]:

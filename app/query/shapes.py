@@ -6,6 +6,7 @@ values of its parameters; members are split so that each walks or counts one ind
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -45,7 +46,9 @@ class Shape:
     the created_at order to fill a page, rather than count: members with a time window then
     get their created_at floor (see `has_floor`), and one that reads every finished status
     leaves out its status test (see `reads_every_finished_status`). `actor` and `stalled`
-    say that the members carry those tests (see `actor_condition`, `stalled_condition`).
+    say that the members carry those tests (see `actor_condition`, `stalled_condition`);
+    `actor_listed` names the tables whose tasks the actor acted on are bound as a list,
+    `actor_absent` those where it acted on none.
     """
 
     task_types: tuple[str, ...]
@@ -59,6 +62,8 @@ class Shape:
     order: Order = "desc"
     page: bool = False
     actor: bool = False
+    actor_listed: tuple[str, ...] = ()
+    actor_absent: tuple[str, ...] = ()
     stalled: bool = False
     search_phrases: int = 0
     search_indexed: bool = False
@@ -106,6 +111,8 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         values["cursor_at"], values["cursor_id"] = cursor.created_at, cursor.id
     if task_filter.actor is not None:
         values["actor"] = task_filter.actor
+    actor_listed = listed_actor_tasks(task_filter)
+    values |= {f"actor_ids_{t}": list(ids) for t, ids in actor_listed.items() if ids}
     if task_filter.stalled:
         heard_before = task_filter.stall_limits.heard_before(now)
         values |= {f"heard_before_{t}": moment for t, moment in heard_before.items()}
@@ -123,6 +130,8 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         cursor=cursor is not None,
         order=task_filter.order,
         actor=task_filter.actor is not None,
+        actor_listed=tuple(t for t, ids in actor_listed.items() if ids),
+        actor_absent=tuple(t for t, ids in actor_listed.items() if not ids),
         stalled=task_filter.stalled,
         search_phrases=len(search.phrases) if search else 0,
         search_indexed=bool(search and fulltext_words(search)),
@@ -294,7 +303,7 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
     if shape.stalled:
         conditions.append(stalled_condition(model, shape))
     if shape.actor:
-        conditions.append(actor_condition(model))
+        conditions.append(actor_condition(model, shape))
     conditions += search_conditions(
         model, shape.search_phrases, shape.search_indexed, shape.search_ids
     )
@@ -321,8 +330,22 @@ def heard_before(model: TaskModel, moment: sa.ColumnElement[datetime]) -> sa.Col
     return RunningHeardBefore(model.status, last_heard(model), running, moment)
 
 
-def actor_condition(model: TaskModel) -> sa.ColumnElement[bool]:
-    """An event of the task names :actor: an EXISTS on task_event's (actor, type, id) index."""
+def listed_actor_tasks(task_filter: TaskFilter) -> dict[str, tuple[uuid.UUID, ...]]:
+    """The tables whose tasks the filter's actor acted on are listed, and their ids."""
+    known = task_filter.actor_tasks
+    if known is None or known.actor != task_filter.actor:
+        return {}
+    return dict(known.listed)
+
+
+def actor_condition(model: TaskModel, shape: Shape) -> sa.ColumnElement[bool]:
+    """The actor acted on the task: one of the table's listed ids, none if the list is
+    empty (an engine then reads no row), else an EXISTS on task_event's (actor, type, id)
+    index for each row (see app/query/actors.py)."""
+    if model.task_type in shape.actor_absent:
+        return sa.false()
+    if model.task_type in shape.actor_listed:
+        return model.id.in_(sa.bindparam(f"actor_ids_{model.task_type}", expanding=True))
     event = sa.select(sql_constant(1)).where(
         TaskEvent.actor == sa.bindparam("actor", type_=TaskEvent.actor.type),
         TaskEvent.task_type == sql_constant(model.task_type),
