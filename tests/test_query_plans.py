@@ -806,6 +806,23 @@ def test_mariadb_stalled_tasks_are_read_from_the_running_range_of_a_status_index
         assert all("_status_" in table["key"] for table in tables)
 
 
+@pytest.mark.parametrize("seeded", ["sqlite", "postgresql", "mariadb"], indirect=True)
+def test_stalled_tasks_of_finished_statuses_are_counted_without_reading_a_row(seeded):
+    """Only a running task stalls: the facet of a finished status, or a status filter
+    without running, is a constant false that each engine answers from its plan alone."""
+    task_filter = TaskFilter(stalled=True, statuses=("completed",), within_hours=24)
+    shape, values = shape_of(task_filter, NOW)
+    with seeded.connect() as connection:
+        for template in capped_count_templates(shape, True):
+            sql = template_sql(seeded, template, values | {"cap": 10_001})
+            assert sql.count("false") + sql.count("0 = 1") >= len(MODEL_FOR_TYPE), sql
+            assert connection.exec_driver_sql(sql).scalar_one() == 0
+    if seeded.dialect.name == "postgresql":
+        plan = postgresql_plan(seeded, sql)
+        filters = [node.get("One-Time Filter") for node, _ in nodes(plan)]
+        assert filters.count("false") >= len(MODEL_FOR_TYPE), plan
+
+
 # A stalled task was created before its type's limit ago: a first page of them starts its
 # created_at walk there, rather than at the newest running task (app/query/pages.py).
 

@@ -313,14 +313,19 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
 def stalled_condition(model: TaskModel, shape: Shape) -> sa.ColumnElement[bool]:
     """Running, and last heard before :heard_before_<type> (the type's limit ago).
 
-    With running as the member's one status the status test is already written; otherwise
-    it is written here, and a member of other statuses matches nothing.
+    With running as the member's one status the status test is already written. A member
+    of other statuses alone matches nothing, said as a constant so that the engine reads
+    none of its rows (a status filter without running, or a facet of another status: the
+    finished ones are most of a table). Otherwise the status test is written here.
     """
     moment = sa.bindparam(f"heard_before_{model.task_type}", type_=UTCDateTime())
     heard = heard_before(model, moment)
-    if shape.statuses == (Status.RUNNING.value,):
+    running = Status.RUNNING.value
+    if shape.statuses == (running,):
         return heard
-    return sa.and_(statuses_condition(model, (Status.RUNNING.value,)), heard)
+    if shape.statuses and running not in shape.statuses:
+        return sa.false()
+    return sa.and_(statuses_condition(model, (running,)), heard)
 
 
 def heard_before(model: TaskModel, moment: sa.ColumnElement[datetime]) -> sa.ColumnElement[bool]:
