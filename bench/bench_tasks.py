@@ -55,7 +55,7 @@ from app.filters import Cursor, TaskFilter, format_timestamp, parse_filter, sign
 from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, ApiToken, Base, Role, TaskEvent, db
 from app.query import count_tasks, fetch_page, iter_tasks, list_columns
 from app.recorder import Recorder
-from app.schema import compare_with, drop_schema, upgrade_database
+from app.schema import compare_with, drop_schema, refresh_statistics, upgrade_database
 from app.timeouts import limit_statements
 from app.tokens import create_token
 
@@ -337,6 +337,7 @@ def seed_events(engine: sa.Engine) -> None:
         limit_statements(connection, SEEDING_LIMIT_MS)  # one statement per table and kind
         with connection.begin():
             write_events(connection)
+    refresh_statistics(engine)
     print("  seeded the tasks' events", file=sys.stderr)
 
 

@@ -27,6 +27,7 @@ from app import plan_once
 from app.demo import seed_demo
 from app.filters import Cursor, TaskFilter
 from app.models import MODEL_FOR_TYPE
+from app.query.actors import ActorTasks
 from app.query.counts import (
     TOTAL_EXACT_UP_TO,
     Total,
@@ -821,6 +822,21 @@ def test_stalled_tasks_of_finished_statuses_are_counted_without_reading_a_row(se
         plan = postgresql_plan(seeded, sql)
         filters = [node.get("One-Time Filter") for node, _ in nodes(plan)]
         assert filters.count("false") >= len(MODEL_FOR_TYPE), plan
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_tests_an_actors_many_tasks_per_row_of_its_walk(seeded):
+    """Where an actor's tasks are too many to list, a page walks created_at and probes
+    task_event per row: a join would read every one of the actor's tasks and sort them."""
+    many = ActorTasks("evaluation-module", ())  # no table listed: each tests per row
+    task_filter = TaskFilter(actor="evaluation-module", actor_tasks=many)
+    shape, values = page_shape_of(task_filter, NOW)
+    statement = page_template(shape, False).params(values | page_values(task_filter))
+    plan = postgresql_generic_plan(seeded, statement)
+    kinds = [node["Node Type"] for node, _ in nodes(plan)]
+    probes = [node for node, _ in nodes(plan) if node.get("Subplan Name", "").startswith("SubPlan")]
+    assert not any("Join" in kind or kind in {"Hash", "HashAggregate"} for kind in kinds), kinds
+    assert len(probes) == len(MODEL_FOR_TYPE)
 
 
 # A stalled task was created before its type's limit ago: a first page of them starts its

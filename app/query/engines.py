@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from app.models import TaskModel, UTCDateTime
 
@@ -197,3 +198,34 @@ def _running_heard_before_postgresql(element: RunningHeardBefore, compiler: Any,
 def _running_heard_before_others(element: RunningHeardBefore, compiler: Any, **kw: Any) -> str:
     _status, heard, _running, moment = (compiler.process(arg, **kw) for arg in element.clauses)
     return f"({heard} < {moment})"
+
+
+class ExistsPerRow(sa.sql.expression.ColumnElement[bool]):
+    """EXISTS (probe), tested for each row the outer query reads, on every engine.
+
+    Used where the outer query walks an index in order and most rows it reads match (an
+    actor's tasks where they are too many to list, see app/query/actors.py), so a page
+    reads a page's worth of rows and a count stops at its cap. PostgreSQL turns a plain
+    EXISTS into a join, which reads every match of the probe and sorts them: over a
+    module's 200,000 tasks, a second for one page. A subquery with an OFFSET is kept as
+    written (PostgreSQL pulls up no sublink that has one), so `OFFSET 0` says "per row"
+    there. SQLite and MariaDB run the plain EXISTS per row already.
+    """
+
+    type = sa.Boolean()
+    inherit_cache = True
+    _traverse_internals: ClassVar = [("probe", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, probe: sa.Select[Any]) -> None:
+        self.probe = probe
+
+
+@compiles(ExistsPerRow)
+def _exists_per_row(element: ExistsPerRow, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.probe.exists(), **kw)
+
+
+@compiles(ExistsPerRow, "postgresql")
+def _exists_per_row_postgresql(element: ExistsPerRow, compiler: Any, **kw: Any) -> str:
+    kept = element.probe.offset(sa.literal_column("0"))
+    return compiler.process(kept.exists(), **kw)

@@ -26,7 +26,7 @@ from app.models import (
     UTCDateTime,
     sql_constant,
 )
-from app.query.engines import Greatest, RunningHeardBefore, SecondsBefore
+from app.query.engines import ExistsPerRow, Greatest, RunningHeardBefore, SecondsBefore
 from app.query.search import fulltext_words, search_conditions, search_values
 from app.stalled import last_heard
 
@@ -356,7 +356,7 @@ def actor_condition(model: TaskModel, shape: Shape) -> sa.ColumnElement[bool]:
         TaskEvent.task_type == sql_constant(model.task_type),
         TaskEvent.task_id == model.id,
     )
-    return event.exists()
+    return ExistsPerRow(event)
 
 
 def reads_every_finished_status(shape: Shape) -> bool:
