@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from app import plan_once
 from app.demo import seed_demo
 from app.filters import Cursor, TaskFilter
-from app.models import MODEL_FOR_TYPE
+from app.models import MODEL_FOR_TYPE, db
 from app.query.actors import ActorTasks
 from app.query.counts import (
     TOTAL_EXACT_UP_TO,
@@ -837,6 +837,20 @@ def test_postgresql_tests_an_actors_many_tasks_per_row_of_its_walk(seeded):
     probes = [node for node, _ in nodes(plan) if node.get("Subplan Name", "").startswith("SubPlan")]
     assert not any("Join" in kind or kind in {"Hash", "HashAggregate"} for kind in kinds), kinds
     assert len(probes) == len(MODEL_FOR_TYPE)
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+def test_postgresql_connections_plan_once_and_compile_nothing(seeded):
+    """At ten million tasks a capped count's never-run exact branch is estimated past
+    `jit_above_cost`: compiling it cost 20 to 60 ms a count (see `plan_once`)."""
+    app = make_app(seeded.url.render_as_string(hide_password=False))
+    with app.app_context(), db.engine.connect() as connection:
+        settings = {
+            name: connection.exec_driver_sql(f"SHOW {name}").scalar_one()
+            for name in ("jit", "plan_cache_mode")
+        }
+        db.engine.dispose()
+    assert settings == {"jit": "off", "plan_cache_mode": "force_generic_plan"}
 
 
 # A stalled task was created before its type's limit ago: a first page of them starts its
