@@ -108,7 +108,12 @@ def cancel_queued(
 def request_cancel(
     connection: sa.Connection, model: TaskModel, task_id: uuid.UUID, now: datetime, actor: str
 ) -> bool:
-    """Mark a running task cancel-requested; its module stops and confirms (Recorder.cancel)."""
+    """Mark a running task cancel-requested; its module stops and confirms (Recorder.cancel).
+
+    `updated_at` stays when the module was last heard from: a person asking to cancel a
+    stalled task must not make it look alive. Open pages see the request by its event
+    (app/query/versions.py).
+    """
     statement = (
         sa.update(model)
         .where(
@@ -116,7 +121,7 @@ def request_cancel(
             model.status == Status.RUNNING.value,
             model.cancel_requested_at.is_(None),
         )
-        .values(cancel_requested_at=now, updated_at=now)
+        .values(cancel_requested_at=now)
     )
     if connection.execute(statement).rowcount != 1:
         return False

@@ -311,3 +311,9 @@ def statements_run(app: Flask) -> Iterator[list[str]]:
         yield sent
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def only_the_version_was_read(sent: list[str]) -> bool:
+    """Whether the statements sent are the data version's alone: the newest change of each
+    task table and the newest event (app/query/versions.py)."""
+    return len(sent) == 1 and sent[0].lower().count("max(") == len(MODEL_FOR_TYPE) + 1

@@ -450,11 +450,15 @@ def test_sqlite_reads_each_newest_change_from_the_end_of_its_index(seeded):
     reads = [step for step in plan if step.startswith(("SEARCH", "SCAN")) and "_task" in step]
     assert len(reads) == 5
     assert {step.split(" USING COVERING INDEX ")[1] for step in reads} == UPDATED_INDEXES
+    # The newest event: max() of the rowid, the last entry of the table's b-tree.
+    assert [step for step in plan if "task_event" in step] == ["SEARCH task_event"], plan
 
 
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
 def test_postgresql_reads_each_newest_change_from_the_end_of_its_index(seeded):
     scans = table_scans(postgresql_generic_plan(seeded, version_statement()))
+    # task_event is empty here, and PostgreSQL reads an empty table whole.
+    scans = [(node, above) for node, above in scans if node["Relation Name"] != "task_event"]
     assert {node["Index Name"] for node, _ in scans} == UPDATED_INDEXES
     for node, above in scans:
         assert node["Node Type"] == "Index Only Scan"
@@ -469,9 +473,10 @@ def test_mariadb_reads_each_newest_change_from_the_end_of_its_index(seeded):
         sql = sql_of(seeded, version_statement())
         document = json.loads(connection.exec_driver_sql(f"EXPLAIN FORMAT=JSON {sql}").scalar())
     subqueries = document["query_block"]["subqueries"]
-    assert len(subqueries) == 5
-    for subquery in subqueries:
-        assert subquery["query_block"]["table"] == {"message": "Select tables optimized away"}
+    assert len(subqueries) == 6  # five tables and the events
+    answered = ({"message": "Select tables optimized away"}, {"message": "No matching min/max row"})
+    for subquery in subqueries:  # (the second: task_event is empty here)
+        assert subquery["query_block"]["table"] in answered
 
 
 # -- time-window floors never lose a match, on every engine -----------------------------------

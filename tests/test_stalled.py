@@ -14,9 +14,10 @@ from oracle import HEARD_MINUTES_AGO, NOW, expected, facets, stalled
 from test_cli import invoke
 from test_pages import get_page
 
+from app.actions import cancel_task
 from app.demo import type_fields
 from app.events import task_events
-from app.filters import TaskFilter
+from app.filters import TaskFilter, format_timestamp
 from app.models import MODEL_FOR_TYPE, TASK_TYPES
 from app.recorder import Recorder
 from app.stalled import (
@@ -245,6 +246,22 @@ def test_a_heartbeat_keeps_a_task_from_stalling(scratch_app, scratch_engine):
     recorder.heartbeat("evaluation", beating)
     ids = every_id(scratch_app.test_client(), TaskFilter(stalled=True))
     assert ids == [str(quiet)]
+
+
+def test_a_cancel_request_keeps_a_stalled_task_stalled_and_when_it_was_heard(
+    scratch_app, scratch_engine
+):
+    """A person asking to stop a task is not its module reporting: the stall stays."""
+    clock = Clock()
+    recorder = Recorder(scratch_engine, clock, actor="evaluator")
+    (quiet,) = running_tasks(recorder, 1)
+    heard = clock.now
+    cancel_task(scratch_engine, quiet, NOW, "alice@example.com")
+    client = scratch_app.test_client()
+    (item,) = client.get("/tasks", query_string={"stalled": "true"}).get_json()["items"]
+    assert item["id"] == str(quiet) and item["cancel_requested_at"] is not None
+    assert item["updated_at"] == format_timestamp(heard)
+    assert "last heard 3 h ago" in client.get(f"/task/{quiet}").get_data(as_text=True)
 
 
 def test_fail_stalled_fails_them_as_system_with_the_reason(scratch_app, scratch_engine):
