@@ -5,7 +5,8 @@
 Fills a throw-away SQLite database with demo tasks (fixed seed, the real clock), serves the
 app on a loopback port and photographs it in Debian's Chromium (`/usr/bin/chromium`, or the
 CHROMIUM environment variable): the list page light and dark, the list on a phone, a failed
-task's page, and the embed inside a portal page served from another origin.
+task's page, a search with its chart and top errors, and the embed inside a portal page
+served from another origin.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import os
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -37,6 +39,7 @@ from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 from app import create_app  # noqa: E402
 from app.clock import utcnow  # noqa: E402
 from app.demo import seed_demo  # noqa: E402
+from app.filters import format_timestamp  # noqa: E402
 from app.schema import create_at_head  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -86,6 +89,11 @@ def failed_task_id(base: str) -> str:
         return json.load(response)["items"][0]["id"]
 
 
+def week_ago() -> str:
+    """Seven days before now, as the filter's `created_after` reads it."""
+    return format_timestamp(utcnow() - timedelta(days=7)).replace(":", "%3A")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=3000, help="demo tasks (default 3000)")
@@ -127,6 +135,9 @@ def main() -> None:
                     scroll_to="#results",
                 )
                 shoot(browser, base, task, out / "task-page.png", full_page=True)
+                # "Which runs failed with CUDA out of memory this week?": marks, chart, errors.
+                search = f"{base}/?q=cuda+memory&status=failed&created_after={week_ago()}"
+                shoot(browser, base, search, out / "search-chart-errors.png", full_page=True)
                 portal_page = portal.page_url(embed)
                 shoot(browser, base, portal_page, out / "embed-in-portal.png", viewport=PORTAL)
                 browser.close()

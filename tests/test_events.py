@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from oracle import KNOWN_ACTORS, NOW, expected, facets
+from sqlalchemy.dialects import sqlite
 from test_pages import get_page
 
 from app.demo import type_fields
@@ -373,6 +374,37 @@ def test_an_actors_tasks_are_looked_up_per_table(empty_engine):
     listed = {task_type: sorted(ids) for task_type, ids in found.listed}
     want = {t: [] for t in MODEL_FOR_TYPE if t != "training"} | {"evaluation": sorted(few)}
     assert listed == want
+
+
+def test_an_actors_listed_tasks_stay_within_sqlites_parameter_limit():
+    """Every table listing as many tasks as it may, with ten tags and every status: each
+    statement binds each list a few times, far below SQLite's 32,766 parameters."""
+    from app.query.counts import capped_count_templates, exact_count_template, facet_template
+    from app.query.histogram import grouped_template
+    from app.query.pages import keys_template, page_template, page_values
+    from app.query.shapes import STATUSES, page_shape_of, shape_of
+
+    ids = tuple(uuid.uuid4() for _ in range(LISTED_UP_TO))
+    share = ActorTasks("alice", tuple((task_type, ids) for task_type in MODEL_FOR_TYPE))
+    tags = tuple(f"exp-{index}" for index in range(10))
+    task_filter = TaskFilter(
+        actor="alice", actor_tasks=share, tags=tags, statuses=STATUSES, within_hours=24
+    )
+    page_shape, values = page_shape_of(task_filter, NOW)
+    count_shape, _ = shape_of(task_filter, NOW)
+    values |= page_values(task_filter) | {"cap": 10_001, "chart_lower": NOW, "chart_upper": NOW}
+    statements = [
+        page_template(page_shape, merged=True),
+        keys_template(page_shape),
+        facet_template(count_shape),
+        *capped_count_templates(count_shape, one_statement=True),
+        exact_count_template(count_shape),
+        grouped_template(count_shape, 3600),
+    ]
+    for statement in statements:
+        compiled = statement.compile(dialect=sqlite.dialect())
+        bound = compiled.construct_expanded_state(values).positiontup or ()
+        assert len(bound) <= 32_766 // 2, len(bound)  # with room to spare
 
 
 def test_actor_filter_reads_each_table_as_its_share_of_the_actors_tasks():

@@ -34,10 +34,10 @@ def list_etag(view: ListView, rendering: str, version: DataVersion) -> str:
     errors (`rendering`), known before any is rendered: a digest of everything they are
     rendered from.
 
-    The data (the tables' newest changes and the minute), the request's full URL (host,
-    path and query string: the filter, the form's values as typed, the embed's options),
-    which rendering, who views it (their role, and an operator's session: forms carry its CSRF
-    token), and the app's own fingerprint.
+    The data (the tables' newest changes, the newest event and the minute), the request's
+    full URL (host, path and query string: the filter, the form's values as typed, the
+    embed's options), which rendering, who views it (their role, and an operator's session:
+    forms carry its CSRF token), and the app's own fingerprint.
     """
     parts = (
         current_app.extensions["render_fingerprint"],

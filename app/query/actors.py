@@ -5,13 +5,18 @@ one table (a module's own tasks, every one of which it created). Tested row by r
 EXISTS on task_event for each task a page walks), a rare actor costs a walk of the whole
 table, and a table the actor never touched is walked to its end to find nothing: at a
 million tasks, 1.2 s on SQLite and 4 s on PostgreSQL for one first page. So before the
-tasks are read, each table's share of the actor's events is looked up on task_event's
-(actor, task_type, task_id) index, at most a little over a threshold per table:
+tasks are read, each table's share of the actor's tasks is looked up on task_event's
+(actor, task_type, task_id) index, up to one more distinct task than a threshold per table
+(the index holds each task's events in a row, so the read stops there):
 
 - none: the table's member matches nothing, and the engine reads none of its rows;
 - up to `LISTED_UP_TO` tasks: their ids are bound as a list, and the member reads those
-  rows by primary key;
+  rows by primary key, as one member (app/query/pages.py) and, in a chart, one grouped
+  read (app/query/histogram.py), so that a statement binds each list a few times at most;
 - more: the member tests each row it walks, which then finds matches densely.
+
+A list is padded to a power of two (repeating its last id), so that PostgreSQL's driver
+keeps a few prepared forms of a statement rather than one per length.
 
 The lookup happens once per request: the filter carries it (`TaskFilter.actor_tasks`)
 through every statement built from it.
@@ -31,8 +36,9 @@ from app.filters import TaskFilter
 from app.models import TASK_TYPES, TaskEvent, sql_constant
 from app.query.engines import Executor
 
-# An IN list of this many ids is read by primary key in a few milliseconds on every engine.
-LISTED_UP_TO = 1000
+# An IN list of this many ids is read by primary key in a few milliseconds on every engine,
+# and bound a few times in a statement it stays far below SQLite's 32,766 parameters.
+LISTED_UP_TO = 500
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,22 @@ class ActorTasks:
     actor: str
     listed: tuple[tuple[str, tuple[uuid.UUID, ...]], ...]
 
-    def ids_of(self, task_type: str) -> tuple[uuid.UUID, ...] | None:
-        """The type's listed ids, or None where they are too many to list."""
-        return dict(self.listed).get(task_type)
+
+def listed_ids(task_filter: TaskFilter) -> dict[str, list[uuid.UUID]]:
+    """The tables whose tasks the filter's actor acted on are listed, and their padded ids
+    (empty where it acted on none); none before the lookup, or for another actor."""
+    known = task_filter.actor_tasks
+    if known is None or known.actor != task_filter.actor:
+        return {}
+    return {task_type: padded(list(ids)) for task_type, ids in known.listed}
+
+
+def padded(ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """`ids`, the last repeated up to the next power of two (at least 8)."""
+    if not ids:
+        return ids
+    length = max(8, 1 << (len(ids) - 1).bit_length())
+    return ids + [ids[-1]] * (length - len(ids))
 
 
 @functools.lru_cache(maxsize=len(TASK_TYPES))

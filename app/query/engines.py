@@ -214,6 +214,7 @@ class ExistsPerRow(sa.sql.expression.ColumnElement[bool]):
 
     type = sa.Boolean()
     inherit_cache = True
+    _is_implicitly_boolean = True  # a plain EXISTS, not `EXISTS (…) = 1`
     _traverse_internals: ClassVar = [("probe", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, probe: sa.Select[Any]) -> None:

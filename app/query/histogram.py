@@ -277,7 +277,10 @@ def table_counts(
 ) -> list[dict[str, int]]:
     """Zero-filled counts per status for each bar, read from the tables the engine's way."""
     counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
-    if engine_shape(dialect_name(executor)).histogram == "ranges":
+    # An actor's listed tasks are a few hundred rows to group, and their ids would be bound
+    # again in each of the ranges' hundreds of counts.
+    ranges = engine_shape(dialect_name(executor)).histogram == "ranges"
+    if ranges and not shape.actor_listed:
         edges = {f"edge_{i}": edge for i, edge in enumerate(window.edges())}
         for row in executor.execute(ranges_template(shape, window.bars), values | edges):
             counts[row.bar][row.status] += row.tasks

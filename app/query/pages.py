@@ -57,14 +57,15 @@ def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> l
     """
     branches = []
     for model in chosen_models(shape):
-        for part in split_by_index(shape):
+        # Listed ids are read by primary key: split, each part would bind them again.
+        listed = model.task_type in shape.actor_listed
+        for part in [shape] if listed else split_by_index(shape):
             conditions = [*branch_conditions(model, part), *walk_bounds(model, part)]
             member = sa.select(*columns(model)).where(*conditions)
             if limited:
                 order = order_columns(model.created_at, model.id, shape.order)
                 # A search reads its own index, and listed ids the primary key; the walk is
                 # the engine's choice then.
-                listed = model.task_type in part.actor_listed
                 by_id = part.search_phrases or part.search_ids or listed
                 cut = member if by_id else pin_index(member, model, walked_index(model, part))
                 cut = cut.order_by(*order).limit(_integer("member_rows"))

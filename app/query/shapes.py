@@ -6,7 +6,6 @@ values of its parameters; members are split so that each walks or counts one ind
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from app.models import (
     UTCDateTime,
     sql_constant,
 )
+from app.query.actors import listed_ids
 from app.query.engines import ExistsPerRow, Greatest, RunningHeardBefore, SecondsBefore
 from app.query.search import fulltext_words, search_conditions, search_values
 from app.stalled import last_heard
@@ -111,8 +111,8 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         values["cursor_at"], values["cursor_id"] = cursor.created_at, cursor.id
     if task_filter.actor is not None:
         values["actor"] = task_filter.actor
-    actor_listed = listed_actor_tasks(task_filter)
-    values |= {f"actor_ids_{t}": list(ids) for t, ids in actor_listed.items() if ids}
+    actor_listed = listed_ids(task_filter)
+    values |= {f"actor_ids_{t}": ids for t, ids in actor_listed.items() if ids}
     if task_filter.stalled:
         heard_before = task_filter.stall_limits.heard_before(now)
         values |= {f"heard_before_{t}": moment for t, moment in heard_before.items()}
@@ -333,14 +333,6 @@ def heard_before(model: TaskModel, moment: sa.ColumnElement[datetime]) -> sa.Col
     `RunningHeardBefore`: it keeps every engine on the running range of a status index)."""
     running = sql_constant(Status.RUNNING.value)
     return RunningHeardBefore(model.status, last_heard(model), running, moment)
-
-
-def listed_actor_tasks(task_filter: TaskFilter) -> dict[str, tuple[uuid.UUID, ...]]:
-    """The tables whose tasks the filter's actor acted on are listed, and their ids."""
-    known = task_filter.actor_tasks
-    if known is None or known.actor != task_filter.actor:
-        return {}
-    return dict(known.listed)
 
 
 def actor_condition(model: TaskModel, shape: Shape) -> sa.ColumnElement[bool]:
