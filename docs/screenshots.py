@@ -66,9 +66,11 @@ def shoot(
     *,
     full_page: bool = False,
     scroll_to: str | None = None,
+    open_details: str | None = None,
     **options,
 ) -> None:
-    """Open `url` in a fresh context and save a PNG of it (from `scroll_to` down, if given)."""
+    """Open `url` in a fresh context and save a PNG of it (from `scroll_to` down, and with
+    the `<details>` element `open_details` opened, if given)."""
     options.setdefault("viewport", DESKTOP)
     context = browser.new_context(**options)
     keep_offline(context)
@@ -77,6 +79,8 @@ def shoot(
     ready(page, base)
     if scroll_to:
         page.eval_on_selector(scroll_to, "element => element.scrollIntoView()")
+    if open_details:
+        page.eval_on_selector(open_details, "element => { element.open = true; }")
     page.screenshot(path=path, full_page=full_page, animations="disabled")
     context.close()
     print(f"wrote {path.relative_to(ROOT)}")
@@ -90,8 +94,9 @@ def failed_task_id(base: str) -> str:
 
 
 def week_ago() -> str:
-    """Seven days before now, as the filter's `created_after` reads it."""
-    return format_timestamp(utcnow() - timedelta(days=7)).replace(":", "%3A")
+    """Seven days before now, to the minute, as the filter's `created_after` reads it."""
+    moment = (utcnow() - timedelta(days=7)).replace(second=0, microsecond=0)
+    return format_timestamp(moment).replace(":", "%3A")
 
 
 def main() -> None:
@@ -137,7 +142,14 @@ def main() -> None:
                 shoot(browser, base, task, out / "task-page.png", full_page=True)
                 # "Which runs failed with CUDA out of memory this week?": marks, chart, errors.
                 search = f"{base}/?q=cuda+memory&status=failed&created_after={week_ago()}"
-                shoot(browser, base, search, out / "search-chart-errors.png", full_page=True)
+                shoot(
+                    browser,
+                    base,
+                    search,
+                    out / "search-chart-errors.png",
+                    full_page=True,
+                    open_details="#top-errors",
+                )
                 portal_page = portal.page_url(embed)
                 shoot(browser, base, portal_page, out / "embed-in-portal.png", viewport=PORTAL)
                 browser.close()
