@@ -785,6 +785,30 @@ def test_sqlite_stalled_tasks_are_read_from_the_running_range_of_a_status_index(
         assert all(re.search(r"INDEX ix_\w+_status_\w+ \(status=", step) for step in reads), reads
 
 
+@pytest.mark.parametrize("seeded", ["sqlite", "postgresql"], indirect=True)
+def test_stalled_tasks_of_a_tag_are_counted_on_the_tags_running_range(seeded):
+    """Not the (status, updated_at) range of every tag's stalled tasks, each row read for
+    its tag: the tag's running tasks created before the limit (see `tag_walk_bounded`)."""
+    task_filter = TaskFilter(stalled=True, tags=("exp-7",))
+    shape, values = shape_of(task_filter, NOW)
+    (template,) = capped_count_templates(shape, True)
+    statement = template.params(values | {"cap": 10_001})
+    if seeded.dialect.name == "sqlite":
+        plan = sqlite_plan(seeded, sql_of(seeded, statement))
+        reads = [step for step in plan if step.startswith(("SEARCH", "SCAN")) and "_task" in step]
+        ranges = [re.search(r"INDEX (ix_\w+) \((.*)\)", step).groups() for step in reads]
+    else:
+        plan = postgresql_generic_plan(seeded, statement)
+        ranges = [
+            (node["Index Name"], node.get("Index Cond", ""))
+            for node, _ in nodes(plan)
+            if "Index Name" in node
+        ]
+    # Each table twice: the probe past the threshold, and the exact count below it.
+    assert len(ranges) == 2 * len(MODEL_FOR_TYPE), ranges
+    assert all(index.endswith("_tag_status") and "created_at" in bounds for index, bounds in ranges)
+
+
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
 def test_postgresql_stalled_tasks_are_read_from_the_running_range_of_a_status_index(seeded):
     # PostgreSQL's pages are the limited shape (see engine_shape); the merged one is SQLite's.

@@ -35,6 +35,7 @@ from app.query.shapes import (
     page_shape_of,
     reads_every_finished_status,
     split_by_index,
+    tag_walk_bounded,
 )
 
 
@@ -92,6 +93,8 @@ def walk_bounds(model: TaskModel, part: Shape) -> list[sa.ColumnElement[bool]]:
     """
     if not (part.page and part.stalled) or part.before or (part.cursor and part.order == "desc"):
         return []
+    if tag_walk_bounded(part):
+        return []  # written with the stalled test already
     heard_before = sa.bindparam(f"heard_before_{model.task_type}", type_=UTCDateTime())
     return [model.created_at < heard_before]
 
