@@ -49,11 +49,18 @@ class ActorTasks:
     listed: tuple[tuple[str, tuple[uuid.UUID, ...]], ...]
 
 
+def looked_up(task_filter: TaskFilter) -> ActorTasks | None:
+    """The tasks the filter carries for its own actor; None before the lookup (or for a
+    lookup of another actor, which a changed filter may still carry)."""
+    known = task_filter.actor_tasks
+    return known if known is not None and known.actor == task_filter.actor else None
+
+
 def listed_ids(task_filter: TaskFilter) -> dict[str, list[uuid.UUID]]:
     """The tables whose tasks the filter's actor acted on are listed, and their padded ids
-    (empty where it acted on none); none before the lookup, or for another actor."""
-    known = task_filter.actor_tasks
-    if known is None or known.actor != task_filter.actor:
+    (empty where it acted on none); none before the lookup."""
+    known = looked_up(task_filter)
+    if known is None:
         return {}
     return {task_type: padded(list(ids)) for task_type, ids in known.listed}
 
@@ -94,10 +101,7 @@ def look_up_actor_tasks(executor: Executor, actor: str) -> ActorTasks:
 def with_actor_tasks(executor: Executor, task_filter: TaskFilter) -> TaskFilter:
     """The filter, carrying its actor's tasks (looked up once, see the module's docstring)."""
     actor = task_filter.actor
-    if actor is None:
-        return task_filter
-    known = task_filter.actor_tasks
-    if isinstance(known, ActorTasks) and known.actor == actor:
+    if actor is None or looked_up(task_filter) is not None:
         return task_filter
     return replace(task_filter, actor_tasks=look_up_actor_tasks(executor, actor))
 
