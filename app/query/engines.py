@@ -184,6 +184,8 @@ class RunningHeardBefore(sa.sql.functions.FunctionElement[bool]):
     type = sa.Boolean()
     name = "running_heard_before"
     inherit_cache = True
+    # A plain comparison: as `(…) = 1` SQLite and MariaDB could not read it on the index.
+    _is_implicitly_boolean = True
 
 
 @compiles(RunningHeardBefore)
