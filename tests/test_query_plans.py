@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import database, make_app, reset_tables
 from oracle import expected, insert_tasks, make_task
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from app import plan_once
 from app.demo import seed_demo
@@ -577,6 +577,20 @@ def parameter_names(statement: Any) -> set[str]:
     return set(statement.compile(dialect=postgresql.psycopg.dialect()).params)
 
 
+def filter_statements(task_filter: TaskFilter) -> list[Any]:
+    """A filter's pages (both shapes), its keys, its facets and its capped counts."""
+    shape, _ = page_shape_of(task_filter, NOW)
+    count_shape, _ = shape_of(task_filter, NOW)
+    return [
+        page_template(shape, merged=False),
+        page_template(shape, merged=True),
+        keys_template(shape),
+        facet_template(count_shape),
+        *capped_count_templates(count_shape, one_statement=True),
+        *capped_count_templates(count_shape, one_statement=False),
+    ]
+
+
 @pytest.mark.parametrize("task_filter", EVERY_KIND_OF_FILTER)
 def test_statements_send_only_the_filters_values_as_parameters(task_filter):
     """Statuses, separators and numbers of the code's own are written into the SQL.
@@ -584,17 +598,20 @@ def test_statements_send_only_the_filters_values_as_parameters(task_filter):
     PostgreSQL then plans a member knowing the status it reads, and psycopg keeps the
     parsed form of a statement only while it has at most 50 parameters.
     """
-    shape, _ = page_shape_of(task_filter, NOW)
-    count_shape, _ = shape_of(task_filter, NOW)
-    statements = [
-        page_template(shape, merged=False),
-        keys_template(shape),
-        facet_template(count_shape),
-        *capped_count_templates(count_shape, one_statement=True),
-    ]
     tags = {f"tag_{index}" for index in range(len(task_filter.tags))}
-    for statement in statements:
+    for statement in filter_statements(task_filter):
         assert parameter_names(statement) <= FILTER_VALUES | LIMITS | tags
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), mysql.dialect()], ids=["sqlite", "mysql"])
+def test_conditions_are_written_as_conditions_where_there_is_no_boolean_type(dialect):
+    """A condition of the code's own typed Boolean is written `(…) = 1` on SQLite and
+    MariaDB unless it says it is one already, and neither engine reads that on an index
+    (a stalled task's moment once read every running task)."""
+    silent = silent_template()
+    for statement in [*(s for f in EVERY_KIND_OF_FILTER for s in filter_statements(f)), silent]:
+        sql = str(statement.compile(dialect=dialect))
+        assert not re.search(r"\) = 1\b", sql), sql
 
 
 # -- totals past the threshold ---------------------------------------------------------------
