@@ -32,6 +32,7 @@ from app.stalled import StallLimits
 
 if TYPE_CHECKING:
     from app.query.actors import ActorTasks
+    from app.query.search import SearchReach
 
 STATUSES = tuple(status.value for status in Status)
 # The one-letter codes of the earlier /tasks implementation, still accepted.
@@ -83,6 +84,9 @@ class TaskFilter:
     # Not a parameter: the actor's tasks per table, looked up once a request reads the
     # tables (see app/query/actors.py).
     actor_tasks: ActorTasks | None = field(default=None, compare=False)
+    # Not a parameter: where the search's words are, looked up with the actor's tasks
+    # (SQLite, see app/query/search.py).
+    search_reach: SearchReach | None = field(default=None, compare=False)
 
     def to_args(self, **changes: Any) -> list[tuple[str, str]]:
         """Query-string pairs that parse back to this filter (with `changes` applied).

@@ -39,6 +39,7 @@ from app.query.counts import (
 )
 from app.query.gauges import silent_template
 from app.query.histogram import EPOCH
+from app.query.lookups import with_lookups
 from app.query.pages import (
     fetch_page,
     iter_tasks,
@@ -48,8 +49,10 @@ from app.query.pages import (
     page_values,
 )
 from app.query.rollup import hourly_template
+from app.query.search import SearchReach
 from app.query.shapes import TERMINAL, page_shape_of, shape_of
 from app.query.versions import version_statement
+from app.search import parse_search
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TASKS = 20_000
@@ -976,3 +979,60 @@ def test_postgresql_reads_a_week_of_the_summary_as_ranges_of_its_key(seeded):
 def test_mariadb_reads_a_week_of_the_summary_as_ranges_of_its_key(seeded):
     tables = mariadb_tables(seeded, sql_of(seeded, hourly_statement()))
     assert [(table["access_type"], table["key"]) for table in tables] == [("range", "PRIMARY")]
+
+
+# -- searches on SQLite: the index first -----------------------------------------------------
+
+
+def looked_up(engine: sa.Engine, task_filter: TaskFilter) -> TaskFilter:
+    with engine.connect() as connection:
+        return with_lookups(connection, task_filter)
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("statuses", [(), ("failed",), ("queued", "running")])
+def test_sqlite_counts_a_search_by_status_in_its_index_alone(seeded, statuses):
+    """Words, types and statuses are all in the FTS5 index: no task table is read."""
+    task_filter = looked_up(seeded, TaskFilter(search=parse_search("llama"), statuses=statuses))
+    shape, values = shape_of(task_filter, NOW)
+    for template in capped_count_templates(shape, True, fts5=True):
+        plan = sqlite_plan(seeded, template_sql(seeded, template, values | {"cap": 10_001}))
+        read = {step.split()[1] for step in plan if step.startswith(("SCAN", "SEARCH"))}
+        assert {f"{model.__tablename__}_search" for model in MODEL_FOR_TYPE.values()} <= read
+        assert not read & {model.__tablename__ for model in MODEL_FOR_TYPE.values()}, plan
+
+
+def sqlite_steps(engine: sa.Engine, task_filter: TaskFilter) -> tuple[int, list[Any]]:
+    """The page's rows, and how many hundreds of virtual machine steps SQLite took for them."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        raw.set_progress_handler(count, 100)
+        try:
+            rows = fetch_page(connection, task_filter, NOW)
+        finally:
+            raw.set_progress_handler(None, 100)
+    return steps, rows
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_reads_no_table_where_no_task_has_the_words(seeded):
+    """SQLite walks a table to its end testing a condition that names none of its rows:
+    the lookup tells which tables have no match, and their members read nothing."""
+    unlooked = TaskFilter(search=parse_search("humaneval"))
+    task_filter = looked_up(seeded, unlooked)
+    assert set(task_filter.search_reach.absent) == set(MODEL_FOR_TYPE) - {"evaluation"}
+    sql = sql_of(seeded, page_statement(task_filter, NOW, dialect="sqlite"))
+    assert sql.count("0 = 1") == len(MODEL_FOR_TYPE) - 1, sql
+    steps, rows = sqlite_steps(seeded, task_filter)
+    walked_all, same_rows = sqlite_steps(
+        seeded, replace(unlooked, search_reach=SearchReach(unlooked.search.text, ()))
+    )
+    assert rows == same_rows and {row.task_type for row in rows} == {"evaluation"}
+    assert steps * 3 < walked_all, (steps, walked_all)

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from oracle import hourly_counts, insert_tasks, known_tasks
+from oracle import facets, hourly_counts, insert_tasks, known_tasks
 from test_cli import all_tasks, invoke
 
 from app.error_groups import error_group
+from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, Base
 from app.query.rollup import HOURLY_COUNTS
 from app.schema import (
@@ -21,6 +22,7 @@ from app.schema import (
     schema_state,
     script_directory,
 )
+from app.search import parse_search
 
 TASK_TABLES = {model.__tablename__ for model in MODEL_FOR_TYPE.values()}
 
@@ -231,4 +233,34 @@ def test_the_revision_counts_the_tasks_already_there_and_goes_away_on_downgrade(
     insert_tasks(empty_engine, known_tasks())
     invoke(runner, "db", "upgrade")
     assert hourly_summary(empty_engine) == hourly_counts(all_tasks(empty_engine))
+    assert drift(empty_engine) == []
+
+
+SEARCH_STATUS_REVISION = "0010"
+
+
+def searched_by_status(scratch_app, q: str) -> dict[str, Any]:
+    """The capped counts by status of a search, as the API answers them."""
+    client = scratch_app.test_client()
+    return client.get("/tasks/counts", query_string={"q": q}).get_json()["status"]
+
+
+@pytest.mark.parametrize("q", ["llama", "traceback"])
+def test_the_search_status_revision_indexes_the_tasks_already_there_and_goes_away_on_downgrade(
+    scratch_app, runner, empty_engine, q
+):
+    """SQLite's search index gains the status of every task present; down again, the
+    search of revision 0005 counts the same."""
+    invoke(runner, "init-db")
+    before = script_directory().get_revision(SEARCH_STATUS_REVISION).down_revision
+    invoke(runner, "db", "downgrade", before)
+    tasks = known_tasks()
+    insert_tasks(empty_engine, tasks)
+    invoke(runner, "db", "upgrade")
+    by_status = searched_by_status(scratch_app, q)
+    assert by_status == facets(tasks, TaskFilter(search=parse_search(q)))["status"]
+    assert any(total["value"] for total in by_status.values())
+    invoke(runner, "db", "downgrade", before)
+    assert searched_by_status(scratch_app, q) == by_status
+    invoke(runner, "db", "upgrade")
     assert drift(empty_engine) == []

@@ -39,6 +39,10 @@ WORD_SEARCHES = [
     "from",
     "lora qlora",
     "zzzq",
+    # Words that are also statuses: found in the words alone, never in the status.
+    "failed",
+    "running",
+    "cancelled",
 ]
 
 
@@ -70,6 +74,17 @@ def test_a_search_combines_with_the_other_filters(client, tasks, q):
 def test_counts_follow_the_search(client, tasks, q):
     body = client.get("/tasks/counts", query_string={"q": q, "count": "exact"}).get_json()
     assert body == facets(tasks, replace(search_filter(q), exact_count=True))
+
+
+@pytest.mark.parametrize("q", ["llama", "llama mmlu", "failed", "zzzq", '"support tickets"'])
+@pytest.mark.parametrize("statuses", [(), ("failed",), ("queued", "cancelled")])
+def test_capped_counts_of_a_search_follow_it(client, tasks, q, statuses):
+    """Capped counts, which SQLite reads from its search index alone, against the oracle."""
+    args = [("q", q), *(("status", status) for status in statuses)]
+    body = client.get("/tasks/counts", query_string=args).get_json()
+    assert body == facets(tasks, search_filter(q, statuses=statuses))
+    total = client.get("/tasks", query_string=[*args, ("offset", "1")]).get_json()["total"]
+    assert total == body["total"]
 
 
 def test_a_search_that_matches_something_is_not_everything(client, tasks):
@@ -230,6 +245,14 @@ def test_rows_written_in_plain_sql_are_found_changed_and_gone(scratch_app, scrat
         )
     assert listed_ids(client, [("q", "traceback")]) == []
     assert listed_ids(client, [("q", '"out of memory"')]) == [task_id]
+
+    with scratch_engine.begin() as connection:
+        where = TrainingTask.id == task["id"]
+        connection.execute(sa.update(TrainingTask).where(where).values(status="cancelled"))
+    counts = client.get("/tasks/counts", query_string={"q": "memory"}).get_json()["status"]
+    assert counts["cancelled"] == {"value": 1, "relation": "eq"}
+    assert counts["failed"] == {"value": 0, "relation": "eq"}
+    assert listed_ids(client, [("q", "memory"), ("status", "cancelled")]) == [task_id]
 
     with scratch_engine.begin() as connection:
         connection.execute(sa.delete(TrainingTask))

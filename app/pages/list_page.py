@@ -43,7 +43,7 @@ from app.pages.htmx import swaps_only
 from app.pages.results import Shown, results_context
 from app.pages.views import FULL_VIEW, ListView, embed_view, history_url, page_filter
 from app.query import DataVersion, data_version, get_task, known_tags, list_tasks
-from app.query.actors import with_actor_tasks
+from app.query.lookups import with_lookups
 
 RESULTS_ID = "results"
 # What a list request renders: the whole page, the results region alone (htmx), or the chart
@@ -119,7 +119,7 @@ def render_fresh(ask: ListRequest, connection: Any, version: DataVersion, etag: 
     swap. The whole page (no JavaScript needed) draws them in place.
     """
     now, rendering = ask.now, ask.rendering
-    task_filter = with_actor_tasks(connection, ask.task_filter)  # once for all four reads
+    task_filter = with_lookups(connection, ask.task_filter)  # once for all four reads
     listed, charted = rendering != INSIGHTS, rendering != REGION
     region_etags = {REGION: etag, PAGE: list_etag(ask.view, REGION, version)}
     shown = Shown(

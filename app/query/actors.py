@@ -19,16 +19,14 @@ A list is padded to a power of two (repeating its last id), so that PostgreSQL's
 keeps a few prepared forms of a statement rather than one per length.
 
 The lookup happens once per request: the filter carries it (`TaskFilter.actor_tasks`)
-through every statement built from it.
+through every statement built from it (app/query/lookups.py).
 """
 
 from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 
@@ -104,21 +102,3 @@ def with_actor_tasks(executor: Executor, task_filter: TaskFilter) -> TaskFilter:
     if actor is None or looked_up(task_filter) is not None:
         return task_filter
     return replace(task_filter, actor_tasks=look_up_actor_tasks(executor, actor))
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def actor_resolved(
-    read: Callable[Concatenate[Executor, TaskFilter, P], R],
-) -> Callable[Concatenate[Executor, TaskFilter, P], R]:
-    """Give a reading function the filter with its actor's tasks looked up (`with_actor_tasks`)."""
-
-    @functools.wraps(read)
-    def reading(
-        executor: Executor, task_filter: TaskFilter, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        return read(executor, with_actor_tasks(executor, task_filter), *args, **kwargs)
-
-    return reading

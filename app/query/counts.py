@@ -11,9 +11,10 @@ import sqlalchemy as sa
 
 from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, sql_constant
-from app.query.actors import actor_resolved
 from app.query.engines import Executor, dialect_name, engine_shape
+from app.query.lookups import looked_up_first
 from app.query.rows import list_columns
+from app.query.search import counted_from_index, index_count_member
 from app.query.shapes import (
     STATUSES,
     Shape,
@@ -82,8 +83,16 @@ class Facets:
         )
 
 
-def count_members(shape: Shape, column: sa.ColumnElement[Any]) -> list[sa.Select[Any]]:
-    """`column` over each table's matches, the time window split so each reads one range."""
+def count_members(
+    shape: Shape, column: sa.ColumnElement[Any], fts5: bool = False
+) -> list[sa.Select[Any]]:
+    """`column` over each table's matches, the time window split so each reads one range.
+
+    With `fts5` (SQLite), a search by words, types and statuses alone is counted in the
+    search index without the tables (see `counted_from_index`).
+    """
+    if fts5 and counted_from_index(shape):
+        return [index_count_member(model, shape.statuses, column) for model in chosen_models(shape)]
     return [
         sa.select(column).select_from(model).where(*branch_conditions(model, half))
         for model in chosen_models(shape)
@@ -92,7 +101,9 @@ def count_members(shape: Shape, column: sa.ColumnElement[Any]) -> list[sa.Select
 
 
 @functools.lru_cache(maxsize=512)
-def capped_count_templates(shape: Shape, one_statement: bool) -> tuple[sa.Select[Any], ...]:
+def capped_count_templates(
+    shape: Shape, one_statement: bool, fts5: bool = False
+) -> tuple[sa.Select[Any], ...]:
     """Counts that stop past the threshold: of the whole union, or one per member.
 
     In one statement: one more than the threshold if a match lies past it, else the exact
@@ -101,19 +112,20 @@ def capped_count_templates(shape: Shape, one_statement: bool) -> tuple[sa.Select
     small result, only when the probe finds nothing. One member at a time: each counts up
     to :cap rows, the number still wanted.
     """
-    members = count_members(shape, sql_constant(1).label("hit"))
+    members = count_members(shape, sql_constant(1).label("hit"), fts5)
     if not one_statement:
         hits = [member.limit(_integer("cap")).subquery("hits") for member in members]
         return tuple(sa.select(sa.func.count()).select_from(part) for part in hits)
     threshold = TOTAL_EXACT_UP_TO
     past = sa.union_all(*members).limit(sql_constant(1)).offset(sql_constant(threshold))
     probe = sa.select(sql_constant(threshold + 1)).select_from(past.subquery("past"))
-    return (sa.select(sa.func.coalesce(probe.scalar_subquery(), exact_total(shape))),)
+    return (sa.select(sa.func.coalesce(probe.scalar_subquery(), exact_total(shape, fts5))),)
 
 
-def exact_total(shape: Shape) -> sa.ColumnElement[int]:
+def exact_total(shape: Shape, fts5: bool) -> sa.ColumnElement[int]:
     """Every match: a sum of one COUNT(*) per member, the cheapest exact shape."""
-    counts = [member.scalar_subquery() for member in count_members(shape, sa.func.count())]
+    members = count_members(shape, sa.func.count(), fts5)
+    counts = [member.scalar_subquery() for member in members]
     total = counts[0]
     for count in counts[1:]:
         total = total + count
@@ -121,9 +133,9 @@ def exact_total(shape: Shape) -> sa.ColumnElement[int]:
 
 
 @functools.lru_cache(maxsize=512)
-def exact_count_template(shape: Shape) -> sa.Select[Any]:
+def exact_count_template(shape: Shape, fts5: bool = False) -> sa.Select[Any]:
     """Count every match, whatever it costs."""
-    return sa.select(exact_total(shape))
+    return sa.select(exact_total(shape, fts5))
 
 
 def facet_parts(shape: Shape) -> list[Shape]:
@@ -156,7 +168,7 @@ def facet_template(shape: Shape) -> sa.CompoundSelect:
     )
 
 
-@actor_resolved
+@looked_up_first
 def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> Total:
     """How many tasks match, exact up to TOTAL_EXACT_UP_TO unless exact was asked for.
 
@@ -164,11 +176,13 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
     twice), in one statement or one member at a time (see `engine_shape`).
     """
     shape, values = shape_of(task_filter.first_page, now)
+    engine = engine_shape(dialect_name(executor))
     if task_filter.exact_count:
-        return Total(executor.execute(exact_count_template(shape), values).scalar_one(), "eq")
-    one_statement = engine_shape(dialect_name(executor)).count_in_one_statement
+        exact = exact_count_template(shape, engine.fts5_search)
+        return Total(executor.execute(exact, values).scalar_one(), "eq")
     found = 0
-    for statement in capped_count_templates(shape, one_statement):
+    templates = capped_count_templates(shape, engine.count_in_one_statement, engine.fts5_search)
+    for statement in templates:
         cap = TOTAL_EXACT_UP_TO + 1 - found
         found += executor.execute(statement, {**values, "cap": cap}).scalar_one()
         if found > TOTAL_EXACT_UP_TO:
@@ -186,7 +200,7 @@ def count_by_type_and_status(
     return matrix
 
 
-@actor_resolved
+@looked_up_first
 def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
     """Zero-filled counts per status and per type that predict what selecting each gives.
 

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from app.filters import TaskFilter, format_timestamp
 from app.models import TASK_TYPES, Status, sql_constant
-from app.query.actors import actor_resolved
 from app.query.engines import Executor
+from app.query.lookups import looked_up_first
 from app.query.pages import fetch_page
 from app.query.shapes import Shape, branch_conditions, chosen_models, shape_of
 
@@ -117,7 +117,7 @@ def newest_message(executor: Executor, task_filter: TaskFilter, key: str, now: d
     return rows[0].error_msg or "" if rows else ""
 
 
-@actor_resolved
+@looked_up_first
 def top_errors(
     executor: Executor, task_filter: TaskFilter, now: datetime, limit: int
 ) -> list[ErrorGroup]:

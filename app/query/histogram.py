@@ -28,8 +28,8 @@ import sqlalchemy as sa
 
 from app.filters import TaskFilter, format_timestamp
 from app.models import UTCDateTime, sql_constant
-from app.query.actors import actor_resolved
 from app.query.engines import BucketStart, Executor, dialect_name, engine_shape
+from app.query.lookups import looked_up_first
 from app.query.rollup import hourly_buckets, summary_serves
 from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models, shape_of
 
@@ -348,7 +348,7 @@ def count_buckets(
     return counts
 
 
-@actor_resolved
+@looked_up_first
 def task_histogram(executor: Executor, task_filter: TaskFilter, now: datetime) -> Histogram:
     """How many tasks match the filter in each bucket of its window, by status."""
     window = chart_window(task_filter, now)

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from app.filters import Cursor, Order, TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, UTCDateTime
-from app.query.actors import actor_resolved
 from app.query.counts import Total, count_tasks
 from app.query.engines import Executor, dialect_name, engine_shape, pin_index
+from app.query.lookups import looked_up_first
 from app.query.rows import (
     LIST_COLUMNS,
     TaskDetail,
@@ -193,7 +193,7 @@ def page_statement(
     return statement.params(values)
 
 
-@actor_resolved
+@looked_up_first
 def fetch_page(executor: Executor, task_filter: TaskFilter, now: datetime) -> list[TaskRow]:
     """The page's rows, plus one when another page follows, read as the engine does best."""
     dialect = dialect_name(executor)
@@ -224,7 +224,7 @@ def rows_by_key(executor: Executor, keys: list[tuple[str, uuid.UUID]]) -> list[T
 # -- what the blueprints call ----------------------------------------------------------------
 
 
-@actor_resolved
+@looked_up_first
 def list_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> TaskPage:
     """A page of tasks, its total and the position the next page starts after."""
     rows = fetch_page(executor, task_filter, now)
@@ -264,7 +264,7 @@ def get_task(executor: Executor, task_id: uuid.UUID) -> TaskDetail | None:
     return None
 
 
-@actor_resolved
+@looked_up_first
 def iter_tasks(
     executor: Executor, task_filter: TaskFilter, now: datetime, batch: int = 1000
 ) -> Iterator[TaskRow]:

@@ -7,17 +7,26 @@ per shape (how many phrases and ids), and `WordsMatch` is written in each engine
 when the statement is compiled; the words travel as bound parameters, never as SQL, and
 they are letters and digits only (app/search.py), so no input reaches an engine's search
 syntax.
+
+On SQLite the index also holds each task's status (revision 0010), and a search is looked up
+before the tables are read (`look_up_reach`): whether each table has a match at all. A table without one is not read; a count of words,
+statuses and types alone is read from the index alone (`index_count_member`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
-from app.models import TaskModel
+from app.models import MODEL_FOR_TYPE, TaskModel, sql_constant
+from app.query.engines import Executor
 from app.search import Search
+
+if TYPE_CHECKING:
+    from app.query.shapes import Shape
 
 # MariaDB's FULLTEXT holds words of innodb_ft_min_token_size (3 by default) to
 # innodb_ft_max_token_size characters; shorter or longer words are checked by LIKE alone.
@@ -29,7 +38,8 @@ class WordsMatch(sa.sql.functions.FunctionElement[bool]):
     """Every phrase of a search is in the task's words.
 
     Arguments: the table's id column, the FTS5 query, MariaDB's FULLTEXT query (or NULL
-    when no word is long enough for its index) and one `LIKE` pattern per phrase.
+    when no word is long enough for its index), the FTS5 query's status part (see
+    `status_query`) and one `LIKE` pattern per phrase.
     """
 
     # Not Boolean: SQLite would get `(…) = 1`, which hides the conditions from its planner.
@@ -44,26 +54,26 @@ def _table(element: WordsMatch) -> str:
 
 @compiles(WordsMatch, "sqlite")
 def _words_match_sqlite(element: WordsMatch, compiler: Any, **kw: Any) -> str:
-    """The rows the FTS5 table finds, behind a test that any are found at all.
-
-    The test names no table of the query, so SQLite runs it once before the loop and skips
-    the walk of a table where nothing matches, which it would otherwise read to its end.
+    """The task is among the matches, listed once: a walk of created_at (or of a status's
+    range) then tests each row against the list, whose cost follows the matches. Testing
+    each row in the index instead costs about a hundred times more per row, and a walk may
+    step over many rows before it finds a page of a word that is rare among recent tasks.
+    The status, when the member reads given ones, is in the query, so the list holds only
+    the tasks the walk can reach.
     """
     table = _table(element)
     search = f"{table}_search"
-    matches = [
-        f"SELECT {column} FROM {search} WHERE {search} MATCH "
-        + compiler.process(element.clauses.clauses[1], **kw)
-        for column in ("1", "rowid")
-    ]
-    return f"(EXISTS ({matches[0]}) AND +{table}.rowid IN ({matches[1]}))"
+    words, status = (compiler.process(element.clauses.clauses[i], **kw) for i in (1, 3))
+    return (
+        f"+{table}.rowid IN (SELECT rowid FROM {search} WHERE {search} MATCH ({status} || {words}))"
+    )
 
 
 def _likes(element: WordsMatch, compiler: Any, **kw: Any) -> list[str]:
     table = _table(element)
     return [
         f"{table}.search_text LIKE {compiler.process(pattern, **kw)}"
-        for pattern in element.clauses.clauses[3:]
+        for pattern in element.clauses.clauses[4:]
     ]
 
 
@@ -85,15 +95,46 @@ def _words_match_mariadb(element: WordsMatch, compiler: Any, **kw: Any) -> str:
     return "(" + " AND ".join(conditions) + ")"
 
 
+class IndexMatch(sa.sql.functions.FunctionElement[bool]):
+    """A table's FTS5 index matches the search, with the status part of `status_query`.
+
+    Arguments: the index's rowid, the FTS5 query, its status part. SQLite only:
+    `index_count_member` reads the index without the task table.
+    """
+
+    type = sa.types.NullType()
+    name = "index_match"
+    inherit_cache = True
+
+
+@compiles(IndexMatch, "sqlite")
+def _index_match_sqlite(element: IndexMatch, compiler: Any, **kw: Any) -> str:
+    words, status = (compiler.process(clause, **kw) for clause in element.clauses.clauses[1:])
+    return f"{_table(element)} MATCH ({status} || {words})"
+
+
+def status_query(statuses: tuple[str, ...]) -> sa.ColumnElement[str]:
+    """The start of an FTS5 query that keeps tasks of these statuses (all when none)."""
+    if not statuses:
+        return sql_constant("")
+    return sql_constant(f"status : ({' OR '.join(statuses)}) AND ")
+
+
 def fulltext_words(search: Search) -> list[str]:
     """The words MariaDB's FULLTEXT index holds, each required (`+word`)."""
     return sorted(word for word in search.words if len(word) in FULLTEXT_WORD_LENGTHS)
 
 
+def fts_words(search: Search) -> str:
+    """The FTS5 query of the search's phrases, in the text columns only (not the status)."""
+    phrases = " AND ".join(f'"{" ".join(phrase)}"' for phrase in search.phrases)
+    return f"- {{status}} : ({phrases})"
+
+
 def search_values(search: Search) -> dict[str, Any]:
     """The bound values of a search: patterns, engine queries and id ranges."""
     values: dict[str, Any] = {
-        "search_match": " AND ".join(f'"{" ".join(phrase)}"' for phrase in search.phrases),
+        "search_match": fts_words(search),
         "search_against": " ".join(f"+{word}" for word in fulltext_words(search)),
     }
     for index, phrase in enumerate(search.phrases):
@@ -115,18 +156,60 @@ def _search_value(name: str, type_: Any = TEXT) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=type_, literal_execute=True)
 
 
-def search_conditions(
-    model: TaskModel, phrases: int, indexed: bool, ids: int
-) -> list[sa.ColumnElement[bool]]:
-    """The WHERE conditions of a search of `phrases` phrases and `ids` id ranges."""
+def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions of a member's search: its id ranges and phrases."""
+    if model.task_type in shape.search_absent:
+        return [sa.false()]
     conditions: list[sa.ColumnElement[bool]] = []
-    for index in range(ids):
+    for index in range(shape.search_ids):
         low = _search_value(f"id_low_{index}", model.id.type)
         high = _search_value(f"id_high_{index}", model.id.type)
         conditions.append(model.id.between(low, high))
-    if phrases:
-        against = _search_value("search_against") if indexed else sa.null()
-        patterns = [_search_value(f"search_{index}") for index in range(phrases)]
-        match = WordsMatch(model.id, _search_value("search_match"), against, *patterns)
-        conditions.append(match)
+    if shape.search_phrases:
+        against = _search_value("search_against") if shape.search_indexed else sa.null()
+        patterns = [_search_value(f"search_{index}") for index in range(shape.search_phrases)]
+        words, status = _search_value("search_match"), status_query(shape.statuses)
+        conditions.append(WordsMatch(model.id, words, against, status, *patterns))
     return conditions
+
+
+# -- what SQLite learns of a search before it reads the tables -------------------------------
+
+
+@dataclass(frozen=True)
+class SearchReach:
+    """The tables where no task has a search's words."""
+
+    text: str
+    absent: tuple[str, ...]
+
+
+def look_up_reach(executor: Executor, search: Search) -> SearchReach:
+    """Whether each table has a match at all: one step into its index."""
+    values = {"search_match": fts_words(search)}
+    absent = []
+    for task_type, model in MODEL_FOR_TYPE.items():
+        member = index_count_member(model, (), sql_constant(1)).limit(sql_constant(1))
+        if executor.execute(member, values).first() is None:
+            absent.append(task_type)
+    return SearchReach(search.text, tuple(absent))
+
+
+def index_count_member(
+    model: TaskModel, statuses: tuple[str, ...], column: sa.ColumnElement[Any]
+) -> sa.Select[Any]:
+    """`column` over the tasks of a table whose index matches the search and the statuses,
+    read from the FTS5 index alone."""
+    index = sa.table(f"{model.__tablename__}_search", sa.column("rowid"))
+    match = IndexMatch(index.c.rowid, _search_value("search_match"), status_query(statuses))
+    return sa.select(column).select_from(index).where(match)
+
+
+def counted_from_index(shape: Shape) -> bool:
+    """Whether a count of `shape` is the index's alone: words with types and statuses only.
+
+    Anything else (ids, tags, time, stalled, an actor, an error group) needs the task rows.
+    """
+    per_task = shape.tags or shape.error_group or shape.window or shape.after or shape.before
+    others = per_task or shape.cursor or shape.stalled or shape.actor or shape.search_ids
+    return bool(shape.search_phrases) and not others

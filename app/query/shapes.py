@@ -27,7 +27,7 @@ from app.models import (
 )
 from app.query.actors import listed_ids
 from app.query.engines import ExistsPerRow, Greatest, RunningHeardBefore, SecondsBefore
-from app.query.search import fulltext_words, search_conditions, search_values
+from app.query.search import SearchReach, fulltext_words, search_conditions, search_values
 from app.stalled import last_heard
 
 ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
@@ -48,7 +48,8 @@ class Shape:
     leaves out its status test (see `reads_every_finished_status`). `actor` and `stalled`
     say that the members carry those tests (see `actor_condition`, `stalled_condition`);
     `actor_listed` names the tables whose tasks the actor acted on are bound as a list,
-    `actor_absent` those where it acted on none.
+    `actor_absent` those where it acted on none. `search_absent` names the tables where no
+    task has the search's words (see app/query/search.py).
     """
 
     task_types: tuple[str, ...]
@@ -68,6 +69,7 @@ class Shape:
     search_phrases: int = 0
     search_indexed: bool = False
     search_ids: int = 0
+    search_absent: tuple[str, ...] = ()
 
 
 def created_bounds(
@@ -119,6 +121,7 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
     search = task_filter.search
     if search is not None:
         values.update(search_values(search))
+    reach = search_reach(task_filter)
     shape = Shape(
         task_types=task_filter.task_types or TASK_TYPES,
         statuses=read_statuses(task_filter),
@@ -136,8 +139,18 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         search_phrases=len(search.phrases) if search else 0,
         search_indexed=bool(search and fulltext_words(search)),
         search_ids=len(search.ids) if search else 0,
+        search_absent=reach.absent if reach else (),
     )
     return shape, values
+
+
+def search_reach(task_filter: TaskFilter) -> SearchReach | None:
+    """The reach the filter carries for its own search; None before the lookup (or for
+    another search, which a changed filter may still carry)."""
+    reach, search = task_filter.search_reach, task_filter.search
+    if reach is None or search is None or not search.phrases or reach.text != search.text:
+        return None
+    return reach
 
 
 def read_statuses(task_filter: TaskFilter) -> tuple[str, ...]:
@@ -304,9 +317,7 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         conditions.append(stalled_condition(model, shape))
     if shape.actor:
         conditions.append(actor_condition(model, shape))
-    conditions += search_conditions(
-        model, shape.search_phrases, shape.search_indexed, shape.search_ids
-    )
+    conditions += search_conditions(model, shape)
     return conditions
 
 

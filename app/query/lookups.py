@@ -1,0 +1,51 @@
+"""What a request looks up before it reads the tables: the tasks of an actor (`actor=`, see
+app/query/actors.py) and, on SQLite, where a search's words are (`q=`, see
+app/query/search.py). Both are done once per request: the filter carries them through
+every statement built from it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Concatenate, ParamSpec, TypeVar
+
+from app.filters import TaskFilter
+from app.query.actors import with_actor_tasks
+from app.query.engines import Executor, dialect_name, engine_shape
+from app.query.search import look_up_reach
+from app.query.shapes import search_reach
+
+
+def with_search_reach(executor: Executor, task_filter: TaskFilter) -> TaskFilter:
+    """The filter, carrying where its search's words are, on the engines that ask first."""
+    search = task_filter.search
+    if search is None or not search.phrases or search_reach(task_filter) is not None:
+        return task_filter
+    if not engine_shape(dialect_name(executor)).fts5_search:
+        return task_filter
+    return replace(task_filter, search_reach=look_up_reach(executor, search))
+
+
+def with_lookups(executor: Executor, task_filter: TaskFilter) -> TaskFilter:
+    """The filter with its actor's tasks and its search's reach looked up."""
+    return with_search_reach(executor, with_actor_tasks(executor, task_filter))
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def looked_up_first(
+    read: Callable[Concatenate[Executor, TaskFilter, P], R],
+) -> Callable[Concatenate[Executor, TaskFilter, P], R]:
+    """Give a reading function the filter with its lookups done (`with_lookups`)."""
+
+    @functools.wraps(read)
+    def reading(
+        executor: Executor, task_filter: TaskFilter, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        return read(executor, with_lookups(executor, task_filter), *args, **kwargs)
+
+    return reading
