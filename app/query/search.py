@@ -9,8 +9,9 @@ they are letters and digits only (app/search.py), so no input reaches an engine'
 syntax.
 
 On SQLite the index also holds each task's status (revision 0010), and a search is looked up
-before the tables are read (`look_up_reach`): whether each table has a match at all. A table without one is not read; a count of words,
-statuses and types alone is read from the index alone (`index_count_member`).
+before the tables are read (`look_up_reach`): whether each table has a match at all. A table
+without one is not read; a count of words, statuses and types alone is read from the index
+alone (`index_count_member`).
 """
 
 from __future__ import annotations
