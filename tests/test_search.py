@@ -85,6 +85,8 @@ def test_capped_counts_of_a_search_follow_it(client, tasks, q, statuses):
     assert body == facets(tasks, search_filter(q, statuses=statuses))
     total = client.get("/tasks", query_string=[*args, ("offset", "1")]).get_json()["total"]
     assert total == body["total"]
+    exact = [*args, ("offset", "1"), ("count", "exact")]
+    assert client.get("/tasks", query_string=exact).get_json()["total"] == body["total"]
 
 
 def test_a_search_that_matches_something_is_not_everything(client, tasks):

@@ -14,7 +14,7 @@ from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, sql_constant
 from app.query.engines import Executor, dialect_name, engine_shape
 from app.query.lookups import looked_up_first
 from app.query.rows import list_columns
-from app.query.search import counted_from_index, index_count_member
+from app.query.search import counted_from_index, index_count_members
 from app.query.shapes import (
     STATUSES,
     Shape,
@@ -92,7 +92,8 @@ def count_members(
     search index without the tables (see `counted_from_index`).
     """
     if fts5 and counted_from_index(shape):
-        return [index_count_member(model, shape.statuses, column) for model in chosen_models(shape)]
+        models = chosen_models(shape)
+        return [m for model in models for m in index_count_members(model, shape.statuses, column)]
     return [
         sa.select(column).select_from(model).where(*branch_conditions(model, half))
         for model in chosen_models(shape)

@@ -60,9 +60,11 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
 
     Searches. SQLite (`fts5_search`): its FTS5 index is asked first where each table's
     matches are (see `look_up_reach` in app/query/search.py), and a count of words, statuses
-    and types is read from the index alone. SQLite does not run a test that names no table
-    of the query once, before the walk: a member of a table without a match would walk all
-    of it. PostgreSQL's and MariaDB's planners read an index that finds nothing at no cost.
+    and types is read from the index alone. SQLite runs a constant such as `0 = 1` once,
+    before the walk, but a test holding a subquery (`EXISTS (… MATCH …)`) for each row it
+    walks, even one that names no table of the query: a member of a table without a match
+    would walk all of it. PostgreSQL's and MariaDB's planners read an index that finds
+    nothing at no cost.
 
     tests/test_query_plans.py shows each of these reasons in the engines' own plans.
     """

@@ -1,7 +1,9 @@
 """What a request looks up before it reads the tables: the tasks of an actor (`actor=`, see
 app/query/actors.py) and, on SQLite, where a search's words are (`q=`, see
 app/query/search.py). Both are done once per request: the filter carries them through
-every statement built from it.
+every statement built from it. An export that runs for a while therefore reads what they
+found at its start: a task its actor acts on since, or one with the words in a table that
+had none, joins the next export, not this one.
 """
 
 from __future__ import annotations

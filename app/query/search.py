@@ -11,7 +11,7 @@ syntax.
 On SQLite the index also holds each task's status (revision 0010), and a search is looked up
 before the tables are read (`look_up_reach`): whether each table has a match at all. A table
 without one is not read; a count of words, statuses and types alone is read from the index
-alone (`index_count_member`).
+alone (`index_count_members`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
-from app.models import MODEL_FOR_TYPE, TaskModel, sql_constant
+from app.models import MODEL_FOR_TYPE, Status, TaskModel, sql_constant
 from app.query.engines import Executor
 from app.search import Search
 
@@ -59,8 +59,8 @@ def _words_match_sqlite(element: WordsMatch, compiler: Any, **kw: Any) -> str:
     range) then tests each row against the list, whose cost follows the matches. Testing
     each row in the index instead costs about a hundred times more per row, and a walk may
     step over many rows before it finds a page of a word that is rare among recent tasks.
-    The status, when the member reads given ones, is in the query, so the list holds only
-    the tasks the walk can reach.
+    A member of one status that few tasks have names it in the query, so that the list
+    holds only the tasks the walk can reach (see `narrowing_status`).
     """
     table = _table(element)
     search = f"{table}_search"
@@ -114,11 +114,24 @@ def _index_match_sqlite(element: IndexMatch, compiler: Any, **kw: Any) -> str:
     return f"{_table(element)} MATCH ({status} || {words})"
 
 
-def status_query(statuses: tuple[str, ...]) -> sa.ColumnElement[str]:
-    """The start of an FTS5 query that keeps tasks of these statuses (all when none)."""
-    if not statuses:
-        return sql_constant("")
-    return sql_constant(f"status : ({' OR '.join(statuses)}) AND ")
+def status_query(status: str | None) -> sa.ColumnElement[str]:
+    """The start of an FTS5 query that keeps the tasks of one status (all when None)."""
+    return sql_constant("" if status is None else f"status : {status} AND ")
+
+
+def narrowing_status(statuses: tuple[str, ...]) -> str | None:
+    """The status a member's list of matches is narrowed to, if any.
+
+    Named in the index's query, a status makes FTS5 step through that status's tasks beside
+    the words' matches. A status that few tasks have (any but completed) shortens the list a
+    walk tests rows against: `llama` among failed tasks lists 3,213 rows of a table instead
+    of 33,138. Completed tasks are most of a table, and several statuses are an OR of long
+    lists, which cost more to step through than they save (a week's page of a common word
+    took half as long again with its three finished statuses named).
+    """
+    if len(statuses) == 1 and statuses[0] != Status.COMPLETED.value:
+        return statuses[0]
+    return None
 
 
 def fulltext_words(search: Search) -> list[str]:
@@ -134,10 +147,10 @@ def fts_words(search: Search) -> str:
 
 def search_values(search: Search) -> dict[str, Any]:
     """The bound values of a search: patterns, engine queries and id ranges."""
-    values: dict[str, Any] = {
-        "search_match": fts_words(search),
-        "search_against": " ".join(f"+{word}" for word in fulltext_words(search)),
-    }
+    values: dict[str, Any] = {}
+    if search.phrases:
+        values["search_match"] = fts_words(search)
+        values["search_against"] = " ".join(f"+{word}" for word in fulltext_words(search))
     for index, phrase in enumerate(search.phrases):
         values[f"search_{index}"] = f"% {' '.join(phrase)} %"
     for index, ids in enumerate(search.ids):
@@ -169,7 +182,8 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
     if shape.search_phrases:
         against = _search_value("search_against") if shape.search_indexed else sa.null()
         patterns = [_search_value(f"search_{index}") for index in range(shape.search_phrases)]
-        words, status = _search_value("search_match"), status_query(shape.statuses)
+        words = _search_value("search_match")
+        status = status_query(narrowing_status(shape.statuses))
         conditions.append(WordsMatch(model.id, words, against, status, *patterns))
     return conditions
 
@@ -190,20 +204,26 @@ def look_up_reach(executor: Executor, search: Search) -> SearchReach:
     values = {"search_match": fts_words(search)}
     absent = []
     for task_type, model in MODEL_FOR_TYPE.items():
-        member = index_count_member(model, (), sql_constant(1)).limit(sql_constant(1))
+        (member,) = index_count_members(model, (), sql_constant(1))
+        member = member.limit(sql_constant(1))
         if executor.execute(member, values).first() is None:
             absent.append(task_type)
     return SearchReach(search.text, tuple(absent))
 
 
-def index_count_member(
+def index_count_members(
     model: TaskModel, statuses: tuple[str, ...], column: sa.ColumnElement[Any]
-) -> sa.Select[Any]:
-    """`column` over the tasks of a table whose index matches the search and the statuses,
-    read from the FTS5 index alone."""
+) -> list[sa.Select[Any]]:
+    """`column` over the tasks of a table whose index matches the search, read from the
+    FTS5 index alone: one member per status (an OR of statuses steps through each status's
+    every task), or one for every status."""
     index = sa.table(f"{model.__tablename__}_search", sa.column("rowid"))
-    match = IndexMatch(index.c.rowid, _search_value("search_match"), status_query(statuses))
-    return sa.select(column).select_from(index).where(match)
+    return [
+        sa.select(column)
+        .select_from(index)
+        .where(IndexMatch(index.c.rowid, _search_value("search_match"), status_query(status)))
+        for status in statuses or (None,)
+    ]
 
 
 def counted_from_index(shape: Shape) -> bool:

@@ -11,6 +11,9 @@ answers `llama AND status:failed` from its own doclists, in a millisecond or two
   column, so the table is made anew (same name, same external content) and filled from the
   task table with 'rebuild'. Its update trigger fires on a change of status too, so a task
   that a module moves from running to failed in plain SQL is counted under its new status.
+  Each status change then also replaces the task's entry in the index: about a tenth more
+  to write (814 to 867 µs against 723 to 778 for one status update in a transaction of its
+  own, at a million tasks).
   Words are matched in the other columns only, so a search for "failed" finds the word in a
   message, not every failed task.
 - PostgreSQL and MariaDB: unchanged.
@@ -106,5 +109,6 @@ def downgrade() -> None:
     connection = op.get_bind()
     drop_unmodelled(connection)
     if connection.dialect.name == "sqlite":
-        earlier = op.get_context().script.get_revision("0005").module
-        earlier.create_unmodelled(connection)
+        from app.schema import script_directory
+
+        script_directory().get_revision("0005").module.create_unmodelled(connection)
