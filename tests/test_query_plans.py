@@ -668,9 +668,13 @@ def test_capped_facets_are_exact_up_to_the_threshold_and_at_least_it_beyond(seed
     assert relations == {"eq", "gte"}
 
 
+EDGE = parse_search("edge")
+
+
 @pytest.fixture(scope="module")
 def at_the_threshold(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[sa.Engine]:
-    """Exactly TOTAL_EXACT_UP_TO failed tasks over two tables, and one completed task."""
+    """Exactly TOTAL_EXACT_UP_TO failed tasks over two tables, and one completed task, all
+    tagged with the one word `edge`."""
     rng = random.Random(5)
     training = 6_000
     created = [NOW - timedelta(minutes=index) for index in range(TOTAL_EXACT_UP_TO + 1)]
@@ -679,6 +683,8 @@ def at_the_threshold(request: pytest.FixtureRequest, tmp_path_factory) -> Iterat
         for index, moment in enumerate(created[:TOTAL_EXACT_UP_TO])
     ]
     tasks.append(make_task("synthesis", "completed", created[-1], rng=rng))
+    for task in tasks:
+        task["tag"] = "edge"
     for url in database(request.param, tmp_path_factory):
         engine = sa.create_engine(url)
         reset_tables(engine)
@@ -696,6 +702,16 @@ def at_the_threshold(request: pytest.FixtureRequest, tmp_path_factory) -> Iterat
         (TaskFilter(), Total(TOTAL_EXACT_UP_TO, "gte")),
         (TaskFilter(statuses=("failed", "completed")), Total(TOTAL_EXACT_UP_TO, "gte")),
         (TaskFilter(statuses=("completed",)), Total(1, "eq")),
+        # Searches are counted up to one past the threshold, from SQLite's index alone or
+        # beside a time window from the tables.
+        (TaskFilter(search=EDGE, statuses=("failed",)), Total(TOTAL_EXACT_UP_TO, "eq")),
+        (TaskFilter(search=EDGE), Total(TOTAL_EXACT_UP_TO, "gte")),
+        (TaskFilter(search=EDGE, statuses=("completed",)), Total(1, "eq")),
+        (TaskFilter(search=EDGE, within_hours=720), Total(TOTAL_EXACT_UP_TO, "gte")),
+        (
+            TaskFilter(search=EDGE, statuses=("failed",), within_hours=720),
+            Total(TOTAL_EXACT_UP_TO, "eq"),
+        ),
     ],
 )
 def test_totals_turn_to_at_least_one_match_past_the_threshold(at_the_threshold, task_filter, total):

@@ -110,14 +110,19 @@ def capped_count_templates(
     In one statement: one more than the threshold if a match lies past it, else the exact
     count. Skipping rows to an offset costs an engine about a third of counting them (on
     SQLite and PostgreSQL, at 10,000 rows), and COALESCE runs the exact count, cheap for a
-    small result, only when the probe finds nothing. One member at a time: each counts up
-    to :cap rows, the number still wanted.
+    small result, only when the probe finds nothing. A search is counted up to one past
+    the threshold instead: its members first gather the matches of its words (a list on
+    SQLite, a bitmap on PostgreSQL), which the probe and the exact count would each gather
+    again. One member at a time: each counts up to :cap rows, the number still wanted.
     """
     members = count_members(shape, sql_constant(1).label("hit"), fts5)
     if not one_statement:
         hits = [member.limit(_integer("cap")).subquery("hits") for member in members]
         return tuple(sa.select(sa.func.count()).select_from(part) for part in hits)
     threshold = TOTAL_EXACT_UP_TO
+    if shape.search_phrases:
+        limited = sa.union_all(*members).limit(sql_constant(threshold + 1))
+        return (sa.select(sa.func.count()).select_from(limited.subquery("hits")),)
     past = sa.union_all(*members).limit(sql_constant(1)).offset(sql_constant(threshold))
     probe = sa.select(sql_constant(threshold + 1)).select_from(past.subquery("past"))
     return (sa.select(sa.func.coalesce(probe.scalar_subquery(), exact_total(shape, fts5))),)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
-from app.models import MODEL_FOR_TYPE, Status, TaskModel, sql_constant
+from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, Status, TaskModel, sql_constant
 from app.query.engines import Executor
 from app.search import Search
 
@@ -59,8 +59,8 @@ def _words_match_sqlite(element: WordsMatch, compiler: Any, **kw: Any) -> str:
     range) then tests each row against the list, whose cost follows the matches. Testing
     each row in the index instead costs about a hundred times more per row, and a walk may
     step over many rows before it finds a page of a word that is rare among recent tasks.
-    A member of one status that few tasks have names it in the query, so that the list
-    holds only the tasks the walk can reach (see `narrowing_status`).
+    A member of statuses that few tasks have names them in the query, so that the list
+    holds only the tasks the walk can reach (see `narrowing_statuses`).
     """
     table = _table(element)
     search = f"{table}_search"
@@ -114,24 +114,29 @@ def _index_match_sqlite(element: IndexMatch, compiler: Any, **kw: Any) -> str:
     return f"{_table(element)} MATCH ({status} || {words})"
 
 
-def status_query(status: str | None) -> sa.ColumnElement[str]:
-    """The start of an FTS5 query that keeps the tasks of one status (all when None)."""
-    return sql_constant("" if status is None else f"status : {status} AND ")
+def status_query(statuses: tuple[str, ...]) -> sa.ColumnElement[str]:
+    """The start of an FTS5 query that keeps the tasks of these statuses (all when none)."""
+    if not statuses:
+        return sql_constant("")
+    return sql_constant(f"status : ({' OR '.join(statuses)}) AND ")
 
 
-def narrowing_status(statuses: tuple[str, ...]) -> str | None:
-    """The status a member's list of matches is narrowed to, if any.
+def narrowing_statuses(statuses: tuple[str, ...]) -> tuple[str, ...]:
+    """The statuses a member's list of matches is narrowed to, if any.
 
-    Named in the index's query, a status makes FTS5 step through that status's tasks beside
-    the words' matches. A status that few tasks have (any but completed) shortens the list a
-    walk tests rows against: `llama` among failed tasks lists 3,213 rows of a table instead
-    of 33,138. Completed tasks are most of a table, and several statuses are an OR of long
-    lists, which cost more to step through than they save (a week's page of a common word
-    took half as long again with its three finished statuses named).
+    Named in the index's query, statuses make FTS5 step through their tasks beside the
+    words' matches. Statuses that few tasks have shorten the list a walk tests rows
+    against: `llama` among failed tasks lists 3,213 rows of a table instead of 33,138, and
+    among queued and running ones (the active half of a time window) fewer still. Completed
+    tasks are most of a table, and so are the finished ones together: stepping through them
+    costs more than it saves (a week's page of a common word took twice as long with its
+    three finished statuses named).
     """
+    if statuses and set(statuses) <= {status.value for status in ACTIVE_STATUSES}:
+        return statuses
     if len(statuses) == 1 and statuses[0] != Status.COMPLETED.value:
-        return statuses[0]
-    return None
+        return statuses
+    return ()
 
 
 def fulltext_words(search: Search) -> list[str]:
@@ -183,7 +188,7 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         against = _search_value("search_against") if shape.search_indexed else sa.null()
         patterns = [_search_value(f"search_{index}") for index in range(shape.search_phrases)]
         words = _search_value("search_match")
-        status = status_query(narrowing_status(shape.statuses))
+        status = status_query(narrowing_statuses(shape.statuses))
         conditions.append(WordsMatch(model.id, words, against, status, *patterns))
     return conditions
 
@@ -222,7 +227,7 @@ def index_count_members(
         sa.select(column)
         .select_from(index)
         .where(IndexMatch(index.c.rowid, _search_value("search_match"), status_query(status)))
-        for status in statuses or (None,)
+        for status in [(status,) for status in statuses] or [()]
     ]
 
 
