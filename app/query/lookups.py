@@ -16,8 +16,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from app.filters import TaskFilter
 from app.query.actors import with_actor_tasks
 from app.query.engines import Executor, dialect_name, engine_shape
-from app.query.search import look_up_reach
-from app.query.shapes import search_reach
+from app.query.search import look_up_reach, search_reach
 
 
 def with_search_reach(executor: Executor, task_filter: TaskFilter) -> TaskFilter:

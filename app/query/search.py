@@ -27,6 +27,7 @@ from app.query.engines import Executor
 from app.search import Search
 
 if TYPE_CHECKING:
+    from app.filters import TaskFilter
     from app.query.shapes import Shape
 
 # MariaDB's FULLTEXT holds words of innodb_ft_min_token_size (3 by default) to
@@ -38,9 +39,9 @@ TEXT = sa.String()
 class WordsMatch(sa.sql.functions.FunctionElement[bool]):
     """Every phrase of a search is in the task's words.
 
-    Arguments: the table's id column, the FTS5 query, MariaDB's FULLTEXT query (or NULL
-    when no word is long enough for its index), the FTS5 query's status part (see
-    `status_query`) and one `LIKE` pattern per phrase.
+    Arguments: the table's id column, the FTS5 query, its status part (see
+    `status_query`), MariaDB's FULLTEXT query (or NULL when no word is long enough for its
+    index) and one `LIKE` pattern per phrase.
     """
 
     # Not Boolean: SQLite would get `(…) = 1`, which hides the conditions from its planner.
@@ -51,6 +52,12 @@ class WordsMatch(sa.sql.functions.FunctionElement[bool]):
 
 def _table(element: WordsMatch) -> str:
     return element.clauses.clauses[0].table.name
+
+
+def _fts5_match(index: str, element: Any, compiler: Any, **kw: Any) -> str:
+    """`index MATCH (status part || words)`: the element's second and third arguments."""
+    words, status = (compiler.process(clause, **kw) for clause in element.clauses.clauses[1:3])
+    return f"{index} MATCH ({status} || {words})"
 
 
 @compiles(WordsMatch, "sqlite")
@@ -64,10 +71,8 @@ def _words_match_sqlite(element: WordsMatch, compiler: Any, **kw: Any) -> str:
     """
     table = _table(element)
     search = f"{table}_search"
-    words, status = (compiler.process(element.clauses.clauses[i], **kw) for i in (1, 3))
-    return (
-        f"+{table}.rowid IN (SELECT rowid FROM {search} WHERE {search} MATCH ({status} || {words}))"
-    )
+    match = _fts5_match(search, element, compiler, **kw)
+    return f"+{table}.rowid IN (SELECT rowid FROM {search} WHERE {match})"
 
 
 def _likes(element: WordsMatch, compiler: Any, **kw: Any) -> list[str]:
@@ -87,7 +92,7 @@ def _words_match_postgresql(element: WordsMatch, compiler: Any, **kw: Any) -> st
 @compiles(WordsMatch, "mariadb")
 def _words_match_mariadb(element: WordsMatch, compiler: Any, **kw: Any) -> str:
     conditions = _likes(element, compiler, **kw)
-    against = element.clauses.clauses[2]
+    against = element.clauses.clauses[3]
     if isinstance(against, sa.BindParameter):
         query = compiler.process(against, **kw)
         conditions.insert(
@@ -100,7 +105,7 @@ class IndexMatch(sa.sql.functions.FunctionElement[bool]):
     """A table's FTS5 index matches the search, with the status part of `status_query`.
 
     Arguments: the index's rowid, the FTS5 query, its status part. SQLite only:
-    `index_count_member` reads the index without the task table.
+    `index_count_members` reads the index without the task table.
     """
 
     type = sa.types.NullType()
@@ -110,8 +115,7 @@ class IndexMatch(sa.sql.functions.FunctionElement[bool]):
 
 @compiles(IndexMatch, "sqlite")
 def _index_match_sqlite(element: IndexMatch, compiler: Any, **kw: Any) -> str:
-    words, status = (compiler.process(clause, **kw) for clause in element.clauses.clauses[1:])
-    return f"{_table(element)} MATCH ({status} || {words})"
+    return _fts5_match(_table(element), element, compiler, **kw)
 
 
 def status_query(statuses: tuple[str, ...]) -> sa.ColumnElement[str]:
@@ -189,7 +193,7 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         patterns = [_search_value(f"search_{index}") for index in range(shape.search_phrases)]
         words = _search_value("search_match")
         status = status_query(narrowing_statuses(shape.statuses))
-        conditions.append(WordsMatch(model.id, words, against, status, *patterns))
+        conditions.append(WordsMatch(model.id, words, status, against, *patterns))
     return conditions
 
 
@@ -202,6 +206,15 @@ class SearchReach:
 
     text: str
     absent: tuple[str, ...]
+
+
+def search_reach(task_filter: TaskFilter) -> SearchReach | None:
+    """The reach the filter carries for its own search; None before the lookup (or for
+    another search, which a changed filter may still carry)."""
+    reach, search = task_filter.search_reach, task_filter.search
+    if reach is None or search is None or not search.phrases or reach.text != search.text:
+        return None
+    return reach
 
 
 def look_up_reach(executor: Executor, search: Search) -> SearchReach:
@@ -223,11 +236,13 @@ def index_count_members(
     FTS5 index alone: one member per status (an OR of statuses steps through each status's
     every task), or one for every status."""
     index = sa.table(f"{model.__tablename__}_search", sa.column("rowid"))
+    words = _search_value("search_match")
+    each = [(status,) for status in statuses] or [()]
     return [
         sa.select(column)
         .select_from(index)
-        .where(IndexMatch(index.c.rowid, _search_value("search_match"), status_query(status)))
-        for status in [(status,) for status in statuses] or [()]
+        .where(IndexMatch(index.c.rowid, words, status_query(part)))
+        for part in each
     ]
 
 

@@ -27,7 +27,7 @@ from app.models import (
 )
 from app.query.actors import listed_ids
 from app.query.engines import ExistsPerRow, Greatest, RunningHeardBefore, SecondsBefore
-from app.query.search import SearchReach, fulltext_words, search_conditions, search_values
+from app.query.search import fulltext_words, search_conditions, search_reach, search_values
 from app.stalled import last_heard
 
 ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
@@ -142,15 +142,6 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         search_absent=reach.absent if reach else (),
     )
     return shape, values
-
-
-def search_reach(task_filter: TaskFilter) -> SearchReach | None:
-    """The reach the filter carries for its own search; None before the lookup (or for
-    another search, which a changed filter may still carry)."""
-    reach, search = task_filter.search_reach, task_filter.search
-    if reach is None or search is None or not search.phrases or reach.text != search.text:
-        return None
-    return reach
 
 
 def read_statuses(task_filter: TaskFilter) -> tuple[str, ...]:
