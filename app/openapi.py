@@ -129,7 +129,8 @@ def tag_schema(_field: Field) -> JsonSchema:
 
 
 def search_schema(_field: Field) -> JsonSchema:
-    """The search box's text: what `parse_search` accepts, as a Python regular expression."""
+    """The search box's text: what `parse_search` accepts, as a pattern that Python and
+    JSON Schema's dialect (ECMA-262) read alike."""
     return {
         "type": "string",
         "minLength": 1,

@@ -10,8 +10,10 @@ every engine (app/query/search.py) and the highlighting below read the same word
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from dataclasses import dataclass
+from functools import cache
 
 from markupsafe import Markup, escape
 
@@ -24,6 +26,9 @@ TERM = re.compile(r'"([^"]*)"|([^\s"]+)')
 HEX_TERM = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]*")
 UUID_LAYOUT = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 CONTROLS = r"\x00-\x1f\x7f-\x9f"
+# The characters Python's \s matches that are not control characters, as a class's contents:
+# what TERM splits on once control characters are refused.
+SPACES = " \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # The engines' search operators (FTS5's * ^ ( ) + and { }, MariaDB's + ~ < > ( ) * @),
 # refused rather than read as words, and a term that starts with "-" (a NOT in both).
 OPERATORS = "*^()+~<>@{}"
@@ -32,17 +37,37 @@ NEGATED_TERM = re.compile(r'(?:^|[\s"])-')
 
 
 def valid_search_pattern() -> str:
-    """A regular expression (Python's) that a valid `q` matches in full: the API's schema.
+    """The regular expression a valid `q` matches in full, for the API's schema.
 
-    Quotes come in pairs, a "-" follows a character of a word (not a space, a quote or the
-    start), no operator or control character appears, and a letter or digit does.
+    Quotes come in pairs, a "-" follows a character of a term (not a space, a quote or the
+    start), no operator or control character appears, and a letter or digit does: outside
+    quotes, or inside a pair of them. Python and JSON Schema's dialect (ECMA-262) read it
+    alike because it names every character itself: `\\w` and `\\s` mean other characters in
+    each, and tools that read `\\p{L}` in Python put a few scripts' letters in its place.
     """
-    other = f'[^\\s"\\-{CONTROLS}{re.escape(OPERATORS)}]'
-    space = f"[^\\S{CONTROLS}]"
-    run = f"(?:{space}|{other}-*)*"
-    with_word = f"{run}[^\\W_]-*{run}"
-    pair, pair_with_word = f'"{run}"{run}', f'(?:"{with_word}"{run}|"{run}"{with_word})'
-    return f"^(?:{with_word}(?:{pair})*|{run}(?:{pair})*{pair_with_word}(?:{pair})*)$"
+    operators = re.sub(r"[\\\]^-]", r"\\\g<0>", OPERATORS)  # only what a class must escape
+    other = f'[^{SPACES}"\\-{CONTROLS}{operators}]'
+    run = f"(?:[{SPACES}]|{other}-*)*"
+    pair = f'"{run}"{run}'
+    word = f"[{letters_and_digits()}]-*{run}"
+    return f'^{run}(?:{pair})*(?:{word}(?:{pair})*|"{run}{word}"{run}(?:{pair})*)$'
+
+
+@cache
+def letters_and_digits() -> str:
+    """Every letter and digit WORD takes (Unicode's L and N, in this Python's version of it),
+    as the ranges of a character class."""
+    ranges: list[str] = []
+    start = None
+    for point in range(sys.maxunicode + 2):
+        inside = point <= sys.maxunicode and chr(point).isalnum()
+        if inside and start is None:
+            start = point
+        elif not inside and start is not None:
+            last = point - 1
+            ranges.append(chr(start) if start == last else f"{chr(start)}-{chr(last)}")
+            start = None
+    return "".join(ranges)
 
 
 class SearchError(ValueError):

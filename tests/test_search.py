@@ -8,10 +8,12 @@ import csv
 import io
 import random
 import re
+import sys
 import uuid
 from dataclasses import replace
 from datetime import timedelta
 
+import jsonschema_rs
 import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
@@ -21,6 +23,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.filters import TaskFilter, parse_filter
 from app.models import TrainingTask
+from app.openapi import search_schema
 from app.search import SearchError, parse_search, valid_search_pattern
 
 WORD_SEARCHES = [
@@ -153,18 +156,37 @@ def test_the_page_says_what_is_wrong_with_a_search_beside_the_box(client, q):
     assert 'id="q"' in page and 'aria-invalid="true"' in page
 
 
-def test_the_api_reads_the_search_syntax_the_schema_describes():
-    pattern = re.compile(valid_search_pattern())
+def accepted(text: str) -> bool:
+    """Whether the API reads `text` as a search."""
+    try:
+        parse_search(text)
+    except SearchError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module", params=["python", "json schema"])
+def schema_reads_q(request):
+    """The published pattern of `q` as Python reads it, and as the validator Schemathesis
+    uses reads it, in JSON Schema's dialect of regular expressions."""
+    if request.param == "python":
+        return re.compile(valid_search_pattern()).fullmatch
+    return jsonschema_rs.validator_for(search_schema(None)).is_valid
+
+
+def test_the_schema_and_the_api_agree_on_every_character(schema_reads_q):
+    every = (chr(point) for point in range(sys.maxunicode + 1) if not 0xD800 <= point < 0xE000)
+    assert [text for text in every if accepted(text) != bool(schema_reads_q(text))] == []
+
+
+def test_the_schema_and_the_api_agree_on_searches(schema_reads_q):
+    ascii_letters = 'ab1 -"*()+~<>@{}^\t\x00_.,'
+    letters = list(ascii_letters + "é日\xa0\u2028\u3000\ufeff\x85\u200b»½٣ीनش😀\U0001d7d8")
 
     @settings(max_examples=500, deadline=None)
-    @given(st.text(alphabet=st.sampled_from('ab1 -"*()+~<>@{}^\t\x00é日_.,'), max_size=12))
+    @given(st.text(alphabet=st.sampled_from(letters), max_size=12))
     def agree(text: str) -> None:
-        try:
-            parse_search(text)
-            accepted = True
-        except SearchError:
-            accepted = False
-        assert accepted == bool(pattern.fullmatch(text)), text
+        assert accepted(text) == bool(schema_reads_q(text)), text
 
     agree()
 
