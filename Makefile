@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 DEMO_TASKS ?= 5000
+# Test processes (pytest-xdist): one per core; each makes databases of its own.
+TEST_PROCESSES ?= auto
 # The database servers the tests use when they are running here (tests for a server that
 # cannot be reached are skipped, or fail when CI is set); override to point elsewhere.
 export TEST_POSTGRESQL_URL ?= postgresql://postgres@127.0.0.1:5432/test
@@ -19,7 +21,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
