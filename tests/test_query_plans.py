@@ -720,12 +720,16 @@ def test_totals_turn_to_at_least_one_match_past_the_threshold(at_the_threshold, 
 
 
 @pytest.mark.parametrize("at_the_threshold", ["sqlite", "postgresql", "mariadb"], indirect=True)
-def test_facets_turn_to_at_least_one_match_past_the_threshold(at_the_threshold):
+@pytest.mark.parametrize("search", [None, EDGE], ids=["all", "search"])
+def test_facets_turn_to_at_least_one_match_past_the_threshold(at_the_threshold, search):
+    """A search's chips are counted in one grouped statement on PostgreSQL and MariaDB and
+    capped afterwards: the same rule as the counts that stop at the threshold."""
     with at_the_threshold.connect() as connection:
-        facets = count_facets(connection, TaskFilter(), NOW)
-        exact = count_facets(connection, TaskFilter(exact_count=True), NOW)
+        facets = count_facets(connection, TaskFilter(search=search), NOW)
+        exact = count_facets(connection, TaskFilter(search=search, exact_count=True), NOW)
     assert facets.status["failed"] == Total(TOTAL_EXACT_UP_TO, "eq")
     assert facets.status["completed"] == Total(1, "eq")
+    assert facets.task_type["training"] == Total(6_000, "eq")
     assert facets.total == Total(TOTAL_EXACT_UP_TO, "gte")
     assert exact.total == Total(TOTAL_EXACT_UP_TO + 1, "eq")
 

@@ -16,13 +16,14 @@ from datetime import timedelta
 import jsonschema_rs
 import pytest
 import sqlalchemy as sa
+from conftest import statements_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle import NOW, expected, facets, insert_tasks, make_task
 from werkzeug.datastructures import MultiDict
 
 from app.filters import TaskFilter, parse_filter
-from app.models import TrainingTask
+from app.models import MODEL_FOR_TYPE, TrainingTask
 from app.openapi import search_schema
 from app.search import SearchError, parse_search, valid_search_pattern
 
@@ -73,6 +74,17 @@ def test_a_search_combines_with_the_other_filters(client, tasks, q):
     assert listed_ids(client, args) == expected(tasks, wanted)
 
 
+@pytest.mark.parametrize("q", ["llama", "nightly", '"support tickets"'])
+def test_a_search_among_stalled_tasks_finds_what_the_oracle_finds(client, tasks, q):
+    """MariaDB reads stalled tasks from their index and tests each one's words, without
+    FULLTEXT: the same tasks either way."""
+    wanted = expected(tasks, search_filter(q, stalled=True))
+    assert wanted, "the known tasks hold stalled matches"
+    assert listed_ids(client, [("q", q), ("stalled", "true")]) == wanted
+    body = client.get("/tasks/counts", query_string={"q": q, "stalled": "true"}).get_json()
+    assert body == facets(tasks, search_filter(q, stalled=True))
+
+
 @pytest.mark.parametrize("q", ["llama", "script", "zzzq", '"support tickets"'])
 def test_counts_follow_the_search(client, tasks, q):
     body = client.get("/tasks/counts", query_string={"q": q, "count": "exact"}).get_json()
@@ -90,6 +102,24 @@ def test_capped_counts_of_a_search_follow_it(client, tasks, q, statuses):
     assert total == body["total"]
     exact = [*args, ("offset", "1"), ("count", "exact")]
     assert client.get("/tasks", query_string=exact).get_json()["total"] == body["total"]
+
+
+def test_a_search_s_chips_gather_each_table_s_matches_once(app, engine_kind):
+    """PostgreSQL's and MariaDB's indexes hand over every match before a row is read: the
+    chips' counts by status and type are one grouped statement, and the stalled count one
+    more (a statement a member on MariaDB), not eleven capped counts of the search. SQLite
+    counts each chip in its search index instead."""
+    with statements_run(app) as sent:
+        response = app.test_client().get("/tasks/counts", query_string={"q": "llama"})
+    assert response.status_code == 200
+    searched = [statement for statement in sent if "llama" in statement]
+    grouped = [statement for statement in searched if "GROUP BY" in statement]
+    others = len(searched) - len(grouped)
+    if engine_kind == "sqlite":
+        assert not grouped and others >= 10
+    else:
+        assert len(grouped) == 1
+        assert others == (1 if engine_kind == "postgresql" else len(MODEL_FOR_TYPE))
 
 
 def test_a_search_that_matches_something_is_not_everything(client, tasks):

@@ -196,12 +196,29 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
     return Total.capped(found)
 
 
+@functools.lru_cache(maxsize=512)
+def search_facet_template(shape: Shape) -> sa.CompoundSelect:
+    """Exact counts by (type, status) of a search's matches: one member per table, grouped
+    by status, so that each table's matches are gathered once rather than once a status."""
+    everything = replace(shape, statuses=())
+    return sa.union_all(
+        *(
+            sa.select(list_columns(model)[0], model.status, sa.func.count())
+            .select_from(model)
+            .where(*branch_conditions(model, everything))
+            .group_by(model.status)
+            for model in MODEL_FOR_TYPE.values()
+        )
+    )
+
+
 def count_by_type_and_status(
     executor: Executor, shape: Shape, values: dict[str, Any]
 ) -> dict[tuple[str, str], int]:
     """Zero-filled exact counts per (type, status), with neither of those filters applied."""
     matrix = {(t, s): 0 for t in TASK_TYPES for s in STATUSES}
-    for task_type, status, tasks in executor.execute(facet_template(shape), values):
+    template = search_facet_template(shape) if shape.search_phrases else facet_template(shape)
+    for task_type, status, tasks in executor.execute(template, values):
         matrix[(task_type, status)] += tasks
     return matrix
 
@@ -216,7 +233,10 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
     (status, updated_at) index (see `stalled_condition`).
     """
     if task_filter.exact_count:
-        return exact_facets(executor, task_filter, now)
+        return facets_from_matrix(executor, task_filter, now, exact=True)
+    engine = engine_shape(dialect_name(executor))
+    if task_filter.search and task_filter.search.phrases and engine.search_gathers_matches:
+        return facets_from_matrix(executor, task_filter, now, exact=False)
     return capped_facets(executor, task_filter, now)
 
 
@@ -247,15 +267,23 @@ def sum_of(parts: list[Total]) -> Total:
     return Total.capped(TOTAL_EXACT_UP_TO + 1)
 
 
-def exact_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
-    """Every count exact, from one statement of counts per (type, status)."""
+def facets_from_matrix(
+    executor: Executor, task_filter: TaskFilter, now: datetime, exact: bool
+) -> Facets:
+    """Every count from one statement of exact counts per (type, status); capped after the
+    fact unless `exact`, so that the chips follow the one rule whichever way they were read.
+    """
     shape, values = shape_of(task_filter.first_page, now)
     matrix = count_by_type_and_status(executor, shape, values)
     types = task_filter.task_types or TASK_TYPES
     statuses = task_filter.statuses or STATUSES
+
+    def total(found: int) -> Total:
+        return Total(found, "eq") if exact else Total.capped(found)
+
     return Facets(
-        status={s: Total(sum(matrix[(t, s)] for t in types), "eq") for s in STATUSES},
-        task_type={t: Total(sum(matrix[(t, s)] for s in statuses), "eq") for t in TASK_TYPES},
-        total=Total(sum(matrix[(t, s)] for t in types for s in statuses), "eq"),
+        status={s: total(sum(matrix[(t, s)] for t in types)) for s in STATUSES},
+        task_type={t: total(sum(matrix[(t, s)] for s in statuses)) for t in TASK_TYPES},
+        total=total(sum(matrix[(t, s)] for t in types for s in statuses)),
         stalled=count_tasks(executor, replace(task_filter, stalled=True), now),
     )
