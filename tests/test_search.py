@@ -122,6 +122,17 @@ def test_a_search_s_chips_gather_each_table_s_matches_once(app, engine_kind):
         assert others == (1 if engine_kind == "postgresql" else len(MODEL_FOR_TYPE))
 
 
+def test_a_search_s_exact_counts_are_grouped_where_its_matches_are_gathered(app, engine_kind):
+    """`count=exact` of a search: one grouped statement on PostgreSQL and MariaDB; on SQLite
+    one count per status and table, each a range of its (status, created_at) index."""
+    args = {"q": "llama", "within_hours": "720", "count": "exact"}
+    with statements_run(app) as sent:
+        response = app.test_client().get("/tasks/counts", query_string=args)
+    assert response.status_code == 200
+    grouped = [statement for statement in sent if "llama" in statement and "GROUP BY" in statement]
+    assert len(grouped) == (0 if engine_kind == "sqlite" else 1)
+
+
 def test_a_search_that_matches_something_is_not_everything(client, tasks):
     found = listed_ids(client, [("q", "llama")])
     assert 0 < len(found) < len(tasks)
