@@ -264,8 +264,9 @@ def refresh_statistics(engine: sa.Engine) -> None:
 
     After a load, and after a revision: SQLite has no statistics for a new index until
     ANALYZE, and may then prefer an older one; on PostgreSQL, VACUUM also marks the pages
-    a revision rewrote as all-visible, which index-only scans rely on. The events are read
-    too: `actor=` looks up an actor's tasks, and tests per row, on task_event's index.
+    a revision rewrote as all-visible, which index-only scans rely on (the words tables of
+    revision 0011 too). The events are read too: `actor=` looks up an actor's tasks, and
+    tests per row, on task_event's index.
     """
     from app.models import MODEL_FOR_TYPE, TaskEvent
 
@@ -273,6 +274,9 @@ def refresh_statistics(engine: sa.Engine) -> None:
     tables.append(TaskEvent.__tablename__)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         if engine.dialect.name == "postgresql":
+            present = set(sa.inspect(connection).get_table_names())
+            words = [f"{model.__tablename__}_words" for model in MODEL_FOR_TYPE.values()]
+            tables += [table for table in words if table in present]
             connection.exec_driver_sql(f"VACUUM ANALYZE {', '.join(tables)}")
         elif engine.dialect.name in {"mysql", "mariadb"}:
             connection.exec_driver_sql(f"ANALYZE TABLE {', '.join(tables)}")

@@ -1015,11 +1015,28 @@ def test_sqlite_counts_a_search_by_status_in_its_index_alone(seeded, statuses):
     """Words, types and statuses are all in the FTS5 index: no task table is read."""
     task_filter = looked_up(seeded, TaskFilter(search=parse_search("llama"), statuses=statuses))
     shape, values = shape_of(task_filter, NOW)
-    for template in capped_count_templates(shape, True, fts5=True):
+    for template in capped_count_templates(shape, True, index="fts5"):
         plan = sqlite_plan(seeded, template_sql(seeded, template, values | {"cap": 10_001}))
         read = {step.split()[1] for step in plan if step.startswith(("SCAN", "SEARCH"))}
         assert {f"{model.__tablename__}_search" for model in MODEL_FOR_TYPE.values()} <= read
         assert not read & {model.__tablename__ for model in MODEL_FOR_TYPE.values()}, plan
+
+
+@pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("q", ["llama", "llama mmlu"])
+@pytest.mark.parametrize("statuses", [(), ("failed",), ("queued", "running")])
+def test_postgresql_counts_a_search_of_words_in_its_words_tables_alone(seeded, q, statuses):
+    """Single words, types and statuses are all in the words tables (revision 0011): each
+    count is an index-only scan of their (word, status, id) keys, no task table is read."""
+    task_filter = TaskFilter(search=parse_search(q), statuses=statuses)
+    shape, values = shape_of(task_filter, NOW)
+    for template in capped_count_templates(shape, True, index="words"):
+        plan = postgresql_plan(seeded, template_sql(seeded, template, values | {"cap": 10_001}))
+        scans = [node for node, _ in nodes(plan) if "Relation Name" in node]
+        assert {node["Relation Name"] for node in scans} == {
+            f"{model.__tablename__}_words" for model in MODEL_FOR_TYPE.values()
+        }
+        assert {node["Node Type"] for node in scans} == {"Index Only Scan"}, plan
 
 
 def sqlite_steps(engine: sa.Engine, task_filter: TaskFilter) -> tuple[int, list[Any]]:

@@ -12,6 +12,7 @@ import sys
 import uuid
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import jsonschema_rs
 import pytest
@@ -104,22 +105,32 @@ def test_capped_counts_of_a_search_follow_it(client, tasks, q, statuses):
     assert client.get("/tasks", query_string=exact).get_json()["total"] == body["total"]
 
 
-def test_a_search_s_chips_gather_each_table_s_matches_once(app, engine_kind):
-    """PostgreSQL's and MariaDB's indexes hand over every match before a row is read: the
-    chips' counts by status and type are one grouped statement, and the stalled count one
-    more (a statement a member on MariaDB), not eleven capped counts of the search. SQLite
-    counts each chip in its search index instead."""
+@pytest.mark.parametrize("window", [None, "720"], ids=["all time", "30 days"])
+def test_a_search_s_chips_are_counted_in_its_index_or_gathered_once(app, engine_kind, window):
+    """The chips of words alone are capped counts of the search index alone on SQLite
+    (FTS5) and PostgreSQL (the words tables). Otherwise PostgreSQL's and MariaDB's indexes
+    hand over every match before a row is read, and the chips are one statement grouped by
+    status, besides the stalled count (a statement a member on MariaDB); SQLite counts each
+    chip, a range of its (status, created_at) index."""
+    args = {"q": "llama", **({"within_hours": window} if window else {})}
     with statements_run(app) as sent:
-        response = app.test_client().get("/tasks/counts", query_string={"q": "llama"})
+        response = app.test_client().get("/tasks/counts", query_string=args)
     assert response.status_code == 200
     searched = [statement for statement in sent if "llama" in statement]
     grouped = [statement for statement in searched if "GROUP BY" in statement]
-    others = len(searched) - len(grouped)
-    if engine_kind == "sqlite":
-        assert not grouped and others >= 10
+    index = {"sqlite": "_search", "postgresql": "_words", "mariadb": None}[engine_kind]
+    if index and window is None:
+        assert not grouped and len(searched) >= 10
+        # The stalled count reads the tasks running and unheard from, by updated_at.
+        chips = [statement for statement in searched if "updated_at" not in statement]
+        assert len(chips) >= 10
+        assert all(index in statement for statement in chips)
+        assert not any(" FROM training_task " in f"{statement} " for statement in chips)
+    elif engine_kind == "sqlite":
+        assert not grouped and len(searched) >= 10
     else:
-        assert len(grouped) == 1
-        assert others == (1 if engine_kind == "postgresql" else len(MODEL_FOR_TYPE))
+        stalled = len(MODEL_FOR_TYPE) if engine_kind == "mariadb" else 1
+        assert len(grouped) == 1 and len(searched) == 1 + stalled
 
 
 def test_a_search_s_exact_counts_are_grouped_where_its_matches_are_gathered(app, engine_kind):
@@ -296,7 +307,14 @@ def test_marks_follow_case_and_unicode(client):
 # -- rows the database keeps ----------------------------------------------------------------
 
 
+def counted(client, q: str) -> dict[str, Any]:
+    """The capped counts by status of a search: on SQLite and PostgreSQL, from its index."""
+    return client.get("/tasks/counts", query_string={"q": q}).get_json()["status"]
+
+
 def test_rows_written_in_plain_sql_are_found_changed_and_gone(scratch_app, scratch_engine):
+    """The database keeps each engine's index (SQLite's FTS5, PostgreSQL's words tables)
+    in step with rows a module inserts, changes and deletes in plain SQL."""
     task = make_task("training", "failed", NOW - timedelta(hours=1), rng=random.Random(3))
     insert_tasks(scratch_engine, [task])
     client = scratch_app.test_client()
@@ -310,11 +328,13 @@ def test_rows_written_in_plain_sql_are_found_changed_and_gone(scratch_app, scrat
         )
     assert listed_ids(client, [("q", "traceback")]) == []
     assert listed_ids(client, [("q", '"out of memory"')]) == [task_id]
+    assert counted(client, "traceback")["failed"] == {"value": 0, "relation": "eq"}
+    assert counted(client, "cuda memory")["failed"] == {"value": 1, "relation": "eq"}
 
     with scratch_engine.begin() as connection:
         where = TrainingTask.id == task["id"]
         connection.execute(sa.update(TrainingTask).where(where).values(status="cancelled"))
-    counts = client.get("/tasks/counts", query_string={"q": "memory"}).get_json()["status"]
+    counts = counted(client, "memory")
     assert counts["cancelled"] == {"value": 1, "relation": "eq"}
     assert counts["failed"] == {"value": 0, "relation": "eq"}
     assert listed_ids(client, [("q", "memory"), ("status", "cancelled")]) == [task_id]
@@ -322,3 +342,4 @@ def test_rows_written_in_plain_sql_are_found_changed_and_gone(scratch_app, scrat
     with scratch_engine.begin() as connection:
         connection.execute(sa.delete(TrainingTask))
     assert listed_ids(client, [("q", "memory")]) == []
+    assert counted(client, "memory")["cancelled"] == {"value": 0, "relation": "eq"}

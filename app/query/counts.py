@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, sql_constant
-from app.query.engines import Executor, dialect_name, engine_shape
+from app.query.engines import Executor, SearchIndex, dialect_name, engine_shape
 from app.query.lookups import looked_up_first
 from app.query.rows import list_columns
 from app.query.search import counted_from_index, index_count_members
@@ -84,16 +84,21 @@ class Facets:
 
 
 def count_members(
-    shape: Shape, column: sa.ColumnElement[Any], fts5: bool = False
+    shape: Shape, column: sa.ColumnElement[Any], index: SearchIndex = None
 ) -> list[sa.Select[Any]]:
     """`column` over each table's matches, the time window split so each reads one range.
 
-    With `fts5` (SQLite), a search by words, types and statuses alone is counted in the
-    search index without the tables (see `counted_from_index`).
+    With a search `index` (SQLite's FTS5, PostgreSQL's words tables), a search by words,
+    types and statuses alone is counted in it without the tables (see `counted_from_index`).
     """
-    if fts5 and counted_from_index(shape):
-        models = chosen_models(shape)
-        return [m for model in models for m in index_count_members(model, shape.statuses, column)]
+    if counted_from_index(shape, index):
+        return [
+            member
+            for model in chosen_models(shape)
+            for member in index_count_members(
+                model, shape.statuses, column, index, shape.search_words
+            )
+        ]
     return [
         sa.select(column).select_from(model).where(*branch_conditions(model, half))
         for model in chosen_models(shape)
@@ -103,7 +108,7 @@ def count_members(
 
 @functools.lru_cache(maxsize=512)
 def capped_count_templates(
-    shape: Shape, one_statement: bool, fts5: bool = False
+    shape: Shape, one_statement: bool, index: SearchIndex = None
 ) -> tuple[sa.Select[Any], ...]:
     """Counts that stop past the threshold: of the whole union, or one per member.
 
@@ -115,7 +120,7 @@ def capped_count_templates(
     SQLite, a bitmap on PostgreSQL), which the probe and the exact count would each gather
     again. One member at a time: each counts up to :cap rows, the number still wanted.
     """
-    members = count_members(shape, sql_constant(1).label("hit"), fts5)
+    members = count_members(shape, sql_constant(1).label("hit"), index)
     if not one_statement:
         hits = [member.limit(_integer("cap")).subquery("hits") for member in members]
         return tuple(sa.select(sa.func.count()).select_from(part) for part in hits)
@@ -125,12 +130,12 @@ def capped_count_templates(
         return (sa.select(sa.func.count()).select_from(limited.subquery("hits")),)
     past = sa.union_all(*members).limit(sql_constant(1)).offset(sql_constant(threshold))
     probe = sa.select(sql_constant(threshold + 1)).select_from(past.subquery("past"))
-    return (sa.select(sa.func.coalesce(probe.scalar_subquery(), exact_total(shape, fts5))),)
+    return (sa.select(sa.func.coalesce(probe.scalar_subquery(), exact_total(shape, index))),)
 
 
-def exact_total(shape: Shape, fts5: bool) -> sa.ColumnElement[int]:
+def exact_total(shape: Shape, index: SearchIndex) -> sa.ColumnElement[int]:
     """Every match: a sum of one COUNT(*) per member, the cheapest exact shape."""
-    members = count_members(shape, sa.func.count(), fts5)
+    members = count_members(shape, sa.func.count(), index)
     counts = [member.scalar_subquery() for member in members]
     total = counts[0]
     for count in counts[1:]:
@@ -139,9 +144,9 @@ def exact_total(shape: Shape, fts5: bool) -> sa.ColumnElement[int]:
 
 
 @functools.lru_cache(maxsize=512)
-def exact_count_template(shape: Shape, fts5: bool = False) -> sa.Select[Any]:
+def exact_count_template(shape: Shape, index: SearchIndex = None) -> sa.Select[Any]:
     """Count every match, whatever it costs."""
-    return sa.select(exact_total(shape, fts5))
+    return sa.select(exact_total(shape, index))
 
 
 def facet_parts(shape: Shape) -> list[Shape]:
@@ -184,10 +189,10 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
     shape, values = shape_of(task_filter.first_page, now)
     engine = engine_shape(dialect_name(executor))
     if task_filter.exact_count:
-        exact = exact_count_template(shape, engine.fts5_search)
+        exact = exact_count_template(shape, engine.search_index)
         return Total(executor.execute(exact, values).scalar_one(), "eq")
     found = 0
-    templates = capped_count_templates(shape, engine.count_in_one_statement, engine.fts5_search)
+    templates = capped_count_templates(shape, engine.count_in_one_statement, engine.search_index)
     for statement in templates:
         cap = TOTAL_EXACT_UP_TO + 1 - found
         found += executor.execute(statement, {**values, "cap": cap}).scalar_one()
@@ -223,7 +228,7 @@ def count_by_type_and_status(
     day's `"support tickets"` where the grouped statement, reading the day whole, took 82.
     """
     matrix = {(t, s): 0 for t in TASK_TYPES for s in STATUSES}
-    gathered = shape.search_phrases and not engine_shape(dialect_name(executor)).fts5_search
+    gathered = shape.search_phrases and engine_shape(dialect_name(executor)).search_gathers_matches
     template = search_facet_template(shape) if gathered else facet_template(shape)
     for task_type, status, tasks in executor.execute(template, values):
         matrix[(task_type, status)] += tasks
@@ -241,10 +246,20 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
     """
     if task_filter.exact_count:
         return facets_from_matrix(executor, task_filter, now, exact=True)
-    engine = engine_shape(dialect_name(executor))
-    if task_filter.search and task_filter.search.phrases and engine.search_gathers_matches:
+    if grouped_by_status(executor, task_filter, now):
         return facets_from_matrix(executor, task_filter, now, exact=False)
     return capped_facets(executor, task_filter, now)
+
+
+def grouped_by_status(executor: Executor, task_filter: TaskFilter, now: datetime) -> bool:
+    """Whether a search's chips are one statement grouped by status: where its index hands
+    over every match before a row is read (`search_gathers_matches`), unless the words are
+    counted in an index alone (`counted_from_index`), one capped count per chip."""
+    if task_filter.search is None or not task_filter.search.phrases:
+        return False
+    engine = engine_shape(dialect_name(executor))
+    shape, _values = shape_of(task_filter.first_page, now)
+    return engine.search_gathers_matches and not counted_from_index(shape, engine.search_index)
 
 
 def capped_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:

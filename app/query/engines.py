@@ -17,6 +17,8 @@ from app.models import TaskModel, UTCDateTime
 Executor = Session | sa.Connection
 PageShape = Literal["merge", "limited", "keys"]
 HistogramShape = Literal["ranges", "grouped"]
+# The index that counts a search's words without the task tables, where there is one.
+SearchIndex = Literal["fts5", "words"] | None
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class EngineShape:
     page: PageShape
     count_in_one_statement: bool
     histogram: HistogramShape = "grouped"
-    fts5_search: bool = False
+    search_index: SearchIndex = None
     search_gathers_matches: bool = False
 
 
@@ -59,26 +61,33 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
     tasks of a week at a million, the grouped statement took 160 to 270 ms (most of it the
     GROUP BY, whatever the bucket expression), the 280 range counts 30 ms.
 
-    Searches. SQLite (`fts5_search`): its FTS5 index is asked first where each table's
-    matches are (see `look_up_reach` in app/query/search.py), and a count of words, statuses
-    and types is read from the index alone. SQLite runs a constant such as `0 = 1` once,
-    before the walk, but a test holding a subquery (`EXISTS (… MATCH …)`) for each row it
-    walks, even one that names no table of the query: a member of a table without a match
-    would walk all of it. PostgreSQL's and MariaDB's planners read an index that finds
-    nothing at no cost. Their indexes hand over every match of a search before a row is
-    read (`search_gathers_matches`: a bitmap of the trigram index, FULLTEXT's list), however
-    few rows a count wants; so a search's chips are counted in one statement grouped by
-    status, each table's matches gathered once, not once for each of the eleven counts.
+    Searches. SQLite (`search_index` "fts5"): its FTS5 index is asked first where each
+    table's matches are (see `look_up_reach` in app/query/search.py), and a count of words,
+    statuses and types is read from the index alone. SQLite runs a constant such as `0 = 1`
+    once, before the walk, but a test holding a subquery (`EXISTS (… MATCH …)`) for each row
+    it walks, even one that names no table of the query: a member of a table without a
+    match would walk all of it. PostgreSQL's and MariaDB's planners read an index that finds
+    nothing at no cost. PostgreSQL ("words") counts single words, statuses and types in its
+    words tables alone (revision 0011), an index-only scan. Otherwise their indexes hand
+    over every match of a search before a row is read (`search_gathers_matches`: a bitmap
+    of the trigram index, FULLTEXT's list), however few rows a count wants; so a search's
+    chips are counted in one statement grouped by status, each table's matches gathered
+    once, not once for each of the eleven counts.
 
     tests/test_query_plans.py shows each of these reasons in the engines' own plans.
     """
     if dialect_name == "sqlite":
         return EngineShape(
-            page="merge", count_in_one_statement=True, histogram="ranges", fts5_search=True
+            page="merge", count_in_one_statement=True, histogram="ranges", search_index="fts5"
         )
     if dialect_name in {"mysql", "mariadb"}:
         return EngineShape(page="keys", count_in_one_statement=False, search_gathers_matches=True)
-    return EngineShape(page="limited", count_in_one_statement=True, search_gathers_matches=True)
+    return EngineShape(
+        page="limited",
+        count_in_one_statement=True,
+        search_index="words",
+        search_gathers_matches=True,
+    )
 
 
 def dialect_name(executor: Executor) -> str:

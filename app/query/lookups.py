@@ -24,7 +24,7 @@ def with_search_reach(executor: Executor, task_filter: TaskFilter) -> TaskFilter
     search = task_filter.search
     if search is None or not search.phrases or search_reach(task_filter) is not None:
         return task_filter
-    if not engine_shape(dialect_name(executor)).fts5_search:
+    if engine_shape(dialect_name(executor)).search_index != "fts5":
         return task_filter
     return replace(task_filter, search_reach=look_up_reach(executor, search))
 

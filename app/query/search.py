@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
 from app.models import ACTIVE_STATUSES, MODEL_FOR_TYPE, Status, TaskModel, sql_constant
-from app.query.engines import Executor
+from app.query.engines import Executor, SearchIndex
 from app.search import Search
 
 if TYPE_CHECKING:
@@ -154,12 +154,22 @@ def fts_words(search: Search) -> str:
     return f"- {{status}} : ({phrases})"
 
 
+def single_words(search: Search) -> tuple[str, ...]:
+    """The search's words when each phrase is one word, else none: a task holds a phrase of
+    several words only if they follow each other, which only its text can tell."""
+    if not search.phrases or any(len(phrase) > 1 for phrase in search.phrases):
+        return ()
+    return tuple(sorted(phrase[0] for phrase in search.phrases))
+
+
 def search_values(search: Search) -> dict[str, Any]:
     """The bound values of a search: patterns, engine queries and id ranges."""
     values: dict[str, Any] = {}
     if search.phrases:
         values["search_match"] = fts_words(search)
         values["search_against"] = " ".join(f"+{word}" for word in fulltext_words(search))
+    for index, word in enumerate(single_words(search)):
+        values[f"search_word_{index}"] = word
     for index, phrase in enumerate(search.phrases):
         values[f"search_{index}"] = f"% {' '.join(phrase)} %"
     for index, ids in enumerate(search.ids):
@@ -230,27 +240,63 @@ def look_up_reach(executor: Executor, search: Search) -> SearchReach:
 
 
 def index_count_members(
-    model: TaskModel, statuses: tuple[str, ...], column: sa.ColumnElement[Any]
+    model: TaskModel,
+    statuses: tuple[str, ...],
+    column: sa.ColumnElement[Any],
+    index: SearchIndex = "fts5",
+    words: int = 0,
 ) -> list[sa.Select[Any]]:
-    """`column` over the tasks of a table whose index matches the search, read from the
-    FTS5 index alone: one member per status (an OR of statuses steps through each status's
-    every task), or one for every status."""
-    index = sa.table(f"{model.__tablename__}_search", sa.column("rowid"))
-    words = _search_value("search_match")
+    """`column` over the tasks of a table whose words match the search, read from the index
+    alone: one member per status, or one for every status. In SQLite's FTS5 index (an OR of
+    statuses steps through each status's every task), or in PostgreSQL's words table (its
+    `words` single words, see `words_count_member`).
+    """
     each = [(status,) for status in statuses] or [()]
+    if index == "words":
+        return [words_count_member(model, part, column, words) for part in each]
+    table = sa.table(f"{model.__tablename__}_search", sa.column("rowid"))
+    match = _search_value("search_match")
     return [
         sa.select(column)
-        .select_from(index)
-        .where(IndexMatch(index.c.rowid, words, status_query(part)))
+        .select_from(table)
+        .where(IndexMatch(table.c.rowid, match, status_query(part)))
         for part in each
     ]
 
 
-def counted_from_index(shape: Shape) -> bool:
-    """Whether a count of `shape` is the index's alone: words with types and statuses only.
+def words_count_member(
+    model: TaskModel, statuses: tuple[str, ...], column: sa.ColumnElement[Any], words: int
+) -> sa.Select[Any]:
+    """`column` over a table's tasks that hold every word, of the one status given (or any),
+    from its words table (revision 0011): a range of the (word, status, id) key for the first
+    word, and a step into the key for each other word of each task found."""
+    table = sa.table(
+        f"{model.__tablename__}_words", sa.column("word"), sa.column("status"), sa.column("id")
+    )
+    first = table.alias("word_0")
+    conditions = [first.c.word == _search_value("search_word_0")]
+    if statuses:
+        conditions.append(first.c.status == sql_constant(statuses[0]))
+    for index in range(1, words):
+        other = table.alias(f"word_{index}")
+        conditions.append(
+            sa.exists().where(
+                other.c.word == _search_value(f"search_word_{index}"),
+                other.c.status == first.c.status,
+                other.c.id == first.c.id,
+            )
+        )
+    return sa.select(column).select_from(first).where(*conditions)
+
+
+def counted_from_index(shape: Shape, index: SearchIndex) -> bool:
+    """Whether a count of `shape` is the search index's alone: words with types and statuses
+    only, and in PostgreSQL's words tables single words only (see `single_words`).
 
     Anything else (ids, tags, time, stalled, an actor, an error group) needs the task rows.
     """
+    if index is None or (index == "words" and not shape.search_words):
+        return False
     per_task = shape.tags or shape.error_group or shape.window or shape.after or shape.before
     others = per_task or shape.cursor or shape.stalled or shape.actor or shape.search_ids
     return bool(shape.search_phrases) and not others
