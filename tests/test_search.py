@@ -307,6 +307,21 @@ def test_marks_follow_case_and_unicode(client):
 # -- rows the database keeps ----------------------------------------------------------------
 
 
+def test_a_task_with_a_word_longer_than_any_search_is_written_and_found(
+    scratch_app, scratch_engine
+):
+    """A B-tree key holds about 2,700 bytes: PostgreSQL's words tables leave out words no
+    search can name (over 200 characters), and the task's row is written all the same."""
+    task = make_task("training", "failed", NOW - timedelta(hours=1), rng=random.Random(4))
+    rng = random.Random(5)
+    blob = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(8000))
+    task["error_msg"] = f"payload {blob} rejected"
+    insert_tasks(scratch_engine, [task])
+    client = scratch_app.test_client()
+    assert listed_ids(client, [("q", "payload rejected")]) == [str(task["id"])]
+    assert counted(client, "rejected")["failed"] == {"value": 1, "relation": "eq"}
+
+
 def counted(client, q: str) -> dict[str, Any]:
     """The capped counts by status of a search: on SQLite and PostgreSQL, from its index."""
     return client.get("/tasks/counts", query_string={"q": q}).get_json()["status"]

@@ -39,10 +39,12 @@ TABLES = (
     "evaluation_task",
     "synthesis_task",
 )
-# search_text is ` w1 w2 , w3 , … `: words between spaces, fields between commas.
-WORDS_OF = (
-    "SELECT DISTINCT word FROM regexp_split_to_table({text}, '[ ,]+') AS word WHERE word <> ''"
-)
+# search_text is ` w1 w2 , w3 , … `: words between spaces, fields between commas. A word
+# longer than `q` can be (200 characters) is never searched whole, and a B-tree key of more
+# than about 2,700 bytes would refuse the task's row: such words are left out.
+SPLIT = "regexp_split_to_table({text}, '[ ,]+') AS word"
+KEPT = "word <> '' AND length(word) <= 200"
+WORDS_OF = f"SELECT DISTINCT word FROM {SPLIT} WHERE {KEPT}"
 
 
 def keep_words_function(table: str) -> str:
@@ -82,7 +84,7 @@ def words_statements(table: str) -> list[str]:
         f"CREATE TRIGGER {words}_update AFTER UPDATE ON {table} "
         f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION {words}_keep()",
         f"INSERT INTO {words} (word, status, id) SELECT DISTINCT word, status, id "
-        f"FROM {table}, regexp_split_to_table(search_text, '[ ,]+') AS word WHERE word <> ''",
+        f"FROM {table}, {SPLIT.format(text='search_text')} WHERE {KEPT}",
         f"ANALYZE {words}",
     ]
 
