@@ -130,7 +130,7 @@ def tag_schema(_field: Field) -> JsonSchema:
 
 def search_schema(_field: Field) -> JsonSchema:
     """The search box's text: what `parse_search` accepts, as a pattern that Python and
-    JSON Schema's dialect (ECMA-262) read alike."""
+    JSON Schema's dialect (ECMA-262 with the `u` flag) read alike."""
     return {
         "type": "string",
         "minLength": 1,

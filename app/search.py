@@ -41,8 +41,9 @@ def valid_search_pattern() -> str:
 
     Quotes come in pairs, a "-" follows a character of a term (not a space, a quote or the
     start), no operator or control character appears, and a letter or digit does: outside
-    quotes, or inside a pair of them. Python and JSON Schema's dialect (ECMA-262) read it
-    alike because it names every character itself: `\\w` and `\\s` mean other characters in
+    quotes, or inside a pair of them. Python and JSON Schema's dialect (ECMA-262, compiled
+    with the `u` flag as validators such as ajv do: the class holds characters past U+FFFF)
+    read it alike because it names every character itself: `\\w` and `\\s` mean other characters in
     each, and tools that read `\\p{L}` in Python put a few scripts' letters in its place.
     """
     operators = re.sub(r"[\\\]^-]", r"\\\g<0>", OPERATORS)  # only what a class must escape

@@ -253,13 +253,18 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
 
 def grouped_by_status(executor: Executor, task_filter: TaskFilter, now: datetime) -> bool:
     """Whether a search's chips are one statement grouped by status: where its index hands
-    over every match before a row is read (`search_gathers_matches`), unless the words are
-    counted in an index alone (`counted_from_index`), one capped count per chip."""
+    over every match before a row is read (`search_gathers_matches`; on MariaDB only when
+    FULLTEXT holds a word of the search, 3 to 84 characters, and not beside `stalled`),
+    unless the words are counted in an index alone (`counted_from_index`), one capped count
+    per chip. Elsewhere a capped count stops at 10,001 where a grouped one reads all."""
     if task_filter.search is None or not task_filter.search.phrases:
         return False
     engine = engine_shape(dialect_name(executor))
     shape, _values = shape_of(task_filter.first_page, now)
-    return engine.search_gathers_matches and not counted_from_index(shape, engine.search_index)
+    gathered = engine.search_gathers_matches == "always" or (
+        engine.search_gathers_matches == "fulltext" and shape.search_indexed
+    )
+    return gathered and not counted_from_index(shape, engine.search_index)
 
 
 def capped_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:

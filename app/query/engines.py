@@ -19,6 +19,9 @@ PageShape = Literal["merge", "limited", "keys"]
 HistogramShape = Literal["ranges", "grouped"]
 # The index that counts a search's words without the task tables, where there is one.
 SearchIndex = Literal["fts5", "words"] | None
+# When a search's index hands over every match before a row is read: for every search
+# (PostgreSQL's trigram bitmap), or for one with a word FULLTEXT holds (MariaDB).
+GatheredBy = Literal["always", "fulltext"] | None
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class EngineShape:
     count_in_one_statement: bool
     histogram: HistogramShape = "grouped"
     search_index: SearchIndex = None
-    search_gathers_matches: bool = False
+    search_gathers_matches: GatheredBy = None
 
 
 def engine_shape(dialect_name: str | None) -> EngineShape:
@@ -81,12 +84,14 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
             page="merge", count_in_one_statement=True, histogram="ranges", search_index="fts5"
         )
     if dialect_name in {"mysql", "mariadb"}:
-        return EngineShape(page="keys", count_in_one_statement=False, search_gathers_matches=True)
+        return EngineShape(
+            page="keys", count_in_one_statement=False, search_gathers_matches="fulltext"
+        )
     return EngineShape(
         page="limited",
         count_in_one_statement=True,
         search_index="words",
-        search_gathers_matches=True,
+        search_gathers_matches="always",
     )
 
 

@@ -11,7 +11,8 @@ syntax.
 On SQLite the index also holds each task's status (revision 0010), and a search is looked up
 before the tables are read (`look_up_reach`): whether each table has a match at all. A table
 without one is not read; a count of words, statuses and types alone is read from the index
-alone (`index_count_members`).
+alone (`index_count_members`). PostgreSQL keeps a table of each task's words beside its
+status (revision 0011), from which such a count of single words is read alone too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 # MariaDB's FULLTEXT holds words of innodb_ft_min_token_size (3 by default) to
 # innodb_ft_max_token_size characters; shorter or longer words are checked by LIKE alone.
 FULLTEXT_WORD_LENGTHS = range(3, 85)
+# PostgreSQL's words tables (revision 0011) hold words of at most 200 characters; a longer
+# one (lower case can lengthen a word: "İ" is two characters) is counted from the tables.
+WORDS_TABLE_LENGTHS = range(1, 201)
 TEXT = sa.String()
 
 
@@ -155,9 +159,12 @@ def fts_words(search: Search) -> str:
 
 
 def single_words(search: Search) -> tuple[str, ...]:
-    """The search's words when each phrase is one word, else none: a task holds a phrase of
-    several words only if they follow each other, which only its text can tell."""
+    """The search's words when each phrase is one word that PostgreSQL's words tables hold,
+    else none: a task holds a phrase of several words only if they follow each other, which
+    only its text can tell."""
     if not search.phrases or any(len(phrase) > 1 for phrase in search.phrases):
+        return ()
+    if any(len(phrase[0]) not in WORDS_TABLE_LENGTHS for phrase in search.phrases):
         return ()
     return tuple(sorted(phrase[0] for phrase in search.phrases))
 

@@ -9,8 +9,9 @@ PostgreSQL the same: each task's distinct words beside its status, in a B-tree t
 reads alone (an index-only scan).
 
 - PostgreSQL: `<table>_words (word, status, id)`, its primary key in that order, kept by
-  triggers on the task table: an insert adds the task's words, a delete removes them, and an
-  update that changes the words or the status replaces them. Tasks written by any module in
+  triggers on the task table: an insert adds the task's words, a delete removes them, an
+  update that changes the words, the status or the id replaces them, and a TRUNCATE empties
+  the words table too. Tasks written by any module in
   plain SQL are therefore counted, under their status of the moment. The words are those of
   the generated column `search_text`, split where it puts spaces and commas.
 - SQLite and MariaDB: unchanged.
@@ -39,9 +40,10 @@ TABLES = (
     "evaluation_task",
     "synthesis_task",
 )
-# search_text is ` w1 w2 , w3 , … `: words between spaces, fields between commas. A word
-# longer than `q` can be (200 characters) is never searched whole, and a B-tree key of more
-# than about 2,700 bytes would refuse the task's row: such words are left out.
+# search_text is ` w1 w2 , w3 , … `: words between spaces, fields between commas. A B-tree
+# key of more than about 2,700 bytes would refuse the task's row, so words over 200
+# characters are left out; a search with such a word is counted from the task tables
+# (WORDS_TABLE_LENGTHS in app/query/search.py).
 SPLIT = "regexp_split_to_table({text}, '[ ,]+') AS word"
 KEPT = "word <> '' AND length(word) <= 200"
 WORDS_OF = f"SELECT DISTINCT word FROM {SPLIT} WHERE {KEPT}"
@@ -72,7 +74,10 @@ $$"""
 def words_statements(table: str) -> list[str]:
     """The words table, its triggers, and the words of the tasks already there."""
     words = f"{table}_words"
-    changed = "OLD.status IS DISTINCT FROM NEW.status OR OLD.search_text <> NEW.search_text"
+    changed = (
+        "OLD.status IS DISTINCT FROM NEW.status OR OLD.search_text <> NEW.search_text "
+        "OR OLD.id <> NEW.id"
+    )
     return [
         f"CREATE TABLE {words} (word TEXT NOT NULL, status VARCHAR(16) NOT NULL, "
         f"id UUID NOT NULL, CONSTRAINT pk_{words} PRIMARY KEY (word, status, id))",
@@ -83,6 +88,10 @@ def words_statements(table: str) -> list[str]:
         f"FOR EACH ROW EXECUTE FUNCTION {words}_keep()",
         f"CREATE TRIGGER {words}_update AFTER UPDATE ON {table} "
         f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION {words}_keep()",
+        f"CREATE FUNCTION {words}_clear() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN TRUNCATE {words}; RETURN NULL; END $$",
+        f"CREATE TRIGGER {words}_truncate AFTER TRUNCATE ON {table} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {words}_clear()",
         f"INSERT INTO {words} (word, status, id) SELECT DISTINCT word, status, id "
         f"FROM {table}, {SPLIT.format(text='search_text')} WHERE {KEPT}",
         f"ANALYZE {words}",
@@ -111,9 +120,10 @@ def drop_unmodelled(connection: sa.Connection) -> None:
     for table in TABLES:
         words = f"{table}_words"
         if table in present:
-            for suffix in ("insert", "delete", "update"):
+            for suffix in ("insert", "delete", "update", "truncate"):
                 connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {words}_{suffix} ON {table}")
         connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {words}_keep()")
+        connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {words}_clear()")
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {words}")
 
 
