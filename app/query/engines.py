@@ -73,11 +73,12 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
     nothing at no cost. PostgreSQL ("words") counts single words, statuses and types in its
     words tables alone (revision 0011), an index-only scan. Otherwise their indexes hand
     over every match of a search before a row is read (`search_gathers_matches`: a bitmap
-    of the trigram index, FULLTEXT's list), however few rows a count wants; so a search's
-    chips are counted in one statement grouped by status, each table's matches gathered
-    once, not once for each of the eleven counts.
+    of the trigram index always, FULLTEXT's list when it holds a word of the search),
+    however few rows a count wants; so a search's chips are counted in one statement
+    grouped by status, each table's matches gathered once, not once for each of the eleven
+    counts (the statements each engine sends are counted in tests/test_search.py).
 
-    tests/test_query_plans.py shows each of these reasons in the engines' own plans.
+    tests/test_query_plans.py shows the other reasons in the engines' own plans.
     """
     if dialect_name == "sqlite":
         return EngineShape(
