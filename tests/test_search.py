@@ -105,6 +105,14 @@ def test_capped_counts_of_a_search_follow_it(client, tasks, q, statuses):
     assert client.get("/tasks", query_string=exact).get_json()["total"] == body["total"]
 
 
+def counts_statements(app, args: dict[str, str]) -> list[str]:
+    """The SQL statements `/tasks/counts` sends for `args`."""
+    with statements_run(app) as sent:
+        response = app.test_client().get("/tasks/counts", query_string=args)
+    assert response.status_code == 200
+    return sent
+
+
 @pytest.mark.parametrize("window", [None, "720"], ids=["all time", "30 days"])
 def test_a_search_s_chips_are_counted_in_its_index_or_gathered_once(app, engine_kind, window):
     """The chips of words alone are capped counts of the search index alone on SQLite
@@ -113,9 +121,7 @@ def test_a_search_s_chips_are_counted_in_its_index_or_gathered_once(app, engine_
     status, besides the stalled count (a statement a member on MariaDB); SQLite counts each
     chip, a range of its (status, created_at) index."""
     args = {"q": "llama", **({"within_hours": window} if window else {})}
-    with statements_run(app) as sent:
-        response = app.test_client().get("/tasks/counts", query_string=args)
-    assert response.status_code == 200
+    sent = counts_statements(app, args)
     searched = [statement for statement in sent if "llama" in statement]
     grouped = [statement for statement in searched if "GROUP BY" in statement]
     index = {"sqlite": "_search", "postgresql": "_words", "mariadb": None}[engine_kind]
@@ -138,9 +144,7 @@ def test_a_search_s_chips_are_counted_chip_by_chip_where_no_index_gathers_it(app
     count stops at 10,001 and a grouped one would not: MariaDB counts `q=ai` chip by chip,
     where PostgreSQL's trigram index gathers its matches (a week's: not from the words)."""
     args = {"q": "ai", "within_hours": "168"}
-    with statements_run(app) as sent:
-        response = app.test_client().get("/tasks/counts", query_string=args)
-    assert response.status_code == 200
+    sent = counts_statements(app, args)
     grouped = [statement for statement in sent if "GROUP BY" in statement]
     assert len(grouped) == (1 if engine_kind == "postgresql" else 0)
 
@@ -149,9 +153,7 @@ def test_a_search_s_exact_counts_are_grouped_where_its_matches_are_gathered(app,
     """`count=exact` of a search: one grouped statement on PostgreSQL and MariaDB; on SQLite
     one count per status and table, each a range of its (status, created_at) index."""
     args = {"q": "llama", "within_hours": "720", "count": "exact"}
-    with statements_run(app) as sent:
-        response = app.test_client().get("/tasks/counts", query_string=args)
-    assert response.status_code == 200
+    sent = counts_statements(app, args)
     grouped = [statement for statement in sent if "llama" in statement and "GROUP BY" in statement]
     assert len(grouped) == (0 if engine_kind == "sqlite" else 1)
 

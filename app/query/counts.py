@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, sql_constant
-from app.query.engines import Executor, SearchIndex, dialect_name, engine_shape
+from app.query.engines import EngineShape, Executor, SearchIndex, dialect_name, engine_shape
 from app.query.lookups import looked_up_first
 from app.query.rows import list_columns
 from app.query.search import counted_from_index, index_count_members
@@ -244,23 +244,22 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
     the filter asks for exact counts. The stalled count reads a range of each table's
     (status, updated_at) index (see `stalled_condition`).
     """
+    shape, values = shape_of(task_filter.first_page, now)
     if task_filter.exact_count:
-        return facets_from_matrix(executor, task_filter, now, exact=True)
-    if grouped_by_status(executor, task_filter, now):
-        return facets_from_matrix(executor, task_filter, now, exact=False)
+        return facets_from_matrix(executor, task_filter, now, shape, values, exact=True)
+    if grouped_by_status(engine_shape(dialect_name(executor)), shape):
+        return facets_from_matrix(executor, task_filter, now, shape, values, exact=False)
     return capped_facets(executor, task_filter, now)
 
 
-def grouped_by_status(executor: Executor, task_filter: TaskFilter, now: datetime) -> bool:
+def grouped_by_status(engine: EngineShape, shape: Shape) -> bool:
     """Whether a search's chips are one statement grouped by status: where its index hands
     over every match before a row is read (`search_gathers_matches`; on MariaDB only when
     FULLTEXT holds a word of the search, 3 to 84 characters, and not beside `stalled`),
     unless the words are counted in an index alone (`counted_from_index`), one capped count
     per chip. Elsewhere a capped count stops at 10,001 where a grouped one reads all."""
-    if task_filter.search is None or not task_filter.search.phrases:
+    if not shape.search_phrases:
         return False
-    engine = engine_shape(dialect_name(executor))
-    shape, _values = shape_of(task_filter.first_page, now)
     gathered = engine.search_gathers_matches == "always" or (
         engine.search_gathers_matches == "fulltext" and shape.search_indexed
     )
@@ -295,12 +294,17 @@ def sum_of(parts: list[Total]) -> Total:
 
 
 def facets_from_matrix(
-    executor: Executor, task_filter: TaskFilter, now: datetime, exact: bool
+    executor: Executor,
+    task_filter: TaskFilter,
+    now: datetime,
+    shape: Shape,
+    values: dict[str, Any],
+    exact: bool,
 ) -> Facets:
-    """Every count from one statement of exact counts per (type, status); capped after the
-    fact unless `exact`, so that the chips follow the one rule whichever way they were read.
+    """Every count from one statement of exact counts per (type, status) of the filter's
+    `shape`; capped after the fact unless `exact`, so that the chips follow the one rule
+    whichever way they were read.
     """
-    shape, values = shape_of(task_filter.first_page, now)
     matrix = count_by_type_and_status(executor, shape, values)
     types = task_filter.task_types or TASK_TYPES
     statuses = task_filter.statuses or STATUSES

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 # MariaDB's FULLTEXT holds words of innodb_ft_min_token_size (3 by default) to
 # innodb_ft_max_token_size characters; shorter or longer words are checked by LIKE alone.
 FULLTEXT_WORD_LENGTHS = range(3, 85)
-# PostgreSQL's words tables (revision 0011) hold words of at most 200 characters; a longer
-# one (lower case can lengthen a word: "İ" is two characters) is counted from the tables.
+# PostgreSQL's words tables (revision 0011) hold words of at most 200 characters, as many as
+# `q` holds; a longer word, should the two limits ever part, is counted from the tables.
 WORDS_TABLE_LENGTHS = range(1, 201)
 TEXT = sa.String()
 
