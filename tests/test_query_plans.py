@@ -1039,6 +1039,54 @@ def test_postgresql_counts_a_search_of_words_in_its_words_tables_alone(seeded, q
         assert {node["Node Type"] for node in scans} == {"Index Only Scan"}, plan
 
 
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+@pytest.mark.parametrize("q", ["llama", "llama mmlu", '"support tickets"'])
+@pytest.mark.parametrize("statuses", [(), ("failed",)])
+def test_mariadb_counts_a_search_in_its_words_tables_alone(seeded, q, statuses):
+    """Words, and a phrase of two words as one pair of neighbours, with types and statuses
+    are all in MariaDB's words tables (revision 0012): each count reads a range of their
+    keys, and no task table."""
+    task_filter = looked_up(seeded, TaskFilter(search=parse_search(q), statuses=statuses))
+    shape, values = shape_of(task_filter, NOW)
+    task_tables = {model.__tablename__ for model in MODEL_FOR_TYPE.values()}
+    read = []
+    for template in capped_count_templates(shape, False, index="words"):
+        read += mariadb_tables(seeded, template_sql(seeded, template, values | {"cap": 10_001}))
+    assert read
+    assert not {table["table_name"] for table in read} & task_tables, read
+    assert {table["key"] for table in read} == {"PRIMARY"}
+
+
+@pytest.mark.parametrize("seeded", ["mariadb"], indirect=True)
+def test_mariadb_walks_created_at_testing_each_row_or_gathers_few_matches(seeded):
+    """A table where many tasks hold the words is walked in created_at order, each row one
+    step into the words table's key; one where few do hands them over from a range of that
+    key (here the planner then walks created_at too, looking each row up among them). Both
+    give the same page."""
+    unlooked = TaskFilter(search=parse_search("llama"))
+    task_filter = looked_up(seeded, unlooked)
+    reach = task_filter.search_reach
+    assert reach.probed and "training" in reach.gathered
+    walked = replace(unlooked, search_reach=replace(reach, gathered=()))
+    with seeded.connect() as connection:
+        assert fetch_page(connection, walked, NOW) == fetch_page(connection, task_filter, NOW)
+
+    def training_reads(page_filter: TaskFilter) -> list[tuple[str, str, str | None]]:
+        shape, values = page_shape_of(page_filter, NOW)
+        sql = template_sql(seeded, keys_template(shape), values | page_values(page_filter))
+        return [
+            (table["table_name"], table["access_type"], table.get("key"))
+            for table in mariadb_tables(seeded, sql)
+            if table["table_name"].startswith("training")
+        ]
+
+    assert training_reads(walked) == [
+        ("training_task", "index", "ix_training_task_created"),
+        ("training_task_words", "eq_ref", "PRIMARY"),
+    ]
+    assert ("training_task_words", "ref", "PRIMARY") in training_reads(task_filter)
+
+
 def sqlite_steps(engine: sa.Engine, task_filter: TaskFilter) -> tuple[int, list[Any]]:
     """The page's rows, and how many hundreds of virtual machine steps SQLite took for them."""
     steps = 0

@@ -24,8 +24,9 @@ from oracle import NOW, expected, facets, insert_tasks, make_task
 from werkzeug.datastructures import MultiDict
 
 from app.filters import TaskFilter, parse_filter
-from app.models import MODEL_FOR_TYPE, TrainingTask
+from app.models import TrainingTask
 from app.openapi import search_schema
+from app.query import search as query_search
 from app.search import SearchError, parse_search, valid_search_pattern
 
 WORD_SEARCHES = [
@@ -77,8 +78,8 @@ def test_a_search_combines_with_the_other_filters(client, tasks, q):
 
 @pytest.mark.parametrize("q", ["llama", "nightly", '"support tickets"'])
 def test_a_search_among_stalled_tasks_finds_what_the_oracle_finds(client, tasks, q):
-    """MariaDB reads stalled tasks from their index and tests each one's words, without
-    FULLTEXT: the same tasks either way."""
+    """Stalled tasks are read from their (status, updated_at) index and each one's words
+    tested: the same tasks as the oracle's."""
     wanted = expected(tasks, search_filter(q, stalled=True))
     assert wanted, "the known tasks hold stalled matches"
     assert listed_ids(client, [("q", q), ("stalled", "true")]) == wanted
@@ -105,6 +106,23 @@ def test_capped_counts_of_a_search_follow_it(client, tasks, q, statuses):
     assert client.get("/tasks", query_string=exact).get_json()["total"] == body["total"]
 
 
+@pytest.mark.parametrize("gather_below", [1, 10**9], ids=["walked", "gathered"])
+@pytest.mark.parametrize("q", ["llama", "llama mmlu", '"support tickets"', "cuda memory", "ai"])
+def test_a_search_walked_or_gathered_finds_what_the_oracle_finds(
+    client, tasks, monkeypatch, gather_below, q
+):
+    """MariaDB walks the tables where many tasks hold the words, testing each row in its
+    words tables, and gathers the few matches of the others (`look_up_words_reach`): both
+    ways list and count what the oracle finds, with a window and with statuses too."""
+    monkeypatch.setattr(query_search, "GATHER_BELOW", gather_below)
+    assert listed_ids(client, [("q", q)]) == expected(tasks, search_filter(q))
+    args = [("q", q), ("within_hours", "720"), ("status", "failed"), ("status", "running")]
+    body = client.get("/tasks/counts", query_string=args).get_json()
+    window = search_filter(q, within_hours=720, statuses=("failed", "running"))
+    assert body == facets(tasks, window)
+    assert listed_ids(client, args) == expected(tasks, window)
+
+
 def counts_statements(app, args: dict[str, str]) -> list[str]:
     """The SQL statements `/tasks/counts` sends for `args`."""
     with statements_run(app) as sent:
@@ -115,34 +133,34 @@ def counts_statements(app, args: dict[str, str]) -> list[str]:
 
 @pytest.mark.parametrize("window", [None, "720"], ids=["all time", "30 days"])
 def test_a_search_s_chips_are_counted_in_its_index_or_gathered_once(app, engine_kind, window):
-    """The chips of words alone are capped counts of the search index alone on SQLite
-    (FTS5) and PostgreSQL (the words tables). Otherwise PostgreSQL's and MariaDB's indexes
-    hand over every match before a row is read, and the chips are one statement grouped by
-    status, besides the stalled count (a statement a member on MariaDB); SQLite counts each
-    chip, a range of its (status, created_at) index."""
+    """The chips of words alone are capped counts of the search index alone: FTS5 on SQLite,
+    the words tables on PostgreSQL and MariaDB. Otherwise PostgreSQL's trigram index hands
+    over every match before a row is read, and the chips are one statement grouped by
+    status, besides the stalled count; SQLite counts each chip, a range of its (status,
+    created_at) index, and MariaDB each chip, a walk whose rows are tested in its words
+    tables, as capped counts stop at 10,001 where a grouped one reads all."""
     args = {"q": "llama", **({"within_hours": window} if window else {})}
     sent = counts_statements(app, args)
     searched = [statement for statement in sent if "llama" in statement]
     grouped = [statement for statement in searched if "GROUP BY" in statement]
-    index = {"sqlite": "_search", "postgresql": "_words", "mariadb": None}[engine_kind]
-    if index and window is None:
+    index = {"sqlite": "_search", "postgresql": "_words", "mariadb": "_words"}[engine_kind]
+    if window is None:
         assert not grouped and len(searched) >= 10
         # The stalled count reads the tasks running and unheard from, by updated_at.
         chips = [statement for statement in searched if "updated_at" not in statement]
         assert len(chips) >= 10
         assert all(index in statement for statement in chips)
         assert not any(" FROM training_task " in f"{statement} " for statement in chips)
-    elif engine_kind == "sqlite":
-        assert not grouped and len(searched) >= 10
+    elif engine_kind == "postgresql":
+        assert len(grouped) == 1 and len(searched) == 2
     else:
-        stalled = len(MODEL_FOR_TYPE) if engine_kind == "mariadb" else 1
-        assert len(grouped) == 1 and len(searched) == 1 + stalled
+        assert not grouped and len(searched) >= 10
 
 
 def test_a_search_s_chips_are_counted_chip_by_chip_where_no_index_gathers_it(app, engine_kind):
-    """A word shorter than MariaDB's FULLTEXT holds is tested row by row, which a capped
-    count stops at 10,001 and a grouped one would not: MariaDB counts `q=ai` chip by chip,
-    where PostgreSQL's trigram index gathers its matches (a week's: not from the words)."""
+    """A week's `q=ai` is tested row by row on MariaDB (in its words tables) and SQLite,
+    which a capped count stops at 10,001 and a grouped one would not: they count chip by
+    chip, where PostgreSQL's trigram index gathers the matches."""
     args = {"q": "ai", "within_hours": "168"}
     sent = counts_statements(app, args)
     grouped = [statement for statement in sent if "GROUP BY" in statement]
@@ -150,12 +168,13 @@ def test_a_search_s_chips_are_counted_chip_by_chip_where_no_index_gathers_it(app
 
 
 def test_a_search_s_exact_counts_are_grouped_where_its_matches_are_gathered(app, engine_kind):
-    """`count=exact` of a search: one grouped statement on PostgreSQL and MariaDB; on SQLite
-    one count per status and table, each a range of its (status, created_at) index."""
+    """`count=exact` of a search: one grouped statement on PostgreSQL; on SQLite and
+    MariaDB one count per status and table, each a range of its (status, created_at)
+    index."""
     args = {"q": "llama", "within_hours": "720", "count": "exact"}
     sent = counts_statements(app, args)
     grouped = [statement for statement in sent if "llama" in statement and "GROUP BY" in statement]
-    assert len(grouped) == (0 if engine_kind == "sqlite" else 1)
+    assert len(grouped) == (1 if engine_kind == "postgresql" else 0)
 
 
 def test_a_search_that_matches_something_is_not_everything(client, tasks):
@@ -324,8 +343,9 @@ def test_marks_follow_case_and_unicode(client):
 def test_a_task_with_a_word_longer_than_any_search_is_written_and_found(
     scratch_app, scratch_engine
 ):
-    """A B-tree key holds about 2,700 bytes: PostgreSQL's words tables leave out words no
-    search can name (over 200 characters), and the task's row is written all the same."""
+    """A B-tree key holds a few thousand bytes: the words tables of PostgreSQL and MariaDB
+    leave out words no search can name (over 200 characters), and the task's row is written
+    all the same."""
     task = make_task("training", "failed", NOW - timedelta(hours=1), rng=random.Random(4))
     rng = random.Random(5)
     blob = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(8000))
@@ -334,6 +354,37 @@ def test_a_task_with_a_word_longer_than_any_search_is_written_and_found(
     client = scratch_app.test_client()
     assert listed_ids(client, [("q", "payload rejected")]) == [str(task["id"])]
     assert counted(client, "rejected")["failed"] == {"value": 1, "relation": "eq"}
+
+
+@pytest.mark.parametrize("gather_below", [1, 10**9], ids=["walked", "gathered"])
+def test_a_phrase_needs_its_words_side_by_side(
+    scratch_app, scratch_engine, monkeypatch, gather_below
+):
+    """Tasks that hold a phrase's words apart, or each pair of its neighbours but not all
+    in a row, are not its matches, however the words tables lead to them."""
+    monkeypatch.setattr(query_search, "GATHER_BELOW", gather_below)
+    rng = random.Random(8)
+    messages = [
+        "support restarted, tickets lost",
+        "support tickets lost",
+        "lost support, support tickets",
+    ]
+    tasks = [
+        make_task("training", "failed", NOW - timedelta(hours=hours), rng=rng)
+        for hours in (1, 2, 3)
+    ]
+    for task, message in zip(tasks, messages, strict=True):
+        task["error_msg"] = message
+    insert_tasks(scratch_engine, tasks)
+    client = scratch_app.test_client()
+    for q, found in [
+        ('"support tickets"', tasks[1:]),
+        ('"support tickets lost"', tasks[1:2]),
+        ('"lost support tickets"', []),
+        ("support tickets", tasks),
+    ]:
+        assert listed_ids(client, [("q", q)]) == [str(task["id"]) for task in found], q
+        assert counted(client, q)["failed"] == {"value": len(found), "relation": "eq"}, q
 
 
 # PostgreSQL's TRUNCATE skips row triggers; MariaDB refuses it on a table others refer to.
@@ -366,13 +417,13 @@ def test_a_task_whose_id_changes_or_whose_table_is_emptied_is_counted_as_it_is(
 
 
 def counted(client, q: str) -> dict[str, Any]:
-    """The capped counts by status of a search: on SQLite and PostgreSQL, from its index."""
+    """The capped counts by status of a search, from its index on every engine."""
     return client.get("/tasks/counts", query_string={"q": q}).get_json()["status"]
 
 
 def test_rows_written_in_plain_sql_are_found_changed_and_gone(scratch_app, scratch_engine):
-    """The database keeps each engine's index (SQLite's FTS5, PostgreSQL's words tables)
-    in step with rows a module inserts, changes and deletes in plain SQL."""
+    """The database keeps each engine's index (SQLite's FTS5, the words tables of PostgreSQL
+    and MariaDB) in step with rows a module inserts, changes and deletes in plain SQL."""
     task = make_task("training", "failed", NOW - timedelta(hours=1), rng=random.Random(3))
     insert_tasks(scratch_engine, [task])
     client = scratch_app.test_client()

@@ -96,7 +96,12 @@ def count_members(
             member
             for model in chosen_models(shape)
             for member in index_count_members(
-                model, shape.statuses, column, index, shape.search_words
+                model,
+                shape.statuses,
+                column,
+                index,
+                shape.search_words or shape.search_probed,
+                shape.search_unpaired,
             )
         ]
     return [
@@ -222,8 +227,8 @@ def count_by_type_and_status(
 ) -> dict[tuple[str, str], int]:
     """Zero-filled exact counts per (type, status), with neither of those filters applied.
 
-    A search on PostgreSQL or MariaDB is grouped by status, its matches gathered once a
-    table (see `search_facet_template`). SQLite reads each status's range of a time window
+    A search on PostgreSQL is grouped by status, its matches gathered once a table (see
+    `search_facet_template`). SQLite reads each status's range of a time window
     from the (status, created_at) index instead, which at a million tasks took 11 ms for a
     day's `"support tickets"` where the grouped statement, reading the day whole, took 82.
     """
@@ -254,16 +259,12 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
 
 def grouped_by_status(engine: EngineShape, shape: Shape) -> bool:
     """Whether a search's chips are one statement grouped by status: where its index hands
-    over every match before a row is read (`search_gathers_matches`; on MariaDB only when
-    FULLTEXT holds a word of the search, 3 to 84 characters, and not beside `stalled`),
-    unless the words are counted in an index alone (`counted_from_index`), one capped count
-    per chip. Elsewhere a capped count stops at 10,001 where a grouped one reads all."""
-    if not shape.search_phrases:
+    over every match before a row is read (`search_gathers_matches`), unless the words are
+    counted in an index alone (`counted_from_index`), one capped count per chip. Elsewhere
+    a capped count stops at 10,001 where a grouped one reads all."""
+    if not shape.search_phrases or not engine.search_gathers_matches:
         return False
-    gathered = engine.search_gathers_matches == "always" or (
-        engine.search_gathers_matches == "fulltext" and shape.search_indexed
-    )
-    return gathered and not counted_from_index(shape, engine.search_index)
+    return not counted_from_index(shape, engine.search_index)
 
 
 def capped_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:

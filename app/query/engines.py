@@ -19,9 +19,6 @@ PageShape = Literal["merge", "limited", "keys"]
 HistogramShape = Literal["ranges", "grouped"]
 # The index that counts a search's words without the task tables, where there is one.
 SearchIndex = Literal["fts5", "words"] | None
-# When a search's index hands over every match before a row is read: for every search
-# (PostgreSQL's trigram bitmap), or for one with a word FULLTEXT holds (MariaDB).
-GatheredBy = Literal["always", "fulltext"] | None
 
 
 @dataclass(frozen=True)
@@ -32,7 +29,8 @@ class EngineShape:
     count_in_one_statement: bool
     histogram: HistogramShape = "grouped"
     search_index: SearchIndex = None
-    search_gathers_matches: GatheredBy = None
+    search_gathers_matches: bool = False
+    search_probes_words: bool = False
 
 
 def engine_shape(dialect_name: str | None) -> EngineShape:
@@ -69,14 +67,17 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
     statuses and types is read from the index alone. SQLite runs a constant such as `0 = 1`
     once, before the walk, but a test holding a subquery (`EXISTS (… MATCH …)`) for each row
     it walks, even one that names no table of the query: a member of a table without a
-    match would walk all of it. PostgreSQL's and MariaDB's planners read an index that finds
-    nothing at no cost. PostgreSQL ("words") counts single words, statuses and types in its
-    words tables alone (revision 0011), an index-only scan. Otherwise their indexes hand
-    over every match of a search before a row is read (`search_gathers_matches`: a bitmap
-    of the trigram index always, FULLTEXT's list when it holds a word of the search),
-    however few rows a count wants; so a search's chips are counted in one statement
-    grouped by status, each table's matches gathered once, not once for each of the eleven
-    counts (the statements each engine sends are counted in tests/test_search.py).
+    match would walk all of it. PostgreSQL and MariaDB ("words") count single words,
+    statuses and types in their words tables alone (revisions 0011 and 0012), a range of
+    an index. Otherwise PostgreSQL's trigram index hands over every match of a search
+    before a row is read (`search_gathers_matches`), however few rows a count wants; so a
+    search's chips are counted in one statement grouped by status, each table's matches
+    gathered once, not once for each of the eleven counts (the statements each engine sends
+    are counted in tests/test_search.py). MariaDB (`search_probes_words`) looks up first
+    how many tasks of each table hold the words (see `look_up_words_reach`), then tests
+    each row a member walks in the words tables, or gathers a table's few matches: a walk
+    stops at a page or a cap where FULLTEXT gathered every match of a common word (two
+    seconds for `llama` at a million tasks).
 
     tests/test_query_plans.py shows the other reasons in the engines' own plans.
     """
@@ -86,13 +87,16 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
         )
     if dialect_name in {"mysql", "mariadb"}:
         return EngineShape(
-            page="keys", count_in_one_statement=False, search_gathers_matches="fulltext"
+            page="keys",
+            count_in_one_statement=False,
+            search_index="words",
+            search_probes_words=True,
         )
     return EngineShape(
         page="limited",
         count_in_one_statement=True,
         search_index="words",
-        search_gathers_matches="always",
+        search_gathers_matches=True,
     )
 
 

@@ -1,5 +1,5 @@
 """What a request looks up before it reads the tables: the tasks of an actor (`actor=`, see
-app/query/actors.py) and, on SQLite, where a search's words are (`q=`, see
+app/query/actors.py) and, on SQLite and MariaDB, where a search's words are (`q=`, see
 app/query/search.py). Both are done once per request: the filter carries them through
 every statement built from it. An export that runs for a while therefore reads what they
 found at its start: a task its actor acts on since, or one with the words in a table that
@@ -16,7 +16,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from app.filters import TaskFilter
 from app.query.actors import with_actor_tasks
 from app.query.engines import Executor, dialect_name, engine_shape
-from app.query.search import look_up_reach, search_reach
+from app.query.search import look_up_reach, look_up_words_reach, search_reach
 
 
 def with_search_reach(executor: Executor, task_filter: TaskFilter) -> TaskFilter:
@@ -24,9 +24,12 @@ def with_search_reach(executor: Executor, task_filter: TaskFilter) -> TaskFilter
     search = task_filter.search
     if search is None or not search.phrases or search_reach(task_filter) is not None:
         return task_filter
-    if engine_shape(dialect_name(executor)).search_index != "fts5":
-        return task_filter
-    return replace(task_filter, search_reach=look_up_reach(executor, search))
+    engine = engine_shape(dialect_name(executor))
+    if engine.search_index == "fts5":
+        return replace(task_filter, search_reach=look_up_reach(executor, search))
+    if engine.search_probes_words:
+        return replace(task_filter, search_reach=look_up_words_reach(executor, search))
+    return task_filter
 
 
 def with_lookups(executor: Executor, task_filter: TaskFilter) -> TaskFilter:

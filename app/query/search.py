@@ -2,17 +2,19 @@
 
 The words are kept by the database (migrations/versions/0005_search.py): an FTS5 table per
 task table on SQLite, a generated `search_text` column (` word word , word , … `) with a
-trigram GIN index on PostgreSQL and a FULLTEXT index on MariaDB. A statement is built once
-per shape (how many phrases and ids), and `WordsMatch` is written in each engine's words
-when the statement is compiled; the words travel as bound parameters, never as SQL, and
-they are letters and digits only (app/search.py), so no input reaches an engine's search
-syntax.
+trigram GIN index on PostgreSQL. A statement is built once per shape (how many phrases and
+ids), and `WordsMatch` is written in each engine's words when the statement is compiled;
+the words travel as bound parameters, never as SQL, and they are letters and digits only
+(app/search.py), so no input reaches an engine's search syntax.
 
 On SQLite the index also holds each task's status (revision 0010), and a search is looked up
 before the tables are read (`look_up_reach`): whether each table has a match at all. A table
 without one is not read; a count of words, statuses and types alone is read from the index
-alone (`index_count_members`). PostgreSQL keeps a table of each task's words beside its
-status (revision 0011), from which such a count of single words is read alone too.
+alone (`index_count_members`). PostgreSQL and MariaDB keep a table of each task's words
+beside its status (revisions 0011 and 0012), from which such a count of single words is read
+alone too. On MariaDB the words tables also find the rows: each row a member walks is
+tested with one step into the key per word (`probe_conditions`), and a table where the
+words are rare hands its few matches over instead (`look_up_words_reach`).
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ if TYPE_CHECKING:
     from app.filters import TaskFilter
     from app.query.shapes import Shape
 
-# MariaDB's FULLTEXT holds words of innodb_ft_min_token_size (3 by default) to
-# innodb_ft_max_token_size characters; shorter or longer words are checked by LIKE alone.
-FULLTEXT_WORD_LENGTHS = range(3, 85)
-# PostgreSQL's words tables (revision 0011) hold words of at most 200 characters, as many as
-# `q` holds; a longer word, should the two limits ever part, is counted from the tables.
+# The words tables (revisions 0011 and 0012) hold words of at most 200 characters, as many as
+# `q` holds; a longer word, should the two limits ever part, is not looked for in them.
 WORDS_TABLE_LENGTHS = range(1, 201)
+# On MariaDB, a table with fewer tasks than this holding a search's words hands them over to
+# be sorted (`look_up_words_reach`); with more, walking created_at finds a page sooner.
+GATHER_BELOW = 1_000
 TEXT = sa.String()
 
 
@@ -44,8 +46,8 @@ class WordsMatch(sa.sql.functions.FunctionElement[bool]):
     """Every phrase of a search is in the task's words.
 
     Arguments: the table's id column, the FTS5 query, its status part (see
-    `status_query`), MariaDB's FULLTEXT query (or NULL when no word is long enough for its
-    index) and one `LIKE` pattern per phrase.
+    `status_query`) and one `LIKE` pattern per phrase. MariaDB is given `probe_conditions`
+    instead once its words are looked up; without the lookup it reads the `LIKE`s.
     """
 
     # Not Boolean: SQLite would get `(…) = 1`, which hides the conditions from its planner.
@@ -83,26 +85,13 @@ def _likes(element: WordsMatch, compiler: Any, **kw: Any) -> list[str]:
     table = _table(element)
     return [
         f"{table}.search_text LIKE {compiler.process(pattern, **kw)}"
-        for pattern in element.clauses.clauses[4:]
+        for pattern in element.clauses.clauses[3:]
     ]
 
 
 @compiles(WordsMatch)
-def _words_match_postgresql(element: WordsMatch, compiler: Any, **kw: Any) -> str:
+def _words_match_others(element: WordsMatch, compiler: Any, **kw: Any) -> str:
     return "(" + " AND ".join(_likes(element, compiler, **kw)) + ")"
-
-
-@compiles(WordsMatch, "mysql")
-@compiles(WordsMatch, "mariadb")
-def _words_match_mariadb(element: WordsMatch, compiler: Any, **kw: Any) -> str:
-    conditions = _likes(element, compiler, **kw)
-    against = element.clauses.clauses[3]
-    if isinstance(against, sa.BindParameter):
-        query = compiler.process(against, **kw)
-        conditions.insert(
-            0, f"MATCH ({_table(element)}.search_text) AGAINST ({query} IN BOOLEAN MODE)"
-        )
-    return "(" + " AND ".join(conditions) + ")"
 
 
 class IndexMatch(sa.sql.functions.FunctionElement[bool]):
@@ -147,26 +136,46 @@ def narrowing_statuses(statuses: tuple[str, ...]) -> tuple[str, ...]:
     return ()
 
 
-def fulltext_words(search: Search) -> list[str]:
-    """The words MariaDB's FULLTEXT index holds, each required (`+word`)."""
-    return sorted(word for word in search.words if len(word) in FULLTEXT_WORD_LENGTHS)
-
-
 def fts_words(search: Search) -> str:
     """The FTS5 query of the search's phrases, in the text columns only (not the status)."""
     phrases = " AND ".join(f'"{" ".join(phrase)}"' for phrase in search.phrases)
     return f"- {{status}} : ({phrases})"
 
 
+def tabled_words(search: Search) -> tuple[str, ...]:
+    """Every word of the search, when the words tables hold each, else none."""
+    if any(len(word) not in WORDS_TABLE_LENGTHS for word in search.words):
+        return ()
+    return tuple(sorted(search.words))
+
+
+def search_terms(search: Search) -> tuple[str, ...]:
+    """What MariaDB's words tables are asked for (revision 0012): each phrase of one word,
+    and each pair of neighbouring words of a longer phrase (`w1 w2`), else none when one is
+    longer than the tables hold."""
+    terms = {
+        " ".join(phrase[index : index + 2])
+        for phrase in search.phrases
+        for index in range(max(len(phrase) - 1, 1))
+    }
+    if any(len(term) not in WORDS_TABLE_LENGTHS for term in terms):
+        return ()
+    return tuple(sorted(terms))
+
+
 def single_words(search: Search) -> tuple[str, ...]:
-    """The search's words when each phrase is one word that PostgreSQL's words tables hold,
-    else none: a task holds a phrase of several words only if they follow each other, which
-    only its text can tell."""
-    if not search.phrases or any(len(phrase) > 1 for phrase in search.phrases):
+    """The search's words when each phrase is one word that the words tables hold, else
+    none: a task holds a phrase of several words only if they follow each other, which
+    PostgreSQL's words tables cannot tell. The same as `search_terms` when not none."""
+    if any(len(phrase) > 1 for phrase in search.phrases):
         return ()
-    if any(len(phrase[0]) not in WORDS_TABLE_LENGTHS for phrase in search.phrases):
-        return ()
-    return tuple(sorted(phrase[0] for phrase in search.phrases))
+    return tabled_words(search)
+
+
+def unpaired_phrases(search: Search) -> tuple[int, ...]:
+    """The positions of the phrases of three words or more, which a task may hold each pair
+    of without holding them in a row: their text is tested besides."""
+    return tuple(index for index, phrase in enumerate(search.phrases) if len(phrase) > 2)
 
 
 def search_values(search: Search) -> dict[str, Any]:
@@ -174,9 +183,8 @@ def search_values(search: Search) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if search.phrases:
         values["search_match"] = fts_words(search)
-        values["search_against"] = " ".join(f"+{word}" for word in fulltext_words(search))
-    for index, word in enumerate(single_words(search)):
-        values[f"search_word_{index}"] = word
+    for index, term in enumerate(search_terms(search)):
+        values[f"search_word_{index}"] = term
     for index, phrase in enumerate(search.phrases):
         values[f"search_{index}"] = f"% {' '.join(phrase)} %"
     for index, ids in enumerate(search.ids):
@@ -205,13 +213,53 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         low = _search_value(f"id_low_{index}", model.id.type)
         high = _search_value(f"id_high_{index}", model.id.type)
         conditions.append(model.id.between(low, high))
-    if shape.search_phrases:
-        against = _search_value("search_against") if shape.search_indexed else sa.null()
+    if shape.search_phrases and shape.search_probed:
+        conditions += probe_conditions(model, shape)
+    elif shape.search_phrases:
         patterns = [_search_value(f"search_{index}") for index in range(shape.search_phrases)]
         words = _search_value("search_match")
         status = status_query(narrowing_statuses(shape.statuses))
-        conditions.append(WordsMatch(model.id, words, status, against, *patterns))
+        conditions.append(WordsMatch(model.id, words, status, *patterns))
     return conditions
+
+
+def words_table(model: TaskModel) -> sa.TableClause:
+    """A task table's table of words (revisions 0011 and 0012)."""
+    return sa.table(
+        f"{model.__tablename__}_words", sa.column("word"), sa.column("status"), sa.column("id")
+    )
+
+
+def probe_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bool]]:
+    """A member's search on MariaDB, in its words tables: each term (a word, or a pair of
+    neighbouring words of a phrase, see `search_terms`) is one step into the row's part of
+    the (word, status, id) key, and each phrase of three words or more is its `LIKE` besides.
+
+    A scalar subquery, which MariaDB runs for each row the member walks: as EXISTS or IN it
+    would turn it into a join that gathers every match of a common word and sorts them (a
+    third of a second for `llama` in one table where the walk takes a few milliseconds). A
+    table with few matches (`search_gathered`) gathers them instead, by IN, since the walk
+    would step over most of the table to find them.
+    """
+    words = words_table(model)
+    conditions: list[sa.ColumnElement[bool]] = []
+    if model.task_type in shape.search_gathered:
+        first = sa.select(words.c.id).where(words.c.word == _search_value("search_word_0"))
+        conditions.append(model.id.in_(first))
+    for index in range(shape.search_probed):
+        probe = sa.select(sql_constant(1)).where(
+            words.c.word == _search_value(f"search_word_{index}"),
+            words.c.status == model.status,
+            words.c.id == model.id,
+        )
+        conditions.append(probe.scalar_subquery().is_not(None))
+    return conditions + phrase_likes(model, shape.search_unpaired)
+
+
+def phrase_likes(model: TaskModel, unpaired: tuple[int, ...]) -> list[sa.ColumnElement[bool]]:
+    """The `LIKE` of each phrase given by its position in the search."""
+    text = sa.literal_column(f"{model.__tablename__}.search_text", TEXT)
+    return [text.like(_search_value(f"search_{index}")) for index in unpaired]
 
 
 # -- what SQLite learns of a search before it reads the tables -------------------------------
@@ -219,10 +267,12 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
 
 @dataclass(frozen=True)
 class SearchReach:
-    """The tables where no task has a search's words."""
+    """The tables where no task has a search's words, and on MariaDB those where few do."""
 
     text: str
     absent: tuple[str, ...]
+    gathered: tuple[str, ...] = ()
+    probed: bool = False
 
 
 def search_reach(task_filter: TaskFilter) -> SearchReach | None:
@@ -246,21 +296,46 @@ def look_up_reach(executor: Executor, search: Search) -> SearchReach:
     return SearchReach(search.text, tuple(absent))
 
 
+def look_up_words_reach(executor: Executor, search: Search) -> SearchReach | None:
+    """How many tasks of each table hold every term of a search in MariaDB's words tables
+    (and its phrases of three words or more, in their rows), counted up to GATHER_BELOW: none
+    (the table is not read), few (gathered), or many (walked, each row probed). None when
+    the words tables do not hold the words."""
+    terms = search_terms(search)
+    if not terms:
+        return None
+    values = search_values(search)
+    absent, gathered = [], []
+    for task_type, model in MODEL_FOR_TYPE.items():
+        member = words_count_member(
+            model, (), sql_constant(1), len(terms), unpaired_phrases(search)
+        )
+        limited = member.limit(sql_constant(GATHER_BELOW)).subquery("found")
+        found = executor.execute(sa.select(sa.func.count()).select_from(limited), values)
+        tasks = found.scalar_one()
+        if tasks == 0:
+            absent.append(task_type)
+        elif tasks < GATHER_BELOW:
+            gathered.append(task_type)
+    return SearchReach(search.text, tuple(absent), tuple(gathered), probed=True)
+
+
 def index_count_members(
     model: TaskModel,
     statuses: tuple[str, ...],
     column: sa.ColumnElement[Any],
     index: SearchIndex = "fts5",
     words: int = 0,
+    unpaired: tuple[int, ...] = (),
 ) -> list[sa.Select[Any]]:
     """`column` over the tasks of a table whose words match the search, read from the index
     alone: one member per status, or one for every status. In SQLite's FTS5 index (an OR of
     statuses steps through each status's every task), or in PostgreSQL's words table (its
-    `words` single words, see `words_count_member`).
+    `words` words, see `words_count_member`).
     """
     each = [(status,) for status in statuses] or [()]
     if index == "words":
-        return [words_count_member(model, part, column, words) for part in each]
+        return [words_count_member(model, part, column, words, unpaired) for part in each]
     table = sa.table(f"{model.__tablename__}_search", sa.column("rowid"))
     match = _search_value("search_match")
     return [
@@ -272,14 +347,18 @@ def index_count_members(
 
 
 def words_count_member(
-    model: TaskModel, statuses: tuple[str, ...], column: sa.ColumnElement[Any], words: int
+    model: TaskModel,
+    statuses: tuple[str, ...],
+    column: sa.ColumnElement[Any],
+    words: int,
+    unpaired: tuple[int, ...] = (),
 ) -> sa.Select[Any]:
     """`column` over a table's tasks that hold every word, of the one status given (or any),
-    from its words table (revision 0011): a range of the (word, status, id) key for the first
-    word, and a step into the key for each other word of each task found."""
-    table = sa.table(
-        f"{model.__tablename__}_words", sa.column("word"), sa.column("status"), sa.column("id")
-    )
+    from its words table: a range of the (word, status, id) key for the first word, and a
+    step into the key for each other word of each task found. On MariaDB the words are
+    `search_terms`, and phrases of three words or more (`unpaired`) are then tested on the
+    rows of those tasks alone."""
+    table = words_table(model)
     first = table.alias("word_0")
     conditions = [first.c.word == _search_value("search_word_0")]
     if statuses:
@@ -293,16 +372,22 @@ def words_count_member(
                 other.c.id == first.c.id,
             )
         )
-    return sa.select(column).select_from(first).where(*conditions)
+    member = sa.select(column).select_from(first)
+    if unpaired:
+        member = member.join(model, model.id == first.c.id)
+        conditions += phrase_likes(model, unpaired)
+    return member.where(*conditions)
 
 
 def counted_from_index(shape: Shape, index: SearchIndex) -> bool:
     """Whether a count of `shape` is the search index's alone: words with types and statuses
-    only, and in PostgreSQL's words tables single words only (see `single_words`).
+    only, and in PostgreSQL's words tables single words only (see `single_words`). MariaDB's
+    words tables also count phrases, of two words as a pair of neighbours, and of more led by
+    their pairs to the few rows whose text is tested (`search_probed`).
 
     Anything else (ids, tags, time, stalled, an actor, an error group) needs the task rows.
     """
-    if index is None or (index == "words" and not shape.search_words):
+    if index is None or (index == "words" and not (shape.search_words or shape.search_probed)):
         return False
     per_task = shape.tags or shape.error_group or shape.window or shape.after or shape.before
     others = per_task or shape.cursor or shape.stalled or shape.actor or shape.search_ids

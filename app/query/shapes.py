@@ -28,11 +28,12 @@ from app.models import (
 from app.query.actors import listed_ids
 from app.query.engines import ExistsPerRow, Greatest, RunningHeardBefore, SecondsBefore
 from app.query.search import (
-    fulltext_words,
     search_conditions,
     search_reach,
+    search_terms,
     search_values,
     single_words,
+    unpaired_phrases,
 )
 from app.stalled import last_heard
 
@@ -55,12 +56,13 @@ class Shape:
     say that the members carry those tests (see `actor_condition`, `stalled_condition`);
     `actor_listed` names the tables whose tasks the actor acted on are bound as a list,
     `actor_absent` those where it acted on none. `search_absent` names the tables where no
-    task has the search's words (see app/query/search.py). `search_indexed` says that
-    MariaDB's FULLTEXT index is asked for the words: not beside `stalled`, whose few tasks
-    (running, unheard from) are read from the (status, updated_at) index and tested one by
-    one faster than FULLTEXT gathers every match of a common word (590 ms for one table).
-    `search_words` counts the words of a search whose every phrase is one word (0 when
-    one is longer): those PostgreSQL's words tables can count (see `single_words`).
+    task has the search's words (see app/query/search.py). `search_words` counts the words
+    of a search whose every phrase is one word (0 when one is longer): those the words
+    tables can count (see `single_words`). On MariaDB, once its words are looked up,
+    `search_probed` counts the terms (words, and pairs of neighbouring words) each row is
+    tested for in the words tables, `search_gathered` names the tables whose few matches are
+    handed over instead of walked for, and `search_unpaired` the phrases of three words or
+    more, tested by `LIKE` besides (see `probe_conditions`).
     """
 
     task_types: tuple[str, ...]
@@ -78,10 +80,12 @@ class Shape:
     actor_absent: tuple[str, ...] = ()
     stalled: bool = False
     search_phrases: int = 0
-    search_indexed: bool = False
     search_ids: int = 0
     search_absent: tuple[str, ...] = ()
     search_words: int = 0
+    search_probed: int = 0
+    search_gathered: tuple[str, ...] = ()
+    search_unpaired: tuple[int, ...] = ()
 
 
 def created_bounds(
@@ -149,10 +153,12 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         actor_absent=tuple(t for t, ids in actor_listed.items() if not ids),
         stalled=task_filter.stalled,
         search_phrases=len(search.phrases) if search else 0,
-        search_indexed=bool(search and fulltext_words(search)) and not task_filter.stalled,
         search_ids=len(search.ids) if search else 0,
         search_absent=reach.absent if reach else (),
         search_words=len(single_words(search)) if search else 0,
+        search_probed=len(search_terms(search)) if search and reach and reach.probed else 0,
+        search_gathered=reach.gathered if reach else (),
+        search_unpaired=unpaired_phrases(search) if search and reach and reach.probed else (),
     )
     return shape, values
 
