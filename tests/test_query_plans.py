@@ -1023,11 +1023,12 @@ def test_sqlite_counts_a_search_by_status_in_its_index_alone(seeded, statuses):
 
 
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
-@pytest.mark.parametrize("q", ["llama", "llama mmlu"])
+@pytest.mark.parametrize("q", ["llama", "llama mmlu", '"support tickets"'])
 @pytest.mark.parametrize("statuses", [(), ("failed",), ("queued", "running")])
 def test_postgresql_counts_a_search_of_words_in_its_words_tables_alone(seeded, q, statuses):
-    """Single words, types and statuses are all in the words tables (revision 0011): each
-    count is an index-only scan of their (word, status, id) keys, no task table is read."""
+    """Words, phrases of two words (a pair of neighbours, revision 0013), types and statuses
+    are all in the words tables (revision 0011): each count is an index-only scan of their
+    (word, status, id) keys, no task table is read."""
     task_filter = TaskFilter(search=parse_search(q), statuses=statuses)
     shape, values = shape_of(task_filter, NOW)
     for template in capped_count_templates(shape, True, index="words"):

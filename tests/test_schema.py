@@ -236,8 +236,8 @@ def test_the_revision_counts_the_tasks_already_there_and_goes_away_on_downgrade(
     assert drift(empty_engine) == []
 
 
-# SQLite's status in its search index; PostgreSQL's words tables, then MariaDB's.
-SEARCH_INDEX_REVISIONS = ["0010", "0011", "0012"]
+# SQLite's status in its search index; PostgreSQL's words tables, MariaDB's, then pairs.
+SEARCH_INDEX_REVISIONS = ["0010", "0011", "0012", "0013"]
 
 
 def searched_by_status(scratch_app, q: str) -> dict[str, Any]:
@@ -247,12 +247,13 @@ def searched_by_status(scratch_app, q: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("revision", SEARCH_INDEX_REVISIONS)
-@pytest.mark.parametrize("q", ["llama", "traceback"])
+@pytest.mark.parametrize("q", ["llama", "traceback", '"support tickets"'])
 def test_a_search_index_revision_indexes_the_tasks_already_there_and_goes_away_on_downgrade(
     scratch_app, runner, empty_engine, revision, q
 ):
     """The index gains the words and status of every task present (SQLite's FTS5 index in
-    0010, PostgreSQL's words tables in 0011, MariaDB's in 0012), and the counts read from it
+    0010, PostgreSQL's words tables in 0011, MariaDB's in 0012, PostgreSQL's pairs of words
+    in 0013), and the counts read from it
     match the oracle; down again, the search before the revision counts the same."""
     invoke(runner, "init-db")
     before = script_directory().get_revision(revision).down_revision

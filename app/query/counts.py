@@ -100,7 +100,7 @@ def count_members(
                 shape.statuses,
                 column,
                 index,
-                shape.search_words or shape.search_probed,
+                shape.search_words,
                 shape.search_unpaired,
             )
         ]

@@ -67,11 +67,12 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
     statuses and types is read from the index alone. SQLite runs a constant such as `0 = 1`
     once, before the walk, but a test holding a subquery (`EXISTS (… MATCH …)`) for each row
     it walks, even one that names no table of the query: a member of a table without a
-    match would walk all of it. PostgreSQL and MariaDB ("words") count single words,
-    statuses and types in their words tables alone (revisions 0011 and 0012), a range of
-    an index. Otherwise PostgreSQL's trigram index hands over every match of a search
-    before a row is read (`search_gathers_matches`), however few rows a count wants; so a
-    search's chips are counted in one statement grouped by status, each table's matches
+    match would walk all of it. PostgreSQL and MariaDB ("words") count words, phrases,
+    statuses and types in their words tables (revisions 0011 to 0013), a range of an index
+    (and the rows of a phrase's candidates when it has three words or more). Otherwise
+    PostgreSQL's trigram index hands over every match of a search before a row is read
+    (`search_gathers_matches`), however few rows a count wants; so a search's chips are
+    counted in one statement grouped by status, each table's matches
     gathered once, not once for each of the eleven counts (the statements each engine sends
     are counted in tests/test_search.py). MariaDB (`search_probes_words`) looks up first
     how many tasks of each table hold the words (see `look_up_words_reach`), then tests

@@ -10,11 +10,12 @@ the words travel as bound parameters, never as SQL, and they are letters and dig
 On SQLite the index also holds each task's status (revision 0010), and a search is looked up
 before the tables are read (`look_up_reach`): whether each table has a match at all. A table
 without one is not read; a count of words, statuses and types alone is read from the index
-alone (`index_count_members`). PostgreSQL and MariaDB keep a table of each task's words
-beside its status (revisions 0011 and 0012), from which such a count of single words is read
-alone too. On MariaDB the words tables also find the rows: each row a member walks is
-tested with one step into the key per word (`probe_conditions`), and a table where the
-words are rare hands its few matches over instead (`look_up_words_reach`).
+alone (`index_count_members`). PostgreSQL and MariaDB keep a table of each task's words and
+pairs of neighbouring words beside its status (revisions 0011 to 0013), from which such a
+count is read too: alone for words and phrases of two words, and led to the few rows whose
+text is tested for a longer phrase. On MariaDB the words tables also find the rows: each
+row a member walks is tested with one step into the key per term (`probe_conditions`), and
+a table where the terms are rare hands its few matches over instead (`look_up_words_reach`).
 """
 
 from __future__ import annotations
@@ -142,17 +143,10 @@ def fts_words(search: Search) -> str:
     return f"- {{status}} : ({phrases})"
 
 
-def tabled_words(search: Search) -> tuple[str, ...]:
-    """Every word of the search, when the words tables hold each, else none."""
-    if any(len(word) not in WORDS_TABLE_LENGTHS for word in search.words):
-        return ()
-    return tuple(sorted(search.words))
-
-
 def search_terms(search: Search) -> tuple[str, ...]:
-    """What MariaDB's words tables are asked for (revision 0012): each phrase of one word,
-    and each pair of neighbouring words of a longer phrase (`w1 w2`), else none when one is
-    longer than the tables hold."""
+    """What the words tables are asked for (revisions 0011 to 0013): each phrase of one
+    word, and each pair of neighbouring words of a longer phrase (`w1 w2`), else none when
+    one is longer than the tables hold."""
     terms = {
         " ".join(phrase[index : index + 2])
         for phrase in search.phrases
@@ -161,15 +155,6 @@ def search_terms(search: Search) -> tuple[str, ...]:
     if any(len(term) not in WORDS_TABLE_LENGTHS for term in terms):
         return ()
     return tuple(sorted(terms))
-
-
-def single_words(search: Search) -> tuple[str, ...]:
-    """The search's words when each phrase is one word that the words tables hold, else
-    none: a task holds a phrase of several words only if they follow each other, which
-    PostgreSQL's words tables cannot tell. The same as `search_terms` when not none."""
-    if any(len(phrase) > 1 for phrase in search.phrases):
-        return ()
-    return tabled_words(search)
 
 
 def unpaired_phrases(search: Search) -> tuple[int, ...]:
@@ -213,7 +198,7 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         low = _search_value(f"id_low_{index}", model.id.type)
         high = _search_value(f"id_high_{index}", model.id.type)
         conditions.append(model.id.between(low, high))
-    if shape.search_phrases and shape.search_probed:
+    if shape.search_words and shape.search_probed:
         conditions += probe_conditions(model, shape)
     elif shape.search_phrases:
         patterns = [_search_value(f"search_{index}") for index in range(shape.search_phrases)]
@@ -246,7 +231,7 @@ def probe_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bo
     if model.task_type in shape.search_gathered:
         first = sa.select(words.c.id).where(words.c.word == _search_value("search_word_0"))
         conditions.append(model.id.in_(first))
-    for index in range(shape.search_probed):
+    for index in range(shape.search_words):
         probe = sa.select(sql_constant(1)).where(
             words.c.word == _search_value(f"search_word_{index}"),
             words.c.status == model.status,
@@ -353,11 +338,10 @@ def words_count_member(
     words: int,
     unpaired: tuple[int, ...] = (),
 ) -> sa.Select[Any]:
-    """`column` over a table's tasks that hold every word, of the one status given (or any),
-    from its words table: a range of the (word, status, id) key for the first word, and a
-    step into the key for each other word of each task found. On MariaDB the words are
-    `search_terms`, and phrases of three words or more (`unpaired`) are then tested on the
-    rows of those tasks alone."""
+    """`column` over a table's tasks that hold every term (`search_terms`), of the one status
+    given (or any), from its words table: a range of the (word, status, id) key for the
+    first term, and a step into the key for each other term of each task found. Phrases of
+    three words or more (`unpaired`) are then tested on the rows of those tasks alone."""
     table = words_table(model)
     first = table.alias("word_0")
     conditions = [first.c.word == _search_value("search_word_0")]
@@ -381,13 +365,12 @@ def words_count_member(
 
 def counted_from_index(shape: Shape, index: SearchIndex) -> bool:
     """Whether a count of `shape` is the search index's alone: words with types and statuses
-    only, and in PostgreSQL's words tables single words only (see `single_words`). MariaDB's
-    words tables also count phrases, of two words as a pair of neighbours, and of more led by
-    their pairs to the few rows whose text is tested (`search_probed`).
+    only. The words tables count phrases of two words as one pair of neighbours, and lead
+    those of more by their pairs to the few rows whose text is tested (`search_unpaired`).
 
     Anything else (ids, tags, time, stalled, an actor, an error group) needs the task rows.
     """
-    if index is None or (index == "words" and not (shape.search_words or shape.search_probed)):
+    if index is None or (index == "words" and not shape.search_words):
         return False
     per_task = shape.tags or shape.error_group or shape.window or shape.after or shape.before
     others = per_task or shape.cursor or shape.stalled or shape.actor or shape.search_ids

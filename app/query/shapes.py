@@ -32,7 +32,6 @@ from app.query.search import (
     search_reach,
     search_terms,
     search_values,
-    single_words,
     unpaired_phrases,
 )
 from app.stalled import last_heard
@@ -56,13 +55,12 @@ class Shape:
     say that the members carry those tests (see `actor_condition`, `stalled_condition`);
     `actor_listed` names the tables whose tasks the actor acted on are bound as a list,
     `actor_absent` those where it acted on none. `search_absent` names the tables where no
-    task has the search's words (see app/query/search.py). `search_words` counts the words
-    of a search whose every phrase is one word (0 when one is longer): those the words
-    tables can count (see `single_words`). On MariaDB, once its words are looked up,
-    `search_probed` counts the terms (words, and pairs of neighbouring words) each row is
-    tested for in the words tables, `search_gathered` names the tables whose few matches are
-    handed over instead of walked for, and `search_unpaired` the phrases of three words or
-    more, tested by `LIKE` besides (see `probe_conditions`).
+    task has the search's words (see app/query/search.py). `search_words` counts the terms
+    the words tables are asked for (words, and pairs of neighbouring words, see
+    `search_terms`), and `search_unpaired` names the phrases of three words or more, whose
+    text is tested besides. On MariaDB, once its terms are looked up, `search_probed` says
+    that each row is tested in the words tables, and `search_gathered` names the tables
+    whose few matches are handed over instead of walked for (see `probe_conditions`).
     """
 
     task_types: tuple[str, ...]
@@ -83,9 +81,9 @@ class Shape:
     search_ids: int = 0
     search_absent: tuple[str, ...] = ()
     search_words: int = 0
-    search_probed: int = 0
-    search_gathered: tuple[str, ...] = ()
     search_unpaired: tuple[int, ...] = ()
+    search_probed: bool = False
+    search_gathered: tuple[str, ...] = ()
 
 
 def created_bounds(
@@ -155,10 +153,10 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         search_phrases=len(search.phrases) if search else 0,
         search_ids=len(search.ids) if search else 0,
         search_absent=reach.absent if reach else (),
-        search_words=len(single_words(search)) if search else 0,
-        search_probed=len(search_terms(search)) if search and reach and reach.probed else 0,
+        search_words=len(search_terms(search)) if search else 0,
+        search_unpaired=unpaired_phrases(search) if search else (),
+        search_probed=bool(reach and reach.probed),
         search_gathered=reach.gathered if reach else (),
-        search_unpaired=unpaired_phrases(search) if search and reach and reach.probed else (),
     )
     return shape, values
 
