@@ -20,6 +20,7 @@ a table where the terms are rare hands its few matches over instead (`look_up_wo
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -284,25 +285,31 @@ def look_up_reach(executor: Executor, search: Search) -> SearchReach:
 def look_up_words_reach(executor: Executor, search: Search) -> SearchReach | None:
     """How many tasks of each table hold every term of a search in MariaDB's words tables
     (and its phrases of three words or more, in their rows), counted up to GATHER_BELOW: none
-    (the table is not read), few (gathered), or many (walked, each row probed). None when
-    the words tables do not hold the words."""
+    (the table is not read), few (gathered), or many (walked, each row probed). One
+    statement for the five tables. None when the words tables do not hold the words."""
     terms = search_terms(search)
     if not terms:
         return None
-    values = search_values(search)
+    template = reach_template(len(terms), unpaired_phrases(search), GATHER_BELOW)
+    found = executor.execute(template, search_values(search))
     absent, gathered = [], []
-    for task_type, model in MODEL_FOR_TYPE.items():
-        member = words_count_member(
-            model, (), sql_constant(1), len(terms), unpaired_phrases(search)
-        )
-        limited = member.limit(sql_constant(GATHER_BELOW)).subquery("found")
-        found = executor.execute(sa.select(sa.func.count()).select_from(limited), values)
-        tasks = found.scalar_one()
+    for task_type, tasks in zip(MODEL_FOR_TYPE, found.one(), strict=True):
         if tasks == 0:
             absent.append(task_type)
         elif tasks < GATHER_BELOW:
             gathered.append(task_type)
     return SearchReach(search.text, tuple(absent), tuple(gathered), probed=True)
+
+
+@functools.lru_cache(maxsize=64)
+def reach_template(terms: int, unpaired: tuple[int, ...], up_to: int) -> sa.Select[Any]:
+    """Each table's count of the tasks holding the terms, up to `up_to`, in one row."""
+    counts = []
+    for model in MODEL_FOR_TYPE.values():
+        member = words_count_member(model, (), sql_constant(1), terms, unpaired)
+        limited = member.limit(sql_constant(up_to)).subquery("found")
+        counts.append(sa.select(sa.func.count()).select_from(limited).scalar_subquery())
+    return sa.select(*counts)
 
 
 def index_count_members(
