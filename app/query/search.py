@@ -35,9 +35,14 @@ if TYPE_CHECKING:
     from app.filters import TaskFilter
     from app.query.shapes import Shape
 
-# The words tables (revisions 0011 and 0012) hold words of at most 200 characters, as many as
-# `q` holds; a longer word, should the two limits ever part, is not looked for in them.
+# The words tables (revisions 0011 to 0013) hold terms of at most 200 characters, as many as
+# `q` holds; a longer term (lower case may lengthen a word: "İ" becomes two characters) is
+# not looked for in them, and the search is read from the task tables.
 WORDS_TABLE_LENGTHS = range(1, 201)
+# Each term is one more step into the words tables in every count, and PostgreSQL takes
+# seconds to plan a statement with thirty of them: the phrases past this many are tested on
+# the text of the tasks the first ones find.
+MOST_TERMS = 4
 # On MariaDB, a table with fewer tasks than this holding a search's words hands them over to
 # be sorted (`look_up_words_reach`); with more, walking created_at finds a page sooner.
 GATHER_BELOW = 1_000
@@ -145,23 +150,24 @@ def fts_words(search: Search) -> str:
 
 
 def search_terms(search: Search) -> tuple[str, ...]:
-    """What the words tables are asked for (revisions 0011 to 0013): each phrase of one
-    word, and each pair of neighbouring words of a longer phrase (`w1 w2`), else none when
-    one is longer than the tables hold."""
-    terms = {
-        " ".join(phrase[index : index + 2])
-        for phrase in search.phrases
-        for index in range(max(len(phrase) - 1, 1))
-    }
+    """What the words tables are asked for (revisions 0011 to 0013): of each of the first
+    MOST_TERMS phrases its word, or its first pair of neighbouring words (`w1 w2`), else
+    none when one is longer than the tables hold. The other phrases, and those of three
+    words or more, are tested on the text of the tasks found (`unpaired_phrases`)."""
+    terms = {" ".join(phrase[:2]) for phrase in search.phrases[:MOST_TERMS]}
     if any(len(term) not in WORDS_TABLE_LENGTHS for term in terms):
         return ()
     return tuple(sorted(terms))
 
 
 def unpaired_phrases(search: Search) -> tuple[int, ...]:
-    """The positions of the phrases of three words or more, which a task may hold each pair
-    of without holding them in a row: their text is tested besides."""
-    return tuple(index for index, phrase in enumerate(search.phrases) if len(phrase) > 2)
+    """The positions of the phrases the terms do not prove, whose text is tested besides:
+    those of three words or more, and those past the first MOST_TERMS."""
+    return tuple(
+        index
+        for index, phrase in enumerate(search.phrases)
+        if len(phrase) > 2 or index >= MOST_TERMS
+    )
 
 
 def search_values(search: Search) -> dict[str, Any]:
@@ -248,7 +254,7 @@ def phrase_likes(model: TaskModel, unpaired: tuple[int, ...]) -> list[sa.ColumnE
     return [text.like(_search_value(f"search_{index}")) for index in unpaired]
 
 
-# -- what SQLite learns of a search before it reads the tables -------------------------------
+# -- what SQLite and MariaDB learn of a search before they read the tables ----------------
 
 
 @dataclass(frozen=True)
