@@ -4,7 +4,7 @@ A phrase of two words (`"support tickets"`) was counted from the task tables: th
 tables of revision 0011 tell that a task holds both words, not that they follow each other.
 With each pair of neighbouring words of a field beside the words, `w1 w2` (a space no word
 holds), a phrase of two words is one entry of the (word, status, id) key, and one of more
-words is tested on the few tasks that hold each of its pairs.
+words is tested on the text of the few tasks that hold its first pair.
 
 - PostgreSQL: the trigger function of each words table (revision 0011) keeps the pairs too,
   and the pairs of the tasks already there are added. Terms over 200 characters, longer
