@@ -2,9 +2,12 @@
 
 `parse_search` turns the text of `q` into a `Search` value, or raises `SearchError` with the
 message the API and the page show. Nothing the user types reaches an engine's own search
-syntax: a search is made of words, each a run of letters and digits taken in lower case, so
-every engine (app/query/search.py) and the highlighting below read the same words. A term of
-8 to 32 hexadecimal digits (with a UUID's dashes or without) is an id or the start of one.
+syntax: a search is made of words, each a run of letters and digits taken in lower case, as
+every engine (app/query/search.py) and the highlighting below read them. The engines' own
+ideas of a letter and of lower case differ from Python's at the edges (MariaDB lowers "İ",
+"ẞ" and a final "Σ" otherwise; PostgreSQL's `[:alnum:]` leaves out "½"), and a search with
+such a word finds nothing there. A term of 8 to 32 hexadecimal digits (with a UUID's dashes
+or without) is an id or the start of one.
 """
 
 from __future__ import annotations
