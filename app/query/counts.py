@@ -230,8 +230,8 @@ def count_by_type_and_status(
     A search on PostgreSQL is grouped by status, its matches gathered once a table (see
     `search_facet_template`). SQLite reads each status's range of a time window from the
     (status, created_at) index instead (and MariaDB too, testing each row in its words
-    tables), which at a million tasks took 11 ms for a
-    day's `"support tickets"` where the grouped statement, reading the day whole, took 82.
+    tables), which at a million tasks took 11 ms for a day's `"support tickets"` where the
+    grouped statement, reading the day whole, took 82.
     """
     matrix = {(t, s): 0 for t in TASK_TYPES for s in STATUSES}
     gathered = shape.search_phrases and engine_shape(dialect_name(executor)).search_gathers_matches

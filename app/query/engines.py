@@ -72,9 +72,9 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
     (and the rows of a phrase's candidates when it has three words or more). Otherwise
     PostgreSQL's trigram index hands over every match of a search before a row is read
     (`search_gathers_matches`), however few rows a count wants; so a search's chips are
-    counted in one statement grouped by status, each table's matches
-    gathered once, not once for each of the eleven counts (the statements each engine sends
-    are counted in tests/test_search.py). MariaDB (`search_probes_words`) looks up first
+    counted in one statement grouped by status, each table's matches gathered once, not
+    once for each of the eleven counts (the statements each engine sends are counted in
+    tests/test_search.py). MariaDB (`search_probes_words`) looks up first
     how many tasks of each table hold the words (see `look_up_words_reach`), then tests
     each row a member walks in the words tables, or gathers a table's few matches: a walk
     stops at a page or a cap where FULLTEXT gathered every match of a common word (two

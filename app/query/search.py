@@ -91,8 +91,7 @@ def _words_match_sqlite(element: WordsMatch, compiler: Any, **kw: Any) -> str:
 def _likes(element: WordsMatch, compiler: Any, **kw: Any) -> list[str]:
     table = _table(element)
     return [
-        f"{table}.search_text LIKE {compiler.process(pattern, **kw)}"
-        for pattern in element.clauses.clauses[3:]
+        compiler.process(text_like(table, pattern), **kw) for pattern in element.clauses.clauses[3:]
     ]
 
 
@@ -205,7 +204,7 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         low = _search_value(f"id_low_{index}", model.id.type)
         high = _search_value(f"id_high_{index}", model.id.type)
         conditions.append(model.id.between(low, high))
-    if shape.search_words and shape.search_probed:
+    if shape.search_probed:  # looked up only for a search the words tables hold
         conditions += probe_conditions(model, shape)
     elif shape.search_phrases:
         patterns = [_search_value(f"search_{index}") for index in range(shape.search_phrases)]
@@ -216,7 +215,7 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
 
 
 def words_table(model: TaskModel) -> sa.TableClause:
-    """A task table's table of words (revisions 0011 and 0012)."""
+    """A task table's table of words and pairs (revisions 0011 to 0013)."""
     return sa.table(
         f"{model.__tablename__}_words", sa.column("word"), sa.column("status"), sa.column("id")
     )
@@ -250,8 +249,13 @@ def probe_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bo
 
 def phrase_likes(model: TaskModel, unpaired: tuple[int, ...]) -> list[sa.ColumnElement[bool]]:
     """The `LIKE` of each phrase given by its position in the search."""
-    text = sa.literal_column(f"{model.__tablename__}.search_text", TEXT)
-    return [text.like(_search_value(f"search_{index}")) for index in unpaired]
+    table = model.__tablename__
+    return [text_like(table, _search_value(f"search_{index}")) for index in unpaired]
+
+
+def text_like(table: str, pattern: Any) -> sa.ColumnElement[bool]:
+    """`<table>.search_text LIKE pattern`: the column revision 0005 adds beside the models."""
+    return sa.literal_column(f"{table}.search_text", TEXT).like(pattern)
 
 
 # -- what SQLite and MariaDB learn of a search before they read the tables ----------------
@@ -328,8 +332,8 @@ def index_count_members(
 ) -> list[sa.Select[Any]]:
     """`column` over the tasks of a table whose words match the search, read from the index
     alone: one member per status, or one for every status. In SQLite's FTS5 index (an OR of
-    statuses steps through each status's every task), or in PostgreSQL's words table (its
-    `words` words, see `words_count_member`).
+    statuses steps through each status's every task), or in the words table of PostgreSQL or
+    MariaDB (its first `words` terms, see `words_count_member`).
     """
     each = [(status,) for status in statuses] or [()]
     if index == "words":
