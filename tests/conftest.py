@@ -297,10 +297,13 @@ def gunicorn_server(
 
 
 @contextmanager
-def statements_run(app: Flask) -> Iterator[list[str]]:
-    """The SQL statements the app's engine sends while the block runs, in order."""
-    with app.app_context():
-        engine = app.extensions["sqlalchemy"].engine
+def statements_run(app: Flask | sa.Engine) -> Iterator[list[str]]:
+    """The SQL statements the app's engine (or an engine) sends while the block runs, in
+    order."""
+    engine = app
+    if isinstance(app, Flask):
+        with app.app_context():
+            engine = app.extensions["sqlalchemy"].engine
     sent: list[str] = []
 
     def record(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from oracle import EPOCH, NOW, histogram, hourly_counts, insert_tasks, known_tasks
+from conftest import statements_run
+from oracle import EPOCH, NOW, expected, histogram, hourly_counts, insert_tasks, known_tasks
 from test_cli import all_tasks
 
 from app.demo import seed_demo
 from app.filters import TaskFilter
-from app.models import UTCDateTime, UUIDType
+from app.models import TASK_TYPES, UTCDateTime, UUIDType
+from app.query import counts
+from app.query.counts import Total, count_facets, count_tasks
 from app.query.rollup import HOURLY_COUNTS
+from app.query.shapes import STATUSES
 
 
 def summary(engine: sa.Engine) -> dict[tuple[str, str, int], int]:
@@ -60,7 +65,9 @@ def test_inserted_tasks_are_counted_by_type_status_and_hour(loaded):
     assert summary(loaded) == hourly_counts(all_tasks(loaded))
 
 
-def test_changes_written_in_sql_keep_the_summary_equal_to_the_tables(loaded):
+def write_in_sql(loaded: sa.Engine) -> None:
+    """Status changes, a move to another hour, deletes, an update that moves nothing and two
+    inserts, each in plain SQL."""
     run(
         loaded,
         "UPDATE training_task SET status = 'running', started_at = updated_at "
@@ -81,6 +88,10 @@ def test_changes_written_in_sql_keep_the_summary_equal_to_the_tables(loaded):
     run(loaded, "UPDATE synthesis_task SET status = status, progress = 0.25")  # moves nothing
     raw_insert(loaded, NOW - timedelta(minutes=1))
     raw_insert(loaded, NOW - timedelta(minutes=59))
+
+
+def test_changes_written_in_sql_keep_the_summary_equal_to_the_tables(loaded):
+    write_in_sql(loaded)
     tasks = all_tasks(loaded)
     assert summary(loaded) == hourly_counts(tasks)
     assert {t["status"] for t in tasks if t["task_type"] == "training"} >= {"running"}
@@ -142,3 +153,55 @@ def test_the_chart_after_sql_writes_matches_the_oracle(scratch_app, scratch_engi
     ):
         answer = client.get("/tasks/histogram", query_string=args).get_json()
         assert answer == histogram(tasks, task_filter)
+
+
+# -- counts of types and statuses alone ------------------------------------------------------
+
+SUMMARY_COUNTED = [
+    TaskFilter(),
+    TaskFilter(statuses=("failed",)),
+    TaskFilter(statuses=("queued", "running")),
+    TaskFilter(task_types=("training",)),
+    TaskFilter(task_types=("model_upload", "synthesis"), statuses=("completed", "queued")),
+]
+
+
+@pytest.mark.parametrize("threshold", [3, 40, 10_000])
+def test_counts_of_types_and_statuses_are_the_summarys_after_sql_writes(
+    loaded, monkeypatch, threshold
+):
+    """The capped total and every chip against the oracle, each read from the summary alone
+    (the stalled chip needs the rows). With one hour read first and a threshold of a few
+    tasks, counts pass the threshold part way through the hours, or are summed whole after
+    more rounds."""
+    monkeypatch.setattr(counts, "TOTAL_EXACT_UP_TO", threshold)
+    monkeypatch.setattr(counts, "SUMMARY_FIRST_HOURS", 1)
+    write_in_sql(loaded)
+    tasks = all_tasks(loaded)
+
+    def capped(task_filter: TaskFilter) -> Total:
+        found = len(expected(tasks, task_filter))
+        return Total(found, "eq") if found <= threshold else Total(threshold, "gte")
+
+    relations = set()
+    with loaded.connect() as connection:
+        for task_filter in SUMMARY_COUNTED:
+            with statements_run(loaded) as sent:
+                assert count_tasks(connection, task_filter, NOW) == capped(task_filter)
+            assert sent and all("task_hourly_count" in statement for statement in sent)
+            chips = count_facets(connection, task_filter, NOW)
+            by_status = {s: capped(replace(task_filter, statuses=(s,))) for s in STATUSES}
+            by_type = {t: capped(replace(task_filter, task_types=(t,))) for t in TASK_TYPES}
+            assert (chips.status, chips.task_type) == (by_status, by_type)
+            assert chips.total == capped(task_filter)
+            relations |= {total.relation for total in chips.status.values()}
+    assert relations == ({"eq"} if threshold == 10_000 else {"eq", "gte"})
+
+
+def test_a_count_with_time_in_it_reads_the_tables(loaded):
+    """The summary's hours know nothing of a time window's finished tasks, nor of a bound
+    inside an hour."""
+    for task_filter in (TaskFilter(within_hours=24), TaskFilter(created_after=NOW)):
+        with statements_run(loaded) as sent, loaded.connect() as connection:
+            count_tasks(connection, task_filter, NOW)
+        assert not any("task_hourly_count" in statement for statement in sent)

@@ -13,6 +13,7 @@ from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, sql_constant
 from app.query.engines import EngineShape, Executor, SearchIndex, dialect_name, engine_shape
 from app.query.lookups import looked_up_first
+from app.query.rollup import Pair, newest_hours, summary_counts_every_hour
 from app.query.rows import list_columns
 from app.query.search import counted_from_index, index_count_members
 from app.query.shapes import (
@@ -27,6 +28,9 @@ from app.query.shapes import (
 
 # Totals are exact up to here, then reported as "at least this many" unless asked for exact.
 TOTAL_EXACT_UP_TO = 10_000
+# A count from the hourly summary reads this many of each pair's newest hours first, and
+# sixteen times more each round until it is past the threshold or has read every hour.
+SUMMARY_FIRST_HOURS = 64
 
 
 @dataclass(frozen=True)
@@ -189,13 +193,17 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
     """How many tasks match, exact up to TOTAL_EXACT_UP_TO unless exact was asked for.
 
     The capped count reads at most one more row than the threshold (and a small result
-    twice), in one statement or one member at a time (see `engine_shape`).
+    twice), in one statement or one member at a time (see `engine_shape`); a filter of
+    types and statuses alone adds up the hourly summary instead (see `summary_totals`).
     """
     shape, values = shape_of(task_filter.first_page, now)
     engine = engine_shape(dialect_name(executor))
     if task_filter.exact_count:
         exact = exact_count_template(shape, engine.search_index)
         return Total(executor.execute(exact, values).scalar_one(), "eq")
+    if summary_counts_every_hour(shape):
+        pairs = pairs_of(shape.task_types, shape.statuses or STATUSES)
+        return summary_totals(executor, {"total": pairs})["total"]
     found = 0
     templates = capped_count_templates(shape, engine.count_in_one_statement, engine.search_index)
     for statement in templates:
@@ -247,14 +255,17 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
 
     Each is exact up to TOTAL_EXACT_UP_TO and "at least" that beyond (see `Total.capped`),
     so that a view of ten million tasks costs what one of a hundred thousand does, unless
-    the filter asks for exact counts. The stalled count reads a range of each table's
-    (status, updated_at) index (see `stalled_condition`).
+    the filter asks for exact counts. A filter of types and statuses alone is counted from
+    the hourly summary (see `summary_facets`). The stalled count reads a range of each
+    table's (status, updated_at) index (see `stalled_condition`).
     """
     shape, values = shape_of(task_filter.first_page, now)
     if task_filter.exact_count:
         return facets_from_matrix(executor, task_filter, now, shape, values, exact=True)
     if grouped_by_status(engine_shape(dialect_name(executor)), shape):
         return facets_from_matrix(executor, task_filter, now, shape, values, exact=False)
+    if summary_counts_every_hour(shape):
+        return summary_facets(executor, task_filter, now)
     return capped_facets(executor, task_filter, now)
 
 
@@ -285,6 +296,52 @@ def capped_facets(executor: Executor, task_filter: TaskFilter, now: datetime) ->
         task_type=task_type,
         total=sum_of([status[s] for s in task_filter.statuses or STATUSES]),
         stalled=count_tasks(executor, replace(first, stalled=True), now),
+    )
+
+
+def pairs_of(task_types: tuple[str, ...], statuses: tuple[str, ...]) -> frozenset[Pair]:
+    """The summary's (type, status) pairs a count of these types and statuses adds up."""
+    return frozenset((task_type, status) for task_type in task_types for status in statuses)
+
+
+def summary_totals(executor: Executor, counts: dict[Any, frozenset[Pair]]) -> dict[Any, Total]:
+    """Capped counts of (type, status) pairs from the hourly summary, newest hours first.
+
+    Each round reads the newest hours of every pair still wanted, in one statement: a count
+    whose hours read hold more than the threshold is past it, one whose pairs were read
+    whole is exact, and the others are read again with sixteen times more hours. At a
+    million tasks a day's hours hold more than 10,000, so an unfiltered count reads a few
+    hundred rows where the tables would give up 10,001 index entries.
+    """
+    found: dict[Any, Total] = {}
+    wanted = dict(counts)
+    hours = SUMMARY_FIRST_HOURS
+    while wanted:
+        pairs = tuple(sorted(frozenset().union(*wanted.values())))
+        read = newest_hours(executor, pairs, hours)
+        for key, pairs_wanted in list(wanted.items()):
+            tasks = sum(read[pair].tasks for pair in pairs_wanted)
+            if tasks > TOTAL_EXACT_UP_TO or all(read[pair].whole for pair in pairs_wanted):
+                found[key] = Total.capped(tasks)
+                del wanted[key]
+        hours *= 16
+    return found
+
+
+def summary_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
+    """The chips of a filter of types and statuses alone, from the hourly summary (see
+    `summary_totals`): each status over the filter's types and each type over its statuses.
+    The stalled count needs the tasks' rows."""
+    types = task_filter.task_types or TASK_TYPES
+    statuses = task_filter.statuses or STATUSES
+    chips = {("status", s): pairs_of(types, (s,)) for s in STATUSES}
+    chips |= {("task_type", t): pairs_of((t,), statuses) for t in TASK_TYPES}
+    found = summary_totals(executor, chips)
+    return Facets(
+        status={s: found["status", s] for s in STATUSES},
+        task_type={t: found["task_type", t] for t in TASK_TYPES},
+        total=sum_of([found["status", s] for s in statuses]),
+        stalled=count_tasks(executor, replace(task_filter.first_page, stalled=True), now),
     )
 
 

@@ -9,18 +9,26 @@ It can answer a filter of types, statuses and time alone: a tag, a search, an ac
 error group or stalled tasks need the tasks themselves (see `summary_serves`). It counts
 whole hours: app/query/histogram.py reads the parts of a window it cannot serve (an edge
 inside an hour, the hours before a time window's start) from the tables.
+
+A filter of types and statuses alone, with no time in it, is counted from it too (see
+`newest_hours`): the hours of each (type, status) pair are summed newest first, which
+passes the threshold of a capped count in a few rows however many tasks the tables hold.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from app.models import sql_constant
 from app.query.engines import Executor
-from app.query.shapes import STATUSES, Shape
+from app.query.shapes import STATUSES, Shape, _integer
+
+# A (task_type, status) pair: the summary's key without its hour.
+Pair = tuple[str, str]
 
 # The summary as the revision makes it; only the triggers write it, so the models leave it out.
 HOURLY_COUNTS = sa.Table(
@@ -42,6 +50,56 @@ def summary_serves(shape: Shape) -> bool:
     """
     per_task = shape.tags or shape.error_group or shape.actor or shape.stalled or shape.cursor
     return not (per_task or shape.search_phrases or shape.search_ids)
+
+
+def summary_counts_every_hour(shape: Shape) -> bool:
+    """Whether a count of this filter is the sum of the summary's hours: types and statuses
+    alone, no time, so that every hour of the summary holds only matching tasks."""
+    return summary_serves(shape) and not (shape.window or shape.after or shape.before)
+
+
+@functools.lru_cache(maxsize=256)
+def newest_hours_template(pairs: tuple[Pair, ...]) -> sa.CompoundSelect:
+    """(task_type, status, tasks, hours) per pair: the tasks of its newest :hours rows, and
+    how many rows those were; each a backward range of the primary key."""
+    members = []
+    for task_type, status in pairs:
+        newest = (
+            sa.select(HOURLY_COUNTS.c.tasks)
+            .where(
+                HOURLY_COUNTS.c.task_type == sql_constant(task_type),
+                HOURLY_COUNTS.c.status == sql_constant(status),
+            )
+            .order_by(HOURLY_COUNTS.c.hour.desc())
+            .limit(_integer("hours"))
+            .subquery("newest")
+        )
+        members.append(
+            sa.select(
+                sql_constant(task_type).label("task_type"),
+                sql_constant(status).label("status"),
+                sa.func.coalesce(sa.func.sum(newest.c.tasks), sql_constant(0)).label("tasks"),
+                sa.func.count().label("hours"),
+            ).select_from(newest)
+        )
+    return sa.union_all(*members)
+
+
+@dataclass(frozen=True)
+class HoursRead:
+    """What the newest hours of one pair hold: their tasks, and whether they were all its
+    hours (then `tasks` is the pair's count; else a lower bound of it)."""
+
+    tasks: int
+    whole: bool
+
+
+def newest_hours(executor: Executor, pairs: tuple[Pair, ...], hours: int) -> dict[Pair, HoursRead]:
+    """The tasks of each pair's newest `hours` hours in the summary, in one statement."""
+    rows = executor.execute(newest_hours_template(pairs), {"hours": hours})
+    return {
+        (row.task_type, row.status): HoursRead(int(row.tasks), row.hours < hours) for row in rows
+    }
 
 
 def _in(column: sa.ColumnElement[str], values: tuple[str, ...]) -> sa.ColumnElement[bool]:
