@@ -282,8 +282,9 @@ class TaskColumns:
             # The newest change, read in one step: the data version (app/query/versions.py).
             sa.Index(f"ix_{table}_updated", "updated_at"),
             # Running tasks not heard from since a moment: a range of this index, whatever
-            # the table's size (stalled tasks, app/stalled.py; the metrics' silent gauge).
-            sa.Index(f"ix_{table}_status_updated", "status", "updated_at"),
+            # the table's size (stalled tasks, app/stalled.py; the metrics' silent gauge),
+            # with created_at for a "Created between…" bound beside it (revision 0014).
+            sa.Index(f"ix_{table}_status_updated", "status", "updated_at", "created_at"),
             # The retry of a task, found from the task (its "retried as" link).
             sa.Index(f"ix_{table}_retry_of", "retry_of", unique=True),
             # Failed tasks by error group (the most common errors, app/query/errors.py), and

@@ -880,6 +880,33 @@ def test_mariadb_stalled_tasks_are_read_from_the_running_range_of_a_status_index
 
 
 @pytest.mark.parametrize("seeded", ["sqlite", "postgresql", "mariadb"], indirect=True)
+def test_stalled_tasks_created_after_a_moment_are_counted_from_the_index_alone(seeded):
+    """The stalled chip of a "Created between…" view: the (status, updated_at) range holds
+    created_at too (revision 0014), so no running task is looked up in its table."""
+    task_filter = TaskFilter(stalled=True, created_after=NOW - timedelta(days=3))
+    shape, values = shape_of(task_filter, NOW)
+    one_statement = seeded.dialect.name != "mariadb"
+    templates = capped_count_templates(shape, one_statement)
+    statements = [t.params(values | {"cap": 10_001}) for t in templates]
+    indexes = []
+    for statement in statements:
+        if seeded.dialect.name == "sqlite":
+            plan = sqlite_plan(seeded, sql_of(seeded, statement))
+            reads = [step for step in plan if "_task" in step]
+            assert all("USING COVERING INDEX" in step for step in reads), reads
+            indexes += [re.search(r"INDEX (ix_\w+)", step).group(1) for step in reads]
+        elif seeded.dialect.name == "postgresql":
+            scans = table_scans(postgresql_generic_plan(seeded, statement))
+            assert all(node["Node Type"] == "Index Only Scan" for node, _ in scans), scans
+            indexes += [node["Index Name"] for node, _ in scans]
+        else:
+            tables = mariadb_tables(seeded, sql_of(seeded, statement))
+            assert all(table.get("using_index") is True for table in tables), tables
+            indexes += [table["key"] for table in tables]
+    assert indexes and all(index.endswith("_status_updated") for index in indexes), indexes
+
+
+@pytest.mark.parametrize("seeded", ["sqlite", "postgresql", "mariadb"], indirect=True)
 def test_stalled_tasks_of_finished_statuses_are_counted_without_reading_a_row(seeded):
     """Only a running task stalls: the facet of a finished status, or a status filter
     without running, is a constant false that each engine answers from its plan alone."""
