@@ -13,10 +13,11 @@ from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, sql_constant
 from app.query.engines import EngineShape, Executor, SearchIndex, dialect_name, engine_shape
 from app.query.lookups import looked_up_first
-from app.query.rollup import Pair, newest_hours, summary_counts_every_hour
+from app.query.rollup import HoursRead, Pair, newest_hours, summary_counts_every_hour
 from app.query.rows import list_columns
 from app.query.search import counted_from_index, index_count_members
 from app.query.shapes import (
+    ACTIVE,
     STATUSES,
     Shape,
     _integer,
@@ -312,13 +313,19 @@ def summary_totals(executor: Executor, counts: dict[Any, frozenset[Pair]]) -> di
     whole is exact, and the others are read again with sixteen times more hours. At a
     million tasks a day's hours hold more than 10,000, so an unfiltered count reads a few
     hundred rows where the tables would give up 10,001 index entries.
+
+    Queued and running tasks are counted in the tables instead (`live_counts`): as they
+    move on, their hours' rows fall to zero and stay, one a type for every hour that ever
+    had one, while the tables' index ranges of those statuses hold only the tasks in them.
     """
+    every = frozenset().union(*counts.values())
+    live = live_counts(executor, tuple(sorted(pair for pair in every if pair[1] in ACTIVE)))
     found: dict[Any, Total] = {}
     wanted = dict(counts)
     hours = SUMMARY_FIRST_HOURS
     while wanted:
-        pairs = tuple(sorted(frozenset().union(*wanted.values())))
-        read = newest_hours(executor, pairs, hours)
+        summed = frozenset().union(*wanted.values()) - live.keys()
+        read = live | (newest_hours(executor, tuple(sorted(summed)), hours) if summed else {})
         for key, pairs_wanted in list(wanted.items()):
             tasks = sum(read[pair].tasks for pair in pairs_wanted)
             if tasks > TOTAL_EXACT_UP_TO or all(read[pair].whole for pair in pairs_wanted):
@@ -326,6 +333,27 @@ def summary_totals(executor: Executor, counts: dict[Any, frozenset[Pair]]) -> di
                 del wanted[key]
         hours *= 16
     return found
+
+
+def live_counts(executor: Executor, pairs: tuple[Pair, ...]) -> dict[Pair, HoursRead]:
+    """Each pair's tasks counted in its table up to one past the threshold, in one statement
+    (a count past it is not the pair's whole count, but it puts every sum past it too)."""
+    if not pairs:
+        return {}
+    found = executor.execute(live_counts_template(pairs, TOTAL_EXACT_UP_TO + 1)).one()
+    return {pair: HoursRead(tasks, whole=True) for pair, tasks in zip(pairs, found, strict=True)}
+
+
+@functools.lru_cache(maxsize=64)
+def live_counts_template(pairs: tuple[Pair, ...], up_to: int) -> sa.Select[Any]:
+    """One row: each pair's tasks up to `up_to`, a range of its table's status index."""
+    counts = []
+    for task_type, status in pairs:
+        shape = Shape(task_types=(task_type,), statuses=(status,))
+        (member,) = count_members(shape, sql_constant(1).label("hit"))
+        limited = member.limit(sql_constant(up_to)).subquery("hits")
+        counts.append(sa.select(sa.func.count()).select_from(limited).scalar_subquery())
+    return sa.select(*counts)
 
 
 def summary_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
