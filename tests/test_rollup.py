@@ -170,7 +170,8 @@ SUMMARY_COUNTED = [
 def summary_or_live(statement: str) -> bool:
     """Whether a statement reads the summary, or the tables' ranges of queued and running
     tasks alone (whose hours in the summary fall to zero as they move on)."""
-    statuses = re.findall(r"status = '(\w+)'", statement)
+    tests = " ".join(re.findall(r"status (?:= '\w+'|IN \([^)]*\))", statement))
+    statuses = re.findall(r"'(\w+)'", tests)
     return "task_hourly_count" in statement or (bool(statuses) and set(statuses) <= set(ACTIVE))
 
 

@@ -195,15 +195,17 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
 
     The capped count reads at most one more row than the threshold (and a small result
     twice), in one statement or one member at a time (see `engine_shape`); a filter of
-    types and statuses alone adds up the hourly summary instead (see `summary_totals`).
+    types and statuses alone adds up the hourly summary instead (see `summary_totals`),
+    unless it asks for queued or running tasks alone, which one capped count reads best.
     """
     shape, values = shape_of(task_filter.first_page, now)
     engine = engine_shape(dialect_name(executor))
     if task_filter.exact_count:
         exact = exact_count_template(shape, engine.search_index)
         return Total(executor.execute(exact, values).scalar_one(), "eq")
-    if summary_counts_every_hour(shape):
-        pairs = pairs_of(shape.task_types, shape.statuses or STATUSES)
+    statuses = shape.statuses or STATUSES
+    if summary_counts_every_hour(shape) and not set(statuses) <= set(ACTIVE):
+        pairs = pairs_of(shape.task_types, statuses)
         return summary_totals(executor, {"total": pairs})["total"]
     found = 0
     templates = capped_count_templates(shape, engine.count_in_one_statement, engine.search_index)
@@ -314,18 +316,25 @@ def summary_totals(executor: Executor, counts: dict[Any, frozenset[Pair]]) -> di
     million tasks a day's hours hold more than 10,000, so an unfiltered count reads a few
     hundred rows where the tables would give up 10,001 index entries.
 
-    Queued and running tasks are counted in the tables instead (`live_counts`): as they
-    move on, their hours' rows fall to zero and stay, one a type for every hour that ever
-    had one, while the tables' index ranges of those statuses hold only the tasks in them.
+    Queued and running tasks are counted in the tables instead (`live_counts`), and only for
+    the counts the other statuses' hours leave under the threshold: as those tasks move on,
+    their hours' rows fall to zero and stay, one a type for every hour that ever had one,
+    while the tables' index ranges of those statuses hold only the tasks in them.
     """
-    every = frozenset().union(*counts.values())
-    live = live_counts(executor, tuple(sorted(pair for pair in every if pair[1] in ACTIVE)))
     found: dict[Any, Total] = {}
     wanted = dict(counts)
+    live: dict[Pair, HoursRead] = {}
     hours = SUMMARY_FIRST_HOURS
     while wanted:
-        summed = frozenset().union(*wanted.values()) - live.keys()
-        read = live | (newest_hours(executor, tuple(sorted(summed)), hours) if summed else {})
+        summed = frozenset(p for p in frozenset().union(*wanted.values()) if p[1] not in ACTIVE)
+        read = newest_hours(executor, tuple(sorted(summed)), hours) if summed else {}
+        for key, pairs_wanted in list(wanted.items()):
+            if sum(read[pair].tasks for pair in pairs_wanted if pair in read) > TOTAL_EXACT_UP_TO:
+                found[key] = Total.capped(TOTAL_EXACT_UP_TO + 1)
+                del wanted[key]
+        unread = frozenset().union(*wanted.values()) - summed - live.keys()
+        live |= live_counts(executor, tuple(sorted(unread)))
+        read |= live
         for key, pairs_wanted in list(wanted.items()):
             tasks = sum(read[pair].tasks for pair in pairs_wanted)
             if tasks > TOTAL_EXACT_UP_TO or all(read[pair].whole for pair in pairs_wanted):
