@@ -368,17 +368,21 @@ def live_counts_template(pairs: tuple[Pair, ...], up_to: int) -> sa.Select[Any]:
 def summary_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:
     """The chips of a filter of types and statuses alone, from the hourly summary (see
     `summary_totals`): each status over the filter's types and each type over its statuses.
-    The stalled count needs the tasks' rows."""
+    The chips of queued and running tasks are one capped count each, as `count_tasks` reads
+    those statuses; the stalled count needs the tasks' rows."""
+    first = task_filter.first_page
     types = task_filter.task_types or TASK_TYPES
     statuses = task_filter.statuses or STATUSES
-    chips = {("status", s): pairs_of(types, (s,)) for s in STATUSES}
+    chips = {("status", s): pairs_of(types, (s,)) for s in STATUSES if s not in ACTIVE}
     chips |= {("task_type", t): pairs_of((t,), statuses) for t in TASK_TYPES}
     found = summary_totals(executor, chips)
+    for status in ACTIVE:
+        found["status", status] = count_tasks(executor, replace(first, statuses=(status,)), now)
     return Facets(
         status={s: found["status", s] for s in STATUSES},
         task_type={t: found["task_type", t] for t in TASK_TYPES},
         total=sum_of([found["status", s] for s in statuses]),
-        stalled=count_tasks(executor, replace(task_filter.first_page, stalled=True), now),
+        stalled=count_tasks(executor, replace(first, stalled=True), now),
     )
 
 
