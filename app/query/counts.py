@@ -132,8 +132,7 @@ def capped_count_templates(
     """
     members = count_members(shape, sql_constant(1).label("hit"), index)
     if not one_statement:
-        hits = [member.limit(_integer("cap")).subquery("hits") for member in members]
-        return tuple(sa.select(sa.func.count()).select_from(part) for part in hits)
+        return tuple(count_up_to(member, _integer("cap")) for member in members)
     threshold = TOTAL_EXACT_UP_TO
     if shape.search_phrases:
         limited = sa.union_all(*members).limit(sql_constant(threshold + 1))
@@ -141,6 +140,12 @@ def capped_count_templates(
     past = sa.union_all(*members).limit(sql_constant(1)).offset(sql_constant(threshold))
     probe = sa.select(sql_constant(threshold + 1)).select_from(past.subquery("past"))
     return (sa.select(sa.func.coalesce(probe.scalar_subquery(), exact_total(shape, index))),)
+
+
+def count_up_to(member: sa.Select[Any], limit: sa.ColumnElement[int]) -> sa.Select[Any]:
+    """COUNT(*) of a member's first `limit` rows: a count that stops once it has what it
+    needs, each member on its own (MariaDB reads a whole union before its LIMIT)."""
+    return sa.select(sa.func.count()).select_from(member.limit(limit).subquery("hits"))
 
 
 def exact_total(shape: Shape, index: SearchIndex) -> sa.ColumnElement[int]:
@@ -360,8 +365,7 @@ def live_counts_template(pairs: tuple[Pair, ...], up_to: int) -> sa.Select[Any]:
     for task_type, status in pairs:
         shape = Shape(task_types=(task_type,), statuses=(status,))
         (member,) = count_members(shape, sql_constant(1).label("hit"))
-        limited = member.limit(sql_constant(up_to)).subquery("hits")
-        counts.append(sa.select(sa.func.count()).select_from(limited).scalar_subquery())
+        counts.append(count_up_to(member, sql_constant(up_to)).scalar_subquery())
     return sa.select(*counts)
 
 
