@@ -4,12 +4,14 @@ a stalled task's status, heartbeats, and `fail-stalled`, racing itself on every 
 from __future__ import annotations
 
 import random
+import re
 import threading
 import uuid
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from conftest import statements_run
 from oracle import HEARD_MINUTES_AGO, NOW, expected, facets, stalled
 from test_cli import invoke
 from test_pages import get_page
@@ -126,6 +128,41 @@ def test_stalled_filter_lists_the_oracles_tasks(client, tasks, task_filter):
 def test_counts_and_the_stalled_count_are_the_oracles(client, tasks, task_filter):
     counts = client.get("/tasks/counts", query_string=task_filter.to_args()).get_json()
     assert counts == facets(tasks, task_filter)
+
+
+@pytest.mark.parametrize("task_type", [None, "training"])
+def test_a_view_with_no_running_task_counts_no_stalled_one_without_reading_them(
+    app, client, tasks, task_type
+):
+    """Created before the oldest running task: the running chip is none, so is the stalled
+    chip, and the stalled tasks' range is not read."""
+    oldest_running = min(t["created_at"] for t in tasks if t["status"] == "running")
+    task_filter = TaskFilter(
+        created_before=oldest_running, task_types=(task_type,) if task_type else ()
+    )
+    assert any(t["created_at"] < oldest_running for t in tasks)
+    with statements_run(app) as sent:
+        counts = client.get("/tasks/counts", query_string=task_filter.to_args()).get_json()
+    assert counts == facets(tasks, task_filter)
+    assert counts["status"]["running"] == counts["stalled"] == {"value": 0, "relation": "eq"}
+    assert sent and not any(map(reads_stalled_range, sent)), sent
+
+
+def test_a_view_with_running_tasks_counts_its_stalled_ones(app, client, tasks):
+    """The same view ending just after the oldest stalled task reads the stalled range."""
+    oldest_stalled = min(t["created_at"] for t in tasks if stalled(t, TaskFilter()))
+    task_filter = TaskFilter(created_before=oldest_stalled + timedelta(seconds=1))
+    with statements_run(app) as sent:
+        counts = client.get("/tasks/counts", query_string=task_filter.to_args()).get_json()
+    assert counts == facets(tasks, task_filter)
+    assert counts["stalled"]["value"] >= 1
+    assert any(map(reads_stalled_range, sent))
+
+
+def reads_stalled_range(statement: str) -> bool:
+    """Whether a statement tests running tasks last heard before a moment (PostgreSQL
+    writes it as a row comparison, `(status, updated_at) < ('running', …)`)."""
+    return re.search(r"updated_at\)? <", statement) is not None
 
 
 @pytest.mark.parametrize(
