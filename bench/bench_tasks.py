@@ -7,7 +7,8 @@
 
 `--tasks N` times every tenfold size from `--from` (1,000,000) up to N, each in a database of
 its own (vt_bench_1m, vt_bench_10m, …), and prints the growth of every case from the smallest
-size to the largest. Each database is seeded once with its demo tasks (a fixed random seed and
+size to the largest: each case is timed at every size, one right after the other, so that the
+machine's drift over a run does not pass for growth. Each database is seeded once with its demo tasks (a fixed random seed and
 a fixed clock, so the data and the time window are the same on every run; loaded in bulk, see
 app/bulk.py) and reused while it holds exactly those tasks, upgraded to the newest revision
 as `init-db` would; `--reseed` starts afresh.
@@ -36,7 +37,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -736,32 +738,58 @@ def time_actions(client: FlaskClient, engine: sa.Engine, timing: Timing) -> str:
     return f"- `POST /tasks/<id>/cancel` and `/retry`, each on a fresh task: {'; '.join(lines)}"
 
 
-def run_engine(
-    url: str, cases: Sequence[Case], timing: Timing, depth: int, baseline: bool
-) -> tuple[str, list[CaseResult], str, list[tuple[ViewCase, int, float]]]:
-    """Every case on one database, the client and the bare statements side by side, the
-    events of one task, cancel and retry, then the chart's and the errors' cases: (case,
-    what it counted, median ms)."""
+@dataclass
+class SizeRun:
+    """One size's database, open for the run: the app's client, a connection for the bare
+    statements, and what the run found there."""
+
+    size: int
+    url: str
+    client: FlaskClient
+    engine: sa.Engine
+    connection: sa.Connection
+    baseline: bool
+    memory: str = ""
+    results: list[CaseResult] = field(default_factory=list)
+    events: str = ""
+    views: list[tuple[ViewCase, int, float]] = field(default_factory=list)
+
+
+@contextmanager
+def opened(size: int, url: str, baseline: bool) -> Iterator[SizeRun]:
+    """The app and a connection over one size's database, for as long as the run lasts."""
     app = bench_app(url)
-    client = app.test_client()
     with app.app_context():
         engine = db.engine
-    results = []
-    views = []
     try:
         with engine.connect() as connection:
             memory = f"{server_memory(connection)}. Machine: {machine_speed(connection)}"
-            for case in cases:
-                print(f"  {case.name}", file=sys.stderr)
-                results.append(run_case(case, client, connection, timing, depth, baseline))
-            events = time_events(client, connection, timing)
-        events += "\n" + time_actions(client, engine, timing)
-        for view in VIEW_CASES:
-            print(f"  {view.name}", file=sys.stderr)
-            views.append((view, *time_view(client, view, timing)))
+            yield SizeRun(size, url, app.test_client(), engine, connection, baseline, memory)
     finally:
         engine.dispose()
-    return memory, results, events, views
+
+
+def run_sizes(runs: Sequence[SizeRun], cases: Sequence[Case], timing: Timing, depth: int) -> None:
+    """Every case at every size, each case timed at one size right after the other.
+
+    A shared machine's speed drifts over the minutes a size's cases take: timed one size
+    after the other, a case's growth would be the drift's as much as the data's. Then the
+    events of one task, cancel and retry, and the chart's and the errors' cases, the same
+    way.
+    """
+    for case in cases:
+        for run in runs:
+            print(f"  {case.name}, {run.size:,} tasks", file=sys.stderr)
+            run.results.append(
+                run_case(case, run.client, run.connection, timing, depth, run.baseline)
+            )
+    for run in runs:
+        run.events = time_events(run.client, run.connection, timing)
+        run.events += "\n" + time_actions(run.client, run.engine, timing)
+    for view in VIEW_CASES:
+        for run in runs:
+            print(f"  {view.name}, {run.size:,} tasks", file=sys.stderr)
+            run.views.append((view, *time_view(run.client, view, timing)))
 
 
 def views_table(kind: str, views: Sequence[tuple[ViewCase, int, float]]) -> str:
@@ -1034,31 +1062,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     sizes = bench_sizes(options.smallest, options.tasks)
     for url in database_urls(options):
         kind = engine_kind(url)
-        by_size: dict[int, list[CaseResult]] = {}
-        for size in sizes:
-            sized = sized_url(url, size)
-            print(f"{kind}: preparing {sa.make_url(sized)!r}", file=sys.stderr)
-            prepare(sized, size, options.reseed)
-            if options.seed_only:
-                continue
-            baseline = size <= options.baseline_up_to
-            memory, results, events, views = run_engine(
-                sized, cases, timing, options.depth, baseline
-            )
-            by_size[size] = results
-            if results:  # none when only the chart and the errors are timed (--case none)
-                print(markdown_table(kind, size, timing, memory, results))
-                print()
-                print(target_summary(kind, results))
-            else:
-                print(f"### {kind}, {size:,} tasks. {memory}")
-            print(events)
-            print()
-            print(views_table(kind, views))
+        sized = {size: sized_url(url, size) for size in sizes}
+        for size, size_url in sized.items():
+            print(f"{kind}: preparing {sa.make_url(size_url)!r}", file=sys.stderr)
+            prepare(size_url, size, options.reseed)
+        if options.seed_only:
+            continue
+        with ExitStack() as stack:
+            runs = [
+                stack.enter_context(opened(size, size_url, size <= options.baseline_up_to))
+                for size, size_url in sized.items()
+            ]
+            run_sizes(runs, cases, timing, options.depth)
+        for run in runs:
+            print_size(kind, run, timing)
+        if len(runs) > 1:
+            print(growth_table(kind, {run.size: run.results for run in runs}))
             print(flush=True)
-        if len(by_size) > 1:
-            print(growth_table(kind, by_size))
-            print(flush=True)
+
+
+def print_size(kind: str, run: SizeRun, timing: Timing) -> None:
+    """One size's tables: every case, the worst beside the targets, the events and actions,
+    the chart and the errors."""
+    if run.results:  # none when only the chart and the errors are timed (--case none)
+        print(markdown_table(kind, run.size, timing, run.memory, run.results))
+        print()
+        print(target_summary(kind, run.results))
+    else:
+        print(f"### {kind}, {run.size:,} tasks. {run.memory}")
+    print(run.events)
+    print()
+    print(views_table(kind, run.views))
+    print(flush=True)
 
 
 if __name__ == "__main__":
