@@ -8,10 +8,10 @@
 `--tasks N` times every tenfold size from `--from` (1,000,000) up to N, each in a database of
 its own (vt_bench_1m, vt_bench_10m, …), and prints the growth of every case from the smallest
 size to the largest: each case is timed at every size, one right after the other, so that the
-machine's drift over a run does not pass for growth. Each database is seeded once with its demo tasks (a fixed random seed and
-a fixed clock, so the data and the time window are the same on every run; loaded in bulk, see
-app/bulk.py) and reused while it holds exactly those tasks, upgraded to the newest revision
-as `init-db` would; `--reseed` starts afresh.
+machine's drift over a run does not pass for growth. Each database is seeded once with its
+demo tasks (a fixed random seed and a fixed clock, so the data and the time window are the
+same on every run; loaded in bulk, see app/bulk.py) and reused while it holds exactly those
+tasks, upgraded to the newest revision as `init-db` would; `--reseed` starts afresh.
 
 For every filter case the script times, through the Flask test client: the first page, page 50
 by offset (offset 980, limit 20), a page DEPTH rows deep by cursor (or as deep as the matches
