@@ -744,7 +744,6 @@ class SizeRun:
     statements, and what the run found there."""
 
     size: int
-    url: str
     client: FlaskClient
     engine: sa.Engine
     connection: sa.Connection
@@ -764,7 +763,7 @@ def opened(size: int, url: str, baseline: bool) -> Iterator[SizeRun]:
     try:
         with engine.connect() as connection:
             memory = f"{server_memory(connection)}. Machine: {machine_speed(connection)}"
-            yield SizeRun(size, url, app.test_client(), engine, connection, baseline, memory)
+            yield SizeRun(size, app.test_client(), engine, connection, baseline, memory)
     finally:
         engine.dispose()
 

@@ -396,10 +396,10 @@ def count_stalled(
     """The stalled chip; none without a statement when the running chip is none.
 
     A stalled task is a running one the rest of the filter matches, which the running chip
-    counts. Its count reads every stalled task's entry of the (status, updated_at) index up
-    to the filter's created bounds, so a view that ends long ago (no task it holds is still
-    running) would read all of them to find none: at ten million tasks, most of its counts'
-    time.
+    counts. Its count reads every stalled task's entry of the (status, updated_at,
+    created_at) index to test the filter's created bounds, so a view that ends long ago (no
+    task it holds is still running) would read all of them to find none: at ten million
+    tasks, most of its counts' time.
     """
     if running == Total(0, "eq"):
         return running
