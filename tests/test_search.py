@@ -123,6 +123,27 @@ def test_a_search_walked_or_gathered_finds_what_the_oracle_finds(
     assert listed_ids(client, args) == expected(tasks, window)
 
 
+@pytest.mark.parametrize("gather_below", [1, 10**9], ids=["walked", "gathered"])
+@pytest.mark.parametrize("q", ["llama", "cuda memory", '"support tickets"', '"out of memory"'])
+@pytest.mark.parametrize("status", ["failed", "queued"])
+def test_a_search_among_a_rare_status_is_tested_in_the_words_tables(
+    app, client, tasks, engine_kind, monkeypatch, gather_below, q, status
+):
+    """Beside one status few tasks have, PostgreSQL tests each row it walks in its words
+    tables as MariaDB does, or gathers a table's few matches (`probes_words`), where its
+    trigram index would gather and sort every match among them: the list and the counts are
+    the oracle's, and every page's statement reads the words tables."""
+    monkeypatch.setattr(query_search, "GATHER_BELOW", gather_below)
+    args = [("q", q), ("status", status)]
+    among = search_filter(q, statuses=(status,))
+    with statements_run(app) as sent:
+        assert listed_ids(client, args) == expected(tasks, among)
+    assert client.get("/tasks/counts", query_string=args).get_json() == facets(tasks, among)
+    if engine_kind != "sqlite":
+        pages = [statement for statement in sent if "ORDER BY" in statement]
+        assert pages and all("_words" in statement for statement in pages), pages
+
+
 def counts_statements(app, args: dict[str, str]) -> list[str]:
     """The SQL statements `/tasks/counts` sends for `args`."""
     with statements_run(app) as sent:

@@ -13,9 +13,11 @@ without one is not read; a count of words, statuses and types alone is read from
 alone (`index_count_members`). PostgreSQL and MariaDB keep a table of each task's words and
 pairs of neighbouring words beside its status (revisions 0011 to 0013), from which such a
 count is read too: alone for words and phrases of two words, and led to the few rows whose
-text is tested for a longer phrase. On MariaDB the words tables also find the rows: each
-row a member walks is tested with one step into the key per term (`probe_conditions`), and
-a table where the terms are rare hands its few matches over instead (`look_up_words_reach`).
+text is tested for a longer phrase. On MariaDB, and on PostgreSQL beside one status few
+tasks have (`probes_words` in app/query/lookups.py), the words tables also find the rows:
+each row a member walks is tested with one step into the key per term (`probe_conditions`),
+and a table where the terms are rare hands its few matches over instead
+(`look_up_words_reach`).
 """
 
 from __future__ import annotations
@@ -222,9 +224,10 @@ def words_table(model: TaskModel) -> sa.TableClause:
 
 
 def probe_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bool]]:
-    """A member's search on MariaDB, in its words tables: each term (a word, or a pair of
-    neighbouring words of a phrase, see `search_terms`) is one step into the row's part of
-    the (word, status, id) key, and each phrase of three words or more is its `LIKE` besides.
+    """A member's search on MariaDB (and on PostgreSQL beside one status few tasks have), in
+    its words tables: each term (a word, or a pair of neighbouring words of a phrase, see
+    `search_terms`) is one step into the row's part of the (word, status, id) key, and each
+    phrase of three words or more is its `LIKE` besides.
 
     A scalar subquery, which MariaDB runs for each row the member walks: as EXISTS or IN it
     would turn it into a join that gathers every match of a common word and sorts them (a
