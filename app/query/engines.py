@@ -78,9 +78,9 @@ def engine_shape(dialect_name: str | None) -> EngineShape:
     how many tasks of each table hold the words (see `look_up_words_reach`), then tests
     each row a member walks in the words tables, or gathers a table's few matches: a walk
     stops at a page or a cap where FULLTEXT gathered every match of a common word (two
-    seconds for `llama` at a million tasks). PostgreSQL does the same beside one status few
-    tasks have (`probes_words` in app/query/lookups.py), where its trigram index would
-    gather and sort every match of the words among them.
+    seconds for `llama` at a million tasks). PostgreSQL does the same for a page beside one
+    status few tasks have (`page_probes` in app/query/lookups.py), where its trigram index
+    would gather and sort every match of the words among them.
 
     tests/test_query_plans.py shows the other reasons in the engines' own plans.
     """

@@ -13,11 +13,11 @@ without one is not read; a count of words, statuses and types alone is read from
 alone (`index_count_members`). PostgreSQL and MariaDB keep a table of each task's words and
 pairs of neighbouring words beside its status (revisions 0011 to 0013), from which such a
 count is read too: alone for words and phrases of two words, and led to the few rows whose
-text is tested for a longer phrase. On MariaDB, and on PostgreSQL beside one status few
-tasks have (`probes_words` in app/query/lookups.py), the words tables also find the rows:
-each row a member walks is tested with one step into the key per term (`probe_conditions`),
-and a table where the terms are rare hands its few matches over instead
-(`look_up_words_reach`).
+text is tested for a longer phrase. On MariaDB, and on PostgreSQL for a page beside one
+status few tasks have (`page_probes` in app/query/lookups.py), the words tables also find
+the rows: each row a member walks is tested with one step into the key per term
+(`probe_conditions`), and a table where the terms are rare hands its few matches over
+instead (`look_up_words_reach`).
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def words_table(model: TaskModel) -> sa.TableClause:
 
 
 def probe_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bool]]:
-    """A member's search on MariaDB (and on PostgreSQL beside one status few tasks have), in
+    """A member's search on MariaDB (and on PostgreSQL for a page beside a rare status), in
     its words tables: each term (a word, or a pair of neighbouring words of a phrase, see
     `search_terms`) is one step into the row's part of the (word, status, id) key, and each
     phrase of three words or more is its `LIKE` besides.
@@ -266,12 +266,18 @@ def text_like(table: str, pattern: Any) -> sa.ColumnElement[bool]:
 
 @dataclass(frozen=True)
 class SearchReach:
-    """The tables where no task has a search's words, and on MariaDB those where few do."""
+    """The tables where no task has a search's words, and on MariaDB those where few do.
+
+    `probed`: the members test each row in the words tables (`probe_conditions`); with
+    `pages_only`, only a page's members, which stop at a page, where a count, a chart or the
+    top errors read every match and are quicker with the index that gathers them.
+    """
 
     text: str
     absent: tuple[str, ...]
     gathered: tuple[str, ...] = ()
     probed: bool = False
+    pages_only: bool = False
 
 
 def search_reach(task_filter: TaskFilter) -> SearchReach | None:

@@ -155,7 +155,7 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         search_absent=reach.absent if reach else (),
         search_words=len(search_terms(search)) if search else 0,
         search_unpaired=unpaired_phrases(search) if search else (),
-        search_probed=bool(reach and reach.probed),
+        search_probed=bool(reach and reach.probed and not reach.pages_only),
         search_gathered=reach.gathered if reach else (),
     )
     return shape, values
@@ -203,7 +203,9 @@ def page_shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values
     shape, values = shape_of(task_filter, now)
     if shape.window and not shape.statuses and not shape.tags:
         shape = replace(shape, statuses=STATUSES)
-    return replace(shape, page=True), values
+    reach = search_reach(task_filter)
+    probed = shape.search_probed or bool(reach and reach.probed)
+    return replace(shape, page=True, search_probed=probed), values
 
 
 def chosen_models(shape: Shape) -> list[TaskModel]:
