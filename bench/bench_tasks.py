@@ -69,6 +69,9 @@ SEED = 20261128
 SECRET_KEY = "bench-secret"
 BASELINE_STATEMENT_TIMEOUT_MS = 600_000
 PAGE = 20
+# Someone who asked for PERSON_TASKS training runs to stop, at every size.
+PERSON = "ops@example.com"
+PERSON_TASKS = 2_000
 OFFSET_PAGE_50 = 980
 
 Args = tuple[tuple[str, str], ...]
@@ -125,9 +128,11 @@ CASES = (
     # Running tasks not heard from for longer than their type's limit.
     Case("stalled", (("stalled", "true"),)),
     Case("stalled, training", (("task_type", "training"), ("stalled", "true"))),
-    # Tasks with an event by someone: every evaluation (its module wrote their events), and
-    # no task at all (nobody of that name acted), which every task is tested for.
+    # Tasks with an event by someone: every evaluation (its module wrote their events),
+    # 2,000 training runs a person asked to stop (too many to list, read by key), and no
+    # task at all (nobody of that name acted).
     Case("actor, a module", (("actor", "evaluation-module"),)),
+    Case("actor, a person", (("actor", PERSON),)),
     Case("actor, nobody", (("actor", "nobody@example.com"),)),
     # Search: a word many tasks have, a rare one, a phrase, an error's words, an id's start.
     Case("q=llama", (("q", "llama"),)),
@@ -332,13 +337,17 @@ def seed(engine: sa.Engine, tasks: int) -> None:
     seed_events(engine)
 
 
-def seed_events(engine: sa.Engine) -> None:
+def seed_events(engine: sa.Engine, modules: bool = True) -> None:
     """A "created" event for every task and a "started" one for every task that started,
-    each by its type's module, written by the database from the task tables in one pass."""
+    each by its type's module, written by the database from the task tables in one pass;
+    then PERSON's requests to stop (alone with `modules` false: a database seeded before
+    they were)."""
     with engine.connect() as connection:
         limit_statements(connection, SEEDING_LIMIT_MS)  # one statement per table and kind
         with connection.begin():
-            write_events(connection)
+            if modules:
+                write_events(connection)
+            write_person_events(connection)
     refresh_statistics(engine)
     print("  seeded the tasks' events", file=sys.stderr)
 
@@ -361,10 +370,31 @@ def write_events(connection: sa.Connection) -> None:
             connection.execute(sa.insert(TaskEvent).from_select(columns, rows))
 
 
-def events_seeded(engine: sa.Engine) -> bool:
-    """Whether the bench's events are there (a database seeded before they were is not)."""
+def write_person_events(connection: sa.Connection) -> None:
+    """PERSON's request to stop PERSON_TASKS training runs, the first by id: spread over
+    the weeks the tasks span, as their random ids are."""
+    model = MODEL_FOR_TYPE["training"]
+    chosen = sa.select(model.id, model.created_at).order_by(model.id).limit(PERSON_TASKS)
+    chosen = chosen.subquery()
+    rows = sa.select(
+        sa.literal("training"),
+        chosen.c.id,
+        sa.literal("cancel_requested"),
+        sa.literal(PERSON),
+        chosen.c.created_at,
+    )
+    columns = ["task_type", "task_id", "kind", "actor", "at"]
+    connection.execute(sa.insert(TaskEvent).from_select(columns, rows))
+
+
+def events_seeded(engine: sa.Engine, actor: str | None = None) -> bool:
+    """Whether the bench's events (or `actor`'s) are there (a database seeded before they
+    were is not)."""
     with engine.connect() as connection:
-        return connection.execute(sa.select(TaskEvent.id).limit(1)).first() is not None
+        found = sa.select(TaskEvent.id).limit(1)
+        if actor is not None:
+            found = found.where(TaskEvent.actor == actor)
+        return connection.execute(found).first() is not None
 
 
 def prepare(url: str, tasks: int, reseed: bool) -> None:
@@ -389,6 +419,8 @@ def prepare(url: str, tasks: int, reseed: bool) -> None:
                     print(f"  {step}", file=sys.stderr)
                 if not events_seeded(engine):
                     seed_events(engine)
+                elif not events_seeded(engine, PERSON):
+                    seed_events(engine, modules=False)
             if drift := schema_drift(engine):
                 raise SystemExit(f"{engine.url!r} differs from the models; --reseed: {drift}")
         finally:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from oracle import KNOWN_ACTORS, NOW, expected, facets
+from oracle import KNOWN_ACTORS, NOW, expected, facets, histogram, insert_tasks, make_task
 from sqlalchemy.dialects import sqlite
 from test_pages import get_page
 
@@ -20,8 +20,8 @@ from app.demo import type_fields
 from app.events import record_event, task_events
 from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, EventKind, TaskEvent, db
-from app.query import count_facets, iter_tasks
-from app.query.actors import LISTED_UP_TO, ActorTasks, look_up_actor_tasks
+from app.query import count_facets, iter_tasks, task_histogram
+from app.query.actors import GATHERED_UP_TO, LISTED_UP_TO, ActorTasks, look_up_actor_tasks
 from app.recorder import IllegalTransition, Recorder, TaskNotFound
 
 
@@ -357,23 +357,72 @@ def test_actor_tasks_tested_row_by_row_are_the_oracles(app, tasks, task_filter):
     assert counts == facets(tasks, task_filter)
 
 
-def test_an_actors_tasks_are_looked_up_per_table(empty_engine):
-    """Listed where few (none is a list too), left to a test per row where many."""
-    many = [uuid.uuid4() for _ in range(LISTED_UP_TO + 1)]
-    few = [uuid.uuid4() for _ in range(3)]
-    events = [("training", task_id, "alice") for task_id in many]
-    events += [("evaluation", task_id, "alice") for task_id in few for _ in range(2)]
-    events += [("dataset_upload", uuid.uuid4(), "bob")]
-    rows = [
+def gathered_by_the_statement(task_filter: TaskFilter) -> TaskFilter:
+    """The filter with its actor's tasks gathered from task_event in every table."""
+    share = ActorTasks(task_filter.actor or "", (), gathered=tuple(MODEL_FOR_TYPE))
+    return replace(task_filter, actor_tasks=share)
+
+
+@pytest.mark.parametrize("task_filter", ACTOR_FILTERS, ids=lambda f: repr(f.to_args()))
+def test_actor_tasks_gathered_by_the_statement_are_the_oracles(app, tasks, task_filter):
+    """The way a table is read where the actor acted on too many of its tasks to list and
+    too few to walk for: the list, the counts and the chart."""
+    gathered = gathered_by_the_statement(task_filter)
+    with app.app_context():
+        listed = [str(row.id) for row in iter_tasks(db.session, gathered, NOW, batch=7)]
+        counts = count_facets(db.session, gathered, NOW).as_json()
+        chart = task_histogram(db.session, gathered, NOW).as_json()
+    assert listed == expected(tasks, task_filter)
+    assert counts == facets(tasks, task_filter)
+    assert chart == histogram(tasks, task_filter)
+
+
+def event_rows(events: list[tuple[str, uuid.UUID, str]]) -> list[dict[str, Any]]:
+    return [
         {"task_type": t, "task_id": i, "kind": "cancelled", "actor": a, "at": NOW}
         for t, i, a in events
     ]
+
+
+def test_an_actors_tasks_are_looked_up_per_table(empty_engine):
+    """Listed where few (none is a list too), gathered by the statement where more, left to
+    a test per row where many."""
+    some = [uuid.uuid4() for _ in range(LISTED_UP_TO + 1)]
+    many = [uuid.uuid4() for _ in range(GATHERED_UP_TO + 1)]
+    few = [uuid.uuid4() for _ in range(3)]
+    events = [("training", task_id, "alice") for task_id in some for _ in range(2)]
+    events += [("synthesis", task_id, "alice") for task_id in many]
+    events += [("evaluation", task_id, "alice") for task_id in few for _ in range(2)]
+    events += [("dataset_upload", uuid.uuid4(), "bob")]
     with empty_engine.begin() as connection:
-        connection.execute(sa.insert(TaskEvent), rows)
+        connection.execute(sa.insert(TaskEvent), event_rows(events))
         found = look_up_actor_tasks(connection, "alice")
     listed = {task_type: sorted(ids) for task_type, ids in found.listed}
-    want = {t: [] for t in MODEL_FOR_TYPE if t != "training"} | {"evaluation": sorted(few)}
-    assert listed == want
+    bounded = {"model_upload", "dataset_upload", "evaluation"}
+    assert listed == {t: [] for t in bounded} | {"evaluation": sorted(few)}
+    assert found.gathered == ("training",)
+
+
+@pytest.mark.parametrize(
+    "actor", ["o'brien", 'say "hi"', "back\\slash", "semi;colon -- dash", "ünï 名前 🙂"]
+)
+def test_an_actor_named_in_the_statement_is_found_as_written(empty_engine, actor):
+    """A gathering names its actor in the statement's text (see `actor_condition`): quotes,
+    backslashes and any other character are the actor's own, on every engine."""
+    rng = random.Random(5)
+    moments = [NOW - timedelta(minutes=minutes) for minutes in range(LISTED_UP_TO + 1)]
+    tasks = [make_task("training", "completed", moment, rng=rng) for moment in moments]
+    insert_tasks(empty_engine, tasks)
+    events = [("training", task["id"], actor) for task in tasks]
+    events += [("training", task["id"], actor + "x") for task in tasks[:3]]
+    with empty_engine.begin() as connection:
+        connection.execute(sa.insert(TaskEvent), event_rows(events))
+        task_filter = TaskFilter(actor=actor, limit=1000)
+        assert look_up_actor_tasks(connection, actor).gathered == ("training",)
+        found = [str(row.id) for row in iter_tasks(connection, task_filter, NOW)]
+        counts = count_facets(connection, task_filter, NOW).as_json()
+    assert sorted(found) == sorted(str(task["id"]) for task in tasks)
+    assert counts["total"] == {"value": len(tasks), "relation": "eq"}
 
 
 def test_an_actors_listed_tasks_stay_within_sqlites_parameter_limit():

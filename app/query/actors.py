@@ -13,6 +13,10 @@ tasks are read, each table's share of the actor's tasks is looked up on task_eve
 - up to `LISTED_UP_TO` tasks: their ids are bound as a list, and the member reads those
   rows by primary key, as one member (app/query/pages.py) and, in a chart, one grouped
   read (app/query/histogram.py), so that a statement binds each list a few times at most;
+- up to `GATHERED_UP_TO`: too many to bind, and too few for a walk (a person who cancelled
+  2,000 runs of a table of two million: a page walks 50,000 rows to find 50 of them, and a
+  count walks the whole table). The member gathers them from the same index, in the
+  statement, and reads those rows by primary key;
 - more: the member tests each row it walks, which then finds matches densely.
 
 A list is padded to a power of two (repeating its last id), so that PostgreSQL's driver
@@ -37,6 +41,11 @@ from app.query.engines import Executor
 # An IN list of this many ids is read by primary key in a few milliseconds on every engine,
 # and bound a few times in a statement it stays far below SQLite's 32,766 parameters.
 LISTED_UP_TO = 500
+# Up to this many, an actor's tasks of a table are gathered from task_event's index and
+# read by primary key (a few milliseconds per thousand); past it, walked for. Counting them
+# up to it is one read of the index, which an actor with more tasks (a module, which
+# created every task of its table) stops at.
+GATHERED_UP_TO = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class ActorTasks:
 
     actor: str
     listed: tuple[tuple[str, tuple[uuid.UUID, ...]], ...]
+    gathered: tuple[str, ...] = ()
 
 
 def looked_up(task_filter: TaskFilter) -> ActorTasks | None:
@@ -85,15 +95,34 @@ def actor_tasks_template(task_type: str) -> sa.Select[tuple[uuid.UUID]]:
     )
 
 
+def gathered_tables(known: ActorTasks | None) -> tuple[str, ...]:
+    """The tables whose tasks the actor acted on are gathered in the statement (none before
+    the lookup)."""
+    return known.gathered if known is not None else ()
+
+
+@functools.lru_cache(maxsize=len(TASK_TYPES))
+def actor_task_count_template(task_type: str) -> sa.Select[tuple[int]]:
+    """How many distinct tasks of a type the actor acted on, up to one more than
+    `GATHERED_UP_TO`: one index range, cut there."""
+    found = actor_tasks_template(task_type).limit(GATHERED_UP_TO + 1).subquery("found")
+    return sa.select(sa.func.count()).select_from(found)
+
+
 def look_up_actor_tasks(executor: Executor, actor: str) -> ActorTasks:
-    """Each table's share of the actor's tasks, listed where it is at most `LISTED_UP_TO`."""
-    listed = []
+    """Each table's share of the actor's tasks: listed where it is at most `LISTED_UP_TO`,
+    gathered where it is at most `GATHERED_UP_TO` (a second read, for those tables alone)."""
+    listed, gathered = [], []
     for task_type in TASK_TYPES:
         rows = executor.execute(actor_tasks_template(task_type), {"actor": actor})
         ids = tuple(rows.scalars())
         if len(ids) <= LISTED_UP_TO:
             listed.append((task_type, ids))
-    return ActorTasks(actor, tuple(listed))
+            continue
+        count = executor.execute(actor_task_count_template(task_type), {"actor": actor})
+        if count.scalar_one() <= GATHERED_UP_TO:
+            gathered.append(task_type)
+    return ActorTasks(actor, tuple(listed), tuple(gathered))
 
 
 def with_actor_tasks(executor: Executor, task_filter: TaskFilter) -> TaskFilter:

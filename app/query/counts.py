@@ -223,9 +223,10 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
 
 
 @functools.lru_cache(maxsize=512)
-def search_facet_template(shape: Shape) -> sa.CompoundSelect:
-    """Exact counts by (type, status) of a search's matches: one member per table, grouped
-    by status, so that each table's matches are gathered once rather than once a status."""
+def gathered_facet_template(shape: Shape) -> sa.CompoundSelect:
+    """Exact counts by (type, status) of tasks an index hands over (a search's matches, an
+    actor's few tasks): one member per table, grouped by status, so that each table's are
+    gathered once rather than once a status."""
     everything = replace(shape, statuses=())
     return sa.union_all(
         *(
@@ -244,14 +245,20 @@ def count_by_type_and_status(
     """Zero-filled exact counts per (type, status), with neither of those filters applied.
 
     A search on PostgreSQL is grouped by status, its matches gathered once a table (see
-    `search_facet_template`). SQLite reads each status's range of a time window from the
+    `gathered_facet_template`), and so are an actor's tasks where they are few in every
+    table (`actor_bounded`). SQLite reads each status's range of a time window from the
     (status, created_at) index instead (and MariaDB too, testing each row in its words
     tables), which at a million tasks took 11 ms for a day's `"support tickets"` where the
     grouped statement, reading the day whole, took 82.
     """
     matrix = {(t, s): 0 for t in TASK_TYPES for s in STATUSES}
-    gathered = shape.search_phrases and engine_shape(dialect_name(executor)).search_gathers_matches
-    template = search_facet_template(shape) if gathered else facet_template(shape)
+    engine = engine_shape(dialect_name(executor))
+    gathered = shape.search_phrases and engine.search_gathers_matches
+    template = (
+        gathered_facet_template(shape)
+        if gathered or actor_bounded(shape)
+        else facet_template(shape)
+    )
     for task_type, status, tasks in executor.execute(template, values):
         matrix[(task_type, status)] += tasks
     return matrix
@@ -264,13 +271,15 @@ def count_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> 
     Each is exact up to TOTAL_EXACT_UP_TO and "at least" that beyond (see `Total.capped`),
     so that a view of ten million tasks costs what one of a hundred thousand does, unless
     the filter asks for exact counts. A filter of types and statuses alone is counted from
-    the hourly summary (see `summary_facets`). The stalled count reads a range of each
-    table's (status, updated_at) index (see `stalled_condition`).
+    the hourly summary (see `summary_facets`), and an actor's tasks that are few in every
+    table are grouped in one read (see `actor_bounded`). The stalled count reads a range of
+    each table's (status, updated_at) index (see `stalled_condition`).
     """
     shape, values = shape_of(task_filter.first_page, now)
     if task_filter.exact_count:
         return facets_from_matrix(executor, task_filter, now, shape, values, exact=True)
-    if grouped_by_status(engine_shape(dialect_name(executor)), shape):
+    grouped = grouped_by_status(engine_shape(dialect_name(executor)), shape)
+    if grouped or actor_bounded(shape):
         return facets_from_matrix(executor, task_filter, now, shape, values, exact=False)
     if summary_counts_every_hour(shape):
         return summary_facets(executor, task_filter, now)
@@ -285,6 +294,14 @@ def grouped_by_status(engine: EngineShape, shape: Shape) -> bool:
     if not shape.search_phrases or not engine.search_gathers_matches:
         return False
     return not counted_from_index(shape, engine.search_index)
+
+
+def actor_bounded(shape: Shape) -> bool:
+    """Whether the filter's actor acted on few tasks of every table (listed or gathered by
+    id, see app/query/actors.py): at most a few tens of thousands of rows to group at once,
+    where ten capped counts would each read the actor's tasks again."""
+    bounded = shape.actor_listed + shape.actor_gathered + shape.actor_absent
+    return shape.actor and set(bounded) >= set(TASK_TYPES)
 
 
 def capped_facets(executor: Executor, task_filter: TaskFilter, now: datetime) -> Facets:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from app.filters import TaskFilter, format_timestamp
 from app.models import UTCDateTime, sql_constant
-from app.query.engines import BucketStart, Executor, dialect_name, engine_shape
+from app.query.engines import BucketStart, Executor, NotIndexed, dialect_name, engine_shape
 from app.query.lookups import looked_up_first
 from app.query.rollup import hourly_buckets, summary_serves
 from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models, shape_of
@@ -196,9 +196,13 @@ def status_parts(shape: Shape) -> list[Shape]:
     return [replace(shape, statuses=(status,)) for status in shape.statuses or STATUSES]
 
 
-def created_between(model: Any, lower: str, upper: str) -> list[sa.ColumnElement[bool]]:
-    """created_at in [:lower, :upper)."""
-    return [model.created_at >= sa.bindparam(lower), model.created_at < sa.bindparam(upper)]
+def created_between(
+    model: Any, lower: str, upper: str, by_key: bool = False
+) -> list[sa.ColumnElement[bool]]:
+    """created_at in [:lower, :upper); tested on rows read by key if `by_key` (see
+    `NotIndexed`)."""
+    created = NotIndexed(model.created_at) if by_key else model.created_at
+    return [created >= sa.bindparam(lower), created < sa.bindparam(upper)]
 
 
 def bars_table(bars: int) -> sa.CTE:
@@ -247,6 +251,7 @@ def grouped_template(shape: Shape, step: int) -> sa.CompoundSelect:
     members = []
     for model in chosen_models(shape):
         bucket = BucketStart(model.created_at, sql_constant(step))
+        gathered = model.task_type in shape.actor_gathered
         members.append(
             sa.select(
                 sql_constant(model.task_type).label("task_type"),
@@ -256,7 +261,7 @@ def grouped_template(shape: Shape, step: int) -> sa.CompoundSelect:
             )
             .where(
                 *branch_conditions(model, shape),
-                *created_between(model, "chart_lower", "chart_upper"),
+                *created_between(model, "chart_lower", "chart_upper", by_key=gathered),
             )
             .group_by(bucket, model.status)
         )
@@ -277,10 +282,10 @@ def table_counts(
 ) -> list[dict[str, int]]:
     """Zero-filled counts per status for each bar, read from the tables the engine's way."""
     counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
-    # An actor's listed tasks are a few hundred rows to group, and their ids would be bound
-    # again in each of the ranges' hundreds of counts.
+    # An actor's listed or gathered tasks are at most a few thousand rows to group, where
+    # each of the ranges' hundreds of counts would bind or gather them again.
     ranges = engine_shape(dialect_name(executor)).histogram == "ranges"
-    if ranges and not shape.actor_listed:
+    if ranges and not (shape.actor_listed or shape.actor_gathered):
         edges = {f"edge_{i}": edge for i, edge in enumerate(window.edges())}
         for row in executor.execute(ranges_template(shape, window.bars), values | edges):
             counts[row.bar][row.status] += row.tasks

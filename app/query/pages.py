@@ -59,7 +59,7 @@ def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> l
     branches = []
     for model in chosen_models(shape):
         # Listed ids are read by primary key: split, each part would bind them again.
-        listed = model.task_type in shape.actor_listed
+        listed = model.task_type in shape.actor_listed + shape.actor_gathered
         for part in [shape] if listed else split_by_index(shape):
             conditions = [*branch_conditions(model, part), *walk_bounds(model, part)]
             member = sa.select(*columns(model)).where(*conditions)

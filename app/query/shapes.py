@@ -25,7 +25,7 @@ from app.models import (
     UTCDateTime,
     sql_constant,
 )
-from app.query.actors import listed_ids
+from app.query.actors import gathered_tables, listed_ids, looked_up
 from app.query.engines import ExistsPerRow, Greatest, RunningHeardBefore, SecondsBefore
 from app.query.search import (
     search_conditions,
@@ -54,7 +54,8 @@ class Shape:
     leaves out its status test (see `reads_every_finished_status`). `actor` and `stalled`
     say that the members carry those tests (see `actor_condition`, `stalled_condition`);
     `actor_listed` names the tables whose tasks the actor acted on are bound as a list,
-    `actor_absent` those where it acted on none. `search_absent` names the tables where no
+    `actor_gathered` those where the statement gathers them, `actor_absent` those where it
+    acted on none. `search_absent` names the tables where no
     task has the search's words (see app/query/search.py). `search_words` counts the terms
     the words tables are asked for (words, and pairs of neighbouring words, see
     `search_terms`), and `search_unpaired` names the phrases of three words or more, whose
@@ -75,6 +76,7 @@ class Shape:
     page: bool = False
     actor: bool = False
     actor_listed: tuple[str, ...] = ()
+    actor_gathered: tuple[str, ...] = ()
     actor_absent: tuple[str, ...] = ()
     stalled: bool = False
     search_phrases: int = 0
@@ -126,7 +128,7 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
     if cursor is not None:
         values["cursor_at"], values["cursor_id"] = cursor.created_at, cursor.id
     if task_filter.actor is not None:
-        values["actor"] = task_filter.actor
+        values["actor"] = values["actor_named"] = task_filter.actor
     actor_listed = listed_ids(task_filter)
     values |= {f"actor_ids_{t}": ids for t, ids in actor_listed.items() if ids}
     if task_filter.stalled:
@@ -148,6 +150,7 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         order=task_filter.order,
         actor=task_filter.actor is not None,
         actor_listed=tuple(t for t, ids in actor_listed.items() if ids),
+        actor_gathered=gathered_tables(looked_up(task_filter)),
         actor_absent=tuple(t for t, ids in actor_listed.items() if not ids),
         stalled=task_filter.stalled,
         search_phrases=len(search.phrases) if search else 0,
@@ -373,17 +376,26 @@ def heard_before(model: TaskModel, moment: sa.ColumnElement[datetime]) -> sa.Col
 
 def actor_condition(model: TaskModel, shape: Shape) -> sa.ColumnElement[bool]:
     """The actor acted on the task: one of the table's listed ids, none if the list is
-    empty (an engine then reads no row), else an EXISTS on task_event's (actor, type, id)
-    index for each row (see app/query/actors.py)."""
+    empty (an engine then reads no row), one of the ids the statement gathers from
+    task_event's (actor, type, id) index, else an EXISTS on that index for each row (see
+    app/query/actors.py).
+
+    The gathering names its actor in the statement's text, not as a parameter. PostgreSQL
+    plans the app's statements once for any values (`plan_once`), and for an actor it
+    cannot see it expects a share of the whole table and walks it beside the ids (all
+    200,000 keys of a table at a million tasks, to find 2,000): it reads the ids first once
+    its statistics say how many the actor has.
+    """
     if model.task_type in shape.actor_absent:
         return sa.false()
     if model.task_type in shape.actor_listed:
         return model.id.in_(sa.bindparam(f"actor_ids_{model.task_type}", expanding=True))
-    event = sa.select(sql_constant(1)).where(
-        TaskEvent.actor == sa.bindparam("actor", type_=TaskEvent.actor.type),
-        TaskEvent.task_type == sql_constant(model.task_type),
-        TaskEvent.task_id == model.id,
-    )
+    actor = TaskEvent.actor == sa.bindparam("actor", type_=TaskEvent.actor.type)
+    of_type = TaskEvent.task_type == sql_constant(model.task_type)
+    if model.task_type in shape.actor_gathered:
+        named = sa.bindparam("actor_named", type_=TaskEvent.actor.type, literal_execute=True)
+        return model.id.in_(sa.select(TaskEvent.task_id).where(TaskEvent.actor == named, of_type))
+    event = sa.select(sql_constant(1)).where(actor, of_type, TaskEvent.task_id == model.id)
     return ExistsPerRow(event)
 
 
