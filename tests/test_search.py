@@ -24,9 +24,12 @@ from oracle import NOW, expected, facets, insert_tasks, make_task
 from werkzeug.datastructures import MultiDict
 
 from app.filters import TaskFilter, parse_filter
-from app.models import MODEL_FOR_TYPE, TrainingTask
+from app.models import MODEL_FOR_TYPE, TrainingTask, db
 from app.openapi import search_schema
+from app.query import horizons
 from app.query import search as query_search
+from app.query.lookups import with_lookups
+from app.query.pages import page_among_newest
 from app.search import SearchError, parse_search, valid_search_pattern
 
 WORD_SEARCHES = [
@@ -514,3 +517,56 @@ def test_rows_written_in_plain_sql_are_found_changed_and_gone(scratch_app, scrat
         connection.execute(sa.delete(TrainingTask))
     assert listed_ids(client, [("q", "memory")]) == []
     assert counted(client, "memory")["cancelled"] == {"value": 0, "relation": "eq"}
+
+
+# -- SQLite: a search's page read among each table's newest tasks first ------------------------
+
+NEWEST_SEARCHES = ["llama", '"support tickets"', "script", "failed", "zzzq"]
+NEWEST_FILTERS = [
+    {},
+    {"statuses": ("failed",)},
+    {"tags": ("nightly",)},
+    {"created_before": NOW - timedelta(days=20)},
+    {"statuses": ("running", "completed"), "limit": 3},
+]
+
+
+def every_page(client, task_filter: TaskFilter) -> list[str]:
+    """Every listed id, page after page by the cursor."""
+    ids: list[str] = []
+    args = task_filter.to_args()
+    while True:
+        body = client.get("/tasks", query_string=args).get_json()
+        ids += [item["id"] for item in body["items"]]
+        if not body["next_cursor"]:
+            return ids
+        args = [*task_filter.to_args(), ("cursor", body["next_cursor"])]
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("newest", [3, 7, 25])
+@pytest.mark.parametrize("fields", NEWEST_FILTERS, ids=lambda fields: repr(fields))
+@pytest.mark.parametrize("q", NEWEST_SEARCHES)
+def test_a_search_s_pages_read_among_the_newest_tasks_are_the_oracles(
+    client, tasks, monkeypatch, newest, fields, q
+):
+    """Each table's `newest` newest tasks (a few, so that pages end past them), the known
+    tasks written in no order of time and 25 of them created at one instant: every page is
+    the oracle's, read among them where that is the page, and whole where it is not."""
+    monkeypatch.setattr(horizons, "HORIZON_ROWS", newest)
+    task_filter = search_filter(q, **({"limit": 5} | fields))
+    assert every_page(client, task_filter) == expected(tasks, task_filter)
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_a_common_word_s_first_page_is_read_among_the_newest_tasks(app, tasks, monkeypatch):
+    """The first page of a word most tables hold, read among each table's 20 newest tasks:
+    their rowids alone are asked of FTS5, and that is the page."""
+    monkeypatch.setattr(horizons, "HORIZON_ROWS", 20)
+    task_filter = search_filter("llama", limit=3)
+    with app.app_context(), statements_run(app) as statements:
+        connection = db.session.connection()
+        rows = page_among_newest(connection, with_lookups(connection, task_filter), NOW)
+    assert rows is not None
+    assert [str(row.id) for row in rows] == expected(tasks, task_filter)[:4]  # one past the page
+    assert any("rowid BETWEEN" in statement for statement in statements)

@@ -16,6 +16,7 @@ from app.filters import Cursor, Order, TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, UTCDateTime
 from app.query.counts import Total, count_tasks
 from app.query.engines import Executor, dialect_name, engine_shape, pin_index
+from app.query.horizons import horizon_values, horizons_apply, look_up_horizons, page_is_whole
 from app.query.lookups import looked_up_first
 from app.query.rows import (
     LIST_COLUMNS,
@@ -197,12 +198,33 @@ def page_statement(
 def fetch_page(executor: Executor, task_filter: TaskFilter, now: datetime) -> list[TaskRow]:
     """The page's rows, plus one when another page follows, read as the engine does best."""
     dialect = dialect_name(executor)
-    if engine_shape(dialect).page != "keys":
+    engine = engine_shape(dialect)
+    if engine.search_index == "fts5" and (rows := page_among_newest(executor, task_filter, now)):
+        return rows
+    if engine.page != "keys":
         statement, values = page_query(task_filter, now, dialect)
         return [TaskRow(*row) for row in executor.execute(statement, values)]
     shape, values = page_shape_of(task_filter, now)
     keys = executor.execute(keys_template(shape), values | page_values(task_filter)).all()
     return rows_by_key(executor, [(key.task_type, key.id) for key in keys])
+
+
+def page_among_newest(
+    executor: Executor, task_filter: TaskFilter, now: datetime
+) -> list[TaskRow] | None:
+    """A search's page on SQLite read among each table's newest tasks, if that is the
+    page (see app/query/horizons.py); None where it must be read whole."""
+    shape, values = page_shape_of(task_filter, now)
+    if not horizons_apply(shape):
+        return None
+    horizons = look_up_horizons(executor, shape, values)
+    if not horizons:
+        return None
+    within = replace(shape, search_horizon=tuple(horizons))
+    statement = page_template(within, engine_shape(dialect_name(executor)).page == "merge")
+    bounds = values | page_values(task_filter) | horizon_values(horizons)
+    rows = [TaskRow(*row) for row in executor.execute(statement, bounds)]
+    return rows if page_is_whole(horizons, rows, task_filter.limit + 1) else None
 
 
 def rows_by_key(executor: Executor, keys: list[tuple[str, uuid.UUID]]) -> list[TaskRow]:

@@ -55,8 +55,10 @@ class WordsMatch(sa.sql.functions.FunctionElement[bool]):
     """Every phrase of a search is in the task's words.
 
     Arguments: the table's id column, the FTS5 query, its status part (see
-    `status_query`) and one `LIKE` pattern per phrase. MariaDB is given `probe_conditions`
-    instead once its words are looked up; without the lookup it reads the `LIKE`s.
+    `status_query`), the lowest and highest rowids of the tasks a page reads on SQLite
+    (NULL for all, see app/query/horizons.py) and one `LIKE` pattern per phrase. MariaDB is given
+    `probe_conditions` instead once its words are looked up; without the lookup it reads
+    the `LIKE`s.
     """
 
     # Not Boolean: SQLite would get `(…) = 1`, which hides the conditions from its planner.
@@ -82,18 +84,24 @@ def _words_match_sqlite(element: WordsMatch, compiler: Any, **kw: Any) -> str:
     each row in the index instead costs about a hundred times more per row, and a walk may
     step over many rows before it finds a page of a word that is rare among recent tasks.
     A member of statuses that few tasks have names them in the query, so that the list
-    holds only the tasks the walk can reach (see `narrowing_statuses`).
+    holds only the tasks the walk can reach (see `narrowing_statuses`), and a page that
+    reads only the newest tasks lists only theirs: FTS5 reads its lists from one rowid to
+    another.
     """
     table = _table(element)
     search = f"{table}_search"
     match = _fts5_match(search, element, compiler, **kw)
+    floor, ceiling = element.clauses.clauses[3:5]
+    if not isinstance(floor, sa.sql.elements.Null):
+        rowids = f"{compiler.process(floor, **kw)} AND {compiler.process(ceiling, **kw)}"
+        match += f" AND rowid BETWEEN {rowids}"
     return f"+{table}.rowid IN (SELECT rowid FROM {search} WHERE {match})"
 
 
 def _likes(element: WordsMatch, compiler: Any, **kw: Any) -> list[str]:
     table = _table(element)
     return [
-        compiler.process(text_like(table, pattern), **kw) for pattern in element.clauses.clauses[3:]
+        compiler.process(text_like(table, pattern), **kw) for pattern in element.clauses.clauses[5:]
     ]
 
 
@@ -212,7 +220,15 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         patterns = [_search_value(f"search_{index}") for index in range(shape.search_phrases)]
         words = _search_value("search_match")
         status = status_query(narrowing_statuses(shape.statuses))
-        conditions.append(WordsMatch(model.id, words, status, *patterns))
+        rowids: list[sa.ColumnElement[Any]] = [sa.null(), sa.null()]
+        if model.task_type in shape.search_horizon:
+            rowids = [
+                sa.bindparam(f"{end}_{model.task_type}", type_=sa.Integer())
+                for end in ("floor", "ceiling")
+            ]
+            horizon = sa.bindparam(f"horizon_{model.task_type}", type_=model.created_at.type)
+            conditions.append(model.created_at >= horizon)
+        conditions.append(WordsMatch(model.id, words, status, *rowids, *patterns))
     return conditions
 
 

@@ -61,7 +61,9 @@ class Shape:
     `search_terms`), and `search_unpaired` names the phrases of three words or more, whose
     text is tested besides. On MariaDB, once its terms are looked up, `search_probed` says
     that each row is tested in the words tables, and `search_gathered` names the tables
-    whose few matches are handed over instead of walked for (see `probe_conditions`).
+    whose few matches are handed over instead of walked for (see `probe_conditions`). On
+    SQLite, `search_horizon` names the tables whose page reads only their newest rows and
+    their matches among them (see app/query/horizons.py).
     """
 
     task_types: tuple[str, ...]
@@ -86,6 +88,7 @@ class Shape:
     search_unpaired: tuple[int, ...] = ()
     search_probed: bool = False
     search_gathered: tuple[str, ...] = ()
+    search_horizon: tuple[str, ...] = ()
 
 
 def created_bounds(
