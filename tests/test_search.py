@@ -26,7 +26,7 @@ from werkzeug.datastructures import MultiDict
 from app.filters import TaskFilter, parse_filter
 from app.models import MODEL_FOR_TYPE, TrainingTask, db
 from app.openapi import search_schema
-from app.query import horizons
+from app.query import pages
 from app.query import search as query_search
 from app.query.lookups import with_lookups
 from app.query.pages import page_among_newest
@@ -544,7 +544,7 @@ def every_page(client, task_filter: TaskFilter) -> list[str]:
 
 
 @pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("newest", [3, 7, 25])
+@pytest.mark.parametrize("newest", [(3,), (7,), (25,), (3, 12)])
 @pytest.mark.parametrize("fields", NEWEST_FILTERS, ids=lambda fields: repr(fields))
 @pytest.mark.parametrize("q", NEWEST_SEARCHES)
 def test_a_search_s_pages_read_among_the_newest_tasks_are_the_oracles(
@@ -553,7 +553,7 @@ def test_a_search_s_pages_read_among_the_newest_tasks_are_the_oracles(
     """Each table's `newest` newest tasks (a few, so that pages end past them), the known
     tasks written in no order of time and 25 of them created at one instant: every page is
     the oracle's, read among them where that is the page, and whole where it is not."""
-    monkeypatch.setattr(horizons, "HORIZON_ROWS", newest)
+    monkeypatch.setattr(pages, "HORIZON_ROWS", newest)
     task_filter = search_filter(q, **({"limit": 5} | fields))
     assert every_page(client, task_filter) == expected(tasks, task_filter)
 
@@ -562,7 +562,7 @@ def test_a_search_s_pages_read_among_the_newest_tasks_are_the_oracles(
 def test_a_common_word_s_first_page_is_read_among_the_newest_tasks(app, tasks, monkeypatch):
     """The first page of a word most tables hold, read among each table's 20 newest tasks:
     their rowids alone are asked of FTS5, and that is the page."""
-    monkeypatch.setattr(horizons, "HORIZON_ROWS", 20)
+    monkeypatch.setattr(pages, "HORIZON_ROWS", (20,))
     task_filter = search_filter("llama", limit=3)
     with app.app_context(), statements_run(app) as statements:
         connection = db.session.connection()

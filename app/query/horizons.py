@@ -6,12 +6,13 @@ a word many tasks hold costs what its matches do, however few rows the walk read
 is in 330,000 tasks of a table at ten million, 138 ms for a first page.
 
 FTS5 starts a list at any rowid, and a table's newest tasks are the ones a page needs. So a
-page is read first among each table's `HORIZON_ROWS` newest tasks (below the cursor or
-`created_before`): the table's list holds the rowids between their lowest and highest, and
-the oldest created_at among them (its horizon) bounds the walk. That answer is the page when it is
-full and every horizon lies strictly before its last row: each task that belongs on the
-page is then newer than its table's horizon, so among those newest tasks and in their list.
-Otherwise (words few recent tasks hold, a deep offset) the page is read whole. Nothing is
+page is read first among each table's newest tasks, `HORIZON_ROWS[0]` of them (below the
+cursor or `created_before`): the table's list holds the rowids between their lowest and
+highest, and the oldest created_at among them (its horizon) bounds the walk. That answer is
+the page when it is full and every horizon lies strictly before its last row: each task
+that belongs on the page is then newer than its table's horizon, so among those newest
+tasks and in their list. Otherwise the page is read among more of them (words among a
+status few tasks have), and at last whole (words few recent tasks hold, the last page). Nothing is
 assumed of how rowids follow created_at: a module writes a task when it creates it, so the
 newest tasks hold the highest rowids and the lists are short, and tasks written out of that
 order only lengthen them.
@@ -30,17 +31,17 @@ from app.models import MODEL_FOR_TYPE, sql_constant
 from app.query.engines import Executor
 from app.query.shapes import Shape, Values
 
-# Enough of a table's newest tasks to hold a page of words one task in twenty has, few
-# enough to read in well under a millisecond.
-HORIZON_ROWS = 2_000
+# How many of a table's newest tasks a page is read among, before it is read whole: enough
+# to hold a page of words one task in twenty has, read in well under a millisecond; then
+# enough for one in a few hundred (`cuda memory` among the failed tasks).
+HORIZON_ROWS = (2_000, 32_000)
 
 Upper = Literal["cursor", "before"] | None
 
 
 @dataclass(frozen=True)
 class Horizon:
-    """A table's `HORIZON_ROWS` newest tasks: the oldest created_at, the lowest and the
-    highest rowid."""
+    """A table's newest tasks: the oldest created_at, the lowest and the highest rowid."""
 
     created_at: datetime
     floor: int
@@ -107,13 +108,15 @@ def horizons_template(task_types: tuple[str, ...], upper: Upper) -> sa.CompoundS
     return sa.union_all(*members)
 
 
-def look_up_horizons(executor: Executor, shape: Shape, values: Values) -> dict[str, Horizon]:
-    """The horizon of each table the page reads that holds more than its newest tasks."""
+def look_up_horizons(
+    executor: Executor, shape: Shape, values: Values, newest: int
+) -> dict[str, Horizon]:
+    """The horizon of each table the page reads that holds more than its `newest` tasks."""
     tables = searched_tables(shape)
     if not tables:
         return {}
     template = horizons_template(tables, upper_bound(shape))
-    values = values | {"newest": HORIZON_ROWS, "last_newest": HORIZON_ROWS - 1}
+    values = values | {"newest": newest, "last_newest": newest - 1}
     return {
         row.task_type: Horizon(row.created_at, row.floor, row.ceiling)
         for row in executor.execute(template, values)

@@ -16,7 +16,13 @@ from app.filters import Cursor, Order, TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, UTCDateTime
 from app.query.counts import Total, count_tasks
 from app.query.engines import Executor, dialect_name, engine_shape, pin_index
-from app.query.horizons import horizon_values, horizons_apply, look_up_horizons, page_is_whole
+from app.query.horizons import (
+    HORIZON_ROWS,
+    horizon_values,
+    horizons_apply,
+    look_up_horizons,
+    page_is_whole,
+)
 from app.query.lookups import looked_up_first
 from app.query.rows import (
     LIST_COLUMNS,
@@ -217,14 +223,17 @@ def page_among_newest(
     shape, values = page_shape_of(task_filter, now)
     if not horizons_apply(shape):
         return None
-    horizons = look_up_horizons(executor, shape, values)
-    if not horizons:
-        return None
-    within = replace(shape, search_horizon=tuple(horizons))
-    statement = page_template(within, engine_shape(dialect_name(executor)).page == "merge")
-    bounds = values | page_values(task_filter) | horizon_values(horizons)
-    rows = [TaskRow(*row) for row in executor.execute(statement, bounds)]
-    return rows if page_is_whole(horizons, rows, task_filter.limit + 1) else None
+    merged = engine_shape(dialect_name(executor)).page == "merge"
+    for newest in HORIZON_ROWS:
+        horizons = look_up_horizons(executor, shape, values, newest)
+        if not horizons:
+            return None  # no table holds more: the page is read whole at the same cost
+        statement = page_template(replace(shape, search_horizon=tuple(horizons)), merged)
+        bounds = values | page_values(task_filter) | horizon_values(horizons)
+        rows = [TaskRow(*row) for row in executor.execute(statement, bounds)]
+        if page_is_whole(horizons, rows, task_filter.limit + 1):
+            return rows
+    return None
 
 
 def rows_by_key(executor: Executor, keys: list[tuple[str, uuid.UUID]]) -> list[TaskRow]:
