@@ -34,7 +34,7 @@ from app.query.shapes import Shape, Values
 # How many of a table's newest tasks a page is read among, before it is read whole: enough
 # to hold a page of words one task in twenty has, read in well under a millisecond; then
 # enough for one in a few hundred (`cuda memory` among the failed tasks).
-HORIZON_ROWS = (2_000, 32_000)
+HORIZON_ROWS = (1_000, 16_000)
 
 Upper = Literal["cursor", "before"] | None
 
