@@ -220,6 +220,8 @@ def page_among_newest(
 ) -> list[TaskRow] | None:
     """A search's page on SQLite read among each table's newest tasks, if that is the
     page (see app/query/horizons.py); None where it must be read whole."""
+    if task_filter.search is None or not task_filter.search.phrases:
+        return None
     shape, values = page_shape_of(task_filter, now)
     if not horizons_apply(shape):
         return None
