@@ -528,6 +528,7 @@ NEWEST_FILTERS = [
     {"tags": ("nightly",)},
     {"created_before": NOW - timedelta(days=20)},
     {"statuses": ("running", "completed"), "limit": 3},
+    {"actor": "trainer"},
 ]
 
 

@@ -111,7 +111,8 @@ def actor_task_count_template(task_type: str) -> sa.Select[tuple[int]]:
 
 def look_up_actor_tasks(executor: Executor, actor: str) -> ActorTasks:
     """Each table's share of the actor's tasks: listed where it is at most `LISTED_UP_TO`,
-    gathered where it is at most `GATHERED_UP_TO` (a second read, for those tables alone)."""
+    gathered where it is at most `GATHERED_UP_TO` (a second read, for the tables past the
+    list alone)."""
     listed, gathered = [], []
     for task_type in TASK_TYPES:
         rows = executor.execute(actor_tasks_template(task_type), {"actor": actor})

@@ -282,8 +282,8 @@ def table_counts(
 ) -> list[dict[str, int]]:
     """Zero-filled counts per status for each bar, read from the tables the engine's way."""
     counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
-    # An actor's listed or gathered tasks are at most a few thousand rows to group, where
-    # each of the ranges' hundreds of counts would bind or gather them again.
+    # An actor's listed or gathered tasks are at most ten thousand rows a table to group,
+    # where each of the ranges' hundreds of counts would bind or gather them again.
     ranges = engine_shape(dialect_name(executor)).histogram == "ranges"
     if ranges and not (shape.actor_listed or shape.actor_gathered):
         edges = {f"edge_{i}": edge for i, edge in enumerate(window.edges())}

@@ -15,7 +15,8 @@ tasks and in their list. Otherwise the page is read among more of them (words am
 status few tasks have), and at last whole (words few recent tasks hold, the last page). Nothing is
 assumed of how rowids follow created_at: a module writes a task when it creates it, so the
 newest tasks hold the highest rowids and the lists are short, and tasks written out of that
-order only lengthen them.
+order only lengthen them. The horizons are looked up in a statement of their own: a task
+written between it and the page's is left off, as if the page were read before it.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def horizons_apply(shape: Shape) -> bool:
 
 
 def searched_tables(shape: Shape) -> tuple[str, ...]:
-    """The tables the page reads: those asked for, where the words are at all."""
-    return tuple(t for t in shape.task_types if t not in shape.search_absent)
+    """The tables the page reads: those asked for, where the words are at all and the
+    actor acted on some task (a table given a horizon but read as none would hold the
+    page back to the next, larger horizon)."""
+    skipped = set(shape.search_absent) | set(shape.actor_absent)
+    return tuple(t for t in shape.task_types if t not in skipped)
 
 
 def upper_bound(shape: Shape) -> Upper:
@@ -84,12 +88,11 @@ def newest_first(model: Any, upper: Upper, *columns: Any) -> sa.Select[Any]:
 @functools.lru_cache(maxsize=64)
 def horizons_template(task_types: tuple[str, ...], upper: Upper) -> sa.CompoundSelect:
     """(task_type, horizon, lowest and highest rowid) of each table's newest tasks, read
-    from the end of its created_at index: the horizon is NULL in a table that holds no more
-    than those.
+    from the end of its created_at index: the horizon is NULL in a table that holds fewer.
 
-    The horizon is the last of them, stepped to (SQLite reads no entry it skips), and the
-    rowids the only column read of each: the oldest created_at among them, read as a
-    minimum, took three times as long."""
+    The horizon is the last of them, stepped to (SQLite steps over the entries before it
+    without reading their columns), and the rowids the only column read of each: the
+    oldest created_at among them, read as a minimum, took three times as long."""
     members = []
     for task_type in task_types:
         model = MODEL_FOR_TYPE[task_type]
@@ -111,7 +114,7 @@ def horizons_template(task_types: tuple[str, ...], upper: Upper) -> sa.CompoundS
 def look_up_horizons(
     executor: Executor, shape: Shape, values: Values, newest: int
 ) -> dict[str, Horizon]:
-    """The horizon of each table the page reads that holds more than its `newest` tasks."""
+    """The horizon of each table the page reads that holds at least `newest` tasks."""
     tables = searched_tables(shape)
     if not tables:
         return {}
