@@ -30,6 +30,7 @@ from app.query import pages
 from app.query import search as query_search
 from app.query.lookups import with_lookups
 from app.query.pages import page_among_newest
+from app.query.shapes import page_shape_of
 from app.search import SearchError, parse_search, valid_search_pattern
 
 WORD_SEARCHES = [
@@ -567,7 +568,9 @@ def test_a_common_word_s_first_page_is_read_among_the_newest_tasks(app, tasks, m
     task_filter = search_filter("llama", limit=3)
     with app.app_context(), statements_run(app) as statements:
         connection = db.session.connection()
-        rows = page_among_newest(connection, with_lookups(connection, task_filter), NOW)
+        looked_up = with_lookups(connection, task_filter)
+        shape, values = page_shape_of(looked_up, NOW)
+        rows = page_among_newest(connection, looked_up, shape, values)
     assert rows is not None
     assert [str(row.id) for row in rows] == expected(tasks, task_filter)[:4]  # one past the page
     assert any("rowid BETWEEN" in statement for statement in statements)

@@ -95,9 +95,10 @@ def actor_tasks_template(task_type: str) -> sa.Select[tuple[uuid.UUID]]:
     )
 
 
-def gathered_tables(known: ActorTasks | None) -> tuple[str, ...]:
-    """The tables whose tasks the actor acted on are gathered in the statement (none before
-    the lookup)."""
+def gathered_tables(task_filter: TaskFilter) -> tuple[str, ...]:
+    """The tables whose tasks the filter's actor acted on are gathered in the statement
+    (none before the lookup)."""
+    known = looked_up(task_filter)
     return known.gathered if known is not None else ()
 
 

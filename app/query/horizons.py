@@ -12,11 +12,12 @@ highest, and the oldest created_at among them (its horizon) bounds the walk. Tha
 the page when it is full and every horizon lies strictly before its last row: each task
 that belongs on the page is then newer than its table's horizon, so among those newest
 tasks and in their list. Otherwise the page is read among more of them (words among a
-status few tasks have), and at last whole (words few recent tasks hold, the last page). Nothing is
-assumed of how rowids follow created_at: a module writes a task when it creates it, so the
-newest tasks hold the highest rowids and the lists are short, and tasks written out of that
-order only lengthen them. The horizons are looked up in a statement of their own: a task
-written between it and the page's is left off, as if the page were read before it.
+status few tasks have), and at last whole (words few recent tasks hold, the last page).
+Nothing is assumed of how rowids follow created_at: a module writes a task when it creates
+it, so the newest tasks hold the highest rowids and the lists are short, and tasks written
+out of that order only lengthen them. The horizons are looked up in a statement of their
+own: a task written between it and the page's is left off, as if the page were read before
+it.
 """
 
 from __future__ import annotations

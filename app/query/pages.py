@@ -203,26 +203,25 @@ def page_statement(
 @looked_up_first
 def fetch_page(executor: Executor, task_filter: TaskFilter, now: datetime) -> list[TaskRow]:
     """The page's rows, plus one when another page follows, read as the engine does best."""
-    dialect = dialect_name(executor)
-    engine = engine_shape(dialect)
-    if engine.search_index == "fts5" and (rows := page_among_newest(executor, task_filter, now)):
+    engine = engine_shape(dialect_name(executor))
+    shape, values = page_shape_of(task_filter, now)
+    among_newest = engine.search_index == "fts5"
+    if among_newest and (rows := page_among_newest(executor, task_filter, shape, values)):
         return rows
     if engine.page != "keys":
-        statement, values = page_query(task_filter, now, dialect)
-        return [TaskRow(*row) for row in executor.execute(statement, values)]
-    shape, values = page_shape_of(task_filter, now)
+        statement = page_template(shape, engine.page == "merge")
+        bounds = values | page_values(task_filter)
+        return [TaskRow(*row) for row in executor.execute(statement, bounds)]
     keys = executor.execute(keys_template(shape), values | page_values(task_filter)).all()
     return rows_by_key(executor, [(key.task_type, key.id) for key in keys])
 
 
 def page_among_newest(
-    executor: Executor, task_filter: TaskFilter, now: datetime
+    executor: Executor, task_filter: TaskFilter, shape: Shape, values: Values
 ) -> list[TaskRow] | None:
-    """A search's page on SQLite read among each table's newest tasks, if that is the
-    page (see app/query/horizons.py); None where it must be read whole."""
-    if task_filter.search is None or not task_filter.search.phrases:
-        return None
-    shape, values = page_shape_of(task_filter, now)
+    """A search's page on SQLite, of the filter's page `shape`, read among each table's
+    newest tasks if that is the page (see app/query/horizons.py); None where it must be
+    read whole."""
     if not horizons_apply(shape):
         return None
     merged = engine_shape(dialect_name(executor)).page == "merge"

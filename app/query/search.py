@@ -56,9 +56,9 @@ class WordsMatch(sa.sql.functions.FunctionElement[bool]):
 
     Arguments: the table's id column, the FTS5 query, its status part (see
     `status_query`), the lowest and highest rowids of the tasks a page reads on SQLite
-    (NULL for all, see app/query/horizons.py) and one `LIKE` pattern per phrase. MariaDB is given
-    `probe_conditions` instead once its words are looked up; without the lookup it reads
-    the `LIKE`s.
+    (NULL for all, see app/query/horizons.py) and one `LIKE` pattern per phrase. MariaDB
+    is given `probe_conditions` instead once its words are looked up; without the lookup
+    it reads the `LIKE`s.
     """
 
     # Not Boolean: SQLite would get `(…) = 1`, which hides the conditions from its planner.

@@ -25,7 +25,7 @@ from app.models import (
     UTCDateTime,
     sql_constant,
 )
-from app.query.actors import gathered_tables, listed_ids, looked_up
+from app.query.actors import gathered_tables, listed_ids
 from app.query.engines import ExistsPerRow, Greatest, RunningHeardBefore, SecondsBefore
 from app.query.search import (
     search_conditions,
@@ -55,8 +55,8 @@ class Shape:
     say that the members carry those tests (see `actor_condition`, `stalled_condition`);
     `actor_listed` names the tables whose tasks the actor acted on are bound as a list,
     `actor_gathered` those where the statement gathers them, `actor_absent` those where it
-    acted on none. `search_absent` names the tables where no
-    task has the search's words (see app/query/search.py). `search_words` counts the terms
+    acted on none. `search_absent` names the tables where no task has the search's words
+    (see app/query/search.py). `search_words` counts the terms
     the words tables are asked for (words, and pairs of neighbouring words, see
     `search_terms`), and `search_unpaired` names the phrases of three words or more, whose
     text is tested besides. On MariaDB, once its terms are looked up, `search_probed` says
@@ -153,7 +153,7 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         order=task_filter.order,
         actor=task_filter.actor is not None,
         actor_listed=tuple(t for t, ids in actor_listed.items() if ids),
-        actor_gathered=gathered_tables(looked_up(task_filter)),
+        actor_gathered=gathered_tables(task_filter),
         actor_absent=tuple(t for t, ids in actor_listed.items() if not ids),
         stalled=task_filter.stalled,
         search_phrases=len(search.phrases) if search else 0,
