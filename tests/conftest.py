@@ -25,6 +25,7 @@ from app import create_app
 from app.clock import utcnow
 from app.config import normalise_database_url
 from app.demo import seed_demo
+from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE
 from app.schema import create_at_head, drop_schema
 
@@ -294,6 +295,18 @@ def gunicorn_server(
     log = tmp_path_factory.mktemp("gunicorn") / "error.log"
     with running_gunicorn(served_database, log, TRUSTED_PROXIES="1") as server:
         yield server
+
+
+def every_id(client: FlaskClient, task_filter: TaskFilter) -> list[str]:
+    """Every id the API lists for a filter, page after page by cursor."""
+    ids: list[str] = []
+    query = task_filter.to_args()
+    while True:
+        body = client.get("/tasks", query_string=query).get_json()
+        ids += [item["id"] for item in body["items"]]
+        if not body["next_cursor"]:
+            return ids
+        query = [*task_filter.to_args(), ("cursor", body["next_cursor"])]
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from conftest import every_id
 from oracle import KNOWN_ACTORS, NOW, expected, facets, histogram, insert_tasks, make_task
 from sqlalchemy.dialects import sqlite
 from test_pages import get_page
@@ -298,15 +299,7 @@ def args_of(task_filter: TaskFilter) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("task_filter", ACTOR_FILTERS, ids=lambda f: repr(f.to_args()))
 def test_actor_filter_lists_the_oracles_tasks(client, tasks, task_filter):
-    ids: list[str] = []
-    query: list[tuple[str, str]] = args_of(task_filter)
-    while True:
-        body = client.get("/tasks", query_string=query).get_json()
-        ids += [item["id"] for item in body["items"]]
-        if not body["next_cursor"]:
-            break
-        query = [*args_of(task_filter), ("cursor", body["next_cursor"])]
-    assert ids == expected(tasks, task_filter)
+    assert every_id(client, task_filter) == expected(tasks, task_filter)
 
 
 @pytest.mark.parametrize("task_filter", ACTOR_FILTERS, ids=lambda f: repr(f.to_args()))

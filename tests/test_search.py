@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 import sqlalchemy as sa
-from conftest import statements_run
+from conftest import every_id, statements_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle import NOW, expected, facets, insert_tasks, make_task
@@ -533,18 +533,6 @@ NEWEST_FILTERS = [
 ]
 
 
-def every_page(client, task_filter: TaskFilter) -> list[str]:
-    """Every listed id, page after page by the cursor."""
-    ids: list[str] = []
-    args = task_filter.to_args()
-    while True:
-        body = client.get("/tasks", query_string=args).get_json()
-        ids += [item["id"] for item in body["items"]]
-        if not body["next_cursor"]:
-            return ids
-        args = [*task_filter.to_args(), ("cursor", body["next_cursor"])]
-
-
 @pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("newest", [(3,), (7,), (25,), (3, 12)])
 @pytest.mark.parametrize("fields", NEWEST_FILTERS, ids=lambda fields: repr(fields))
@@ -557,7 +545,7 @@ def test_a_search_s_pages_read_among_the_newest_tasks_are_the_oracles(
     the oracle's, read among them where that is the page, and whole where it is not."""
     monkeypatch.setattr(pages, "HORIZON_ROWS", newest)
     task_filter = search_filter(q, **({"limit": 5} | fields))
-    assert every_page(client, task_filter) == expected(tasks, task_filter)
+    assert every_id(client, task_filter) == expected(tasks, task_filter)
 
 
 @pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import statements_run
+from conftest import every_id, statements_run
 from oracle import HEARD_MINUTES_AGO, NOW, expected, facets, stalled
 from test_cli import invoke
 from test_pages import get_page
@@ -96,18 +96,6 @@ STALLED_FILTERS = [
     TaskFilter(),
     TaskFilter(tags=("exp-2",), statuses=("running",)),
 ]
-
-
-def every_id(client, task_filter: TaskFilter) -> list[str]:
-    """Every id the API lists for a filter, page after page by cursor."""
-    ids: list[str] = []
-    query = task_filter.to_args()
-    while True:
-        body = client.get("/tasks", query_string=query).get_json()
-        ids += [item["id"] for item in body["items"]]
-        if not body["next_cursor"]:
-            return ids
-        query = [*task_filter.to_args(), ("cursor", body["next_cursor"])]
 
 
 def test_the_known_tasks_have_stalled_and_heard_running_tasks_of_every_type(tasks):
