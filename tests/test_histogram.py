@@ -3,20 +3,26 @@ the oracle; the bucket size each window gets; and bars that narrow the list to t
 
 from __future__ import annotations
 
+import random
+import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
+import flask_migrate
 import pytest
+import sqlalchemy as sa
 from conftest import statements_run
 from hypothesis import given
 from hypothesis import strategies as st
-from oracle import EPOCH, KNOWN_TAGS, NOW, histogram
+from oracle import EPOCH, KNOWN_TAGS, NOW, histogram, insert_tasks, known_tasks
 from test_api import FILTERS
 
 from app.filters import MAX_TAGS, TaskFilter, format_timestamp
 from app.models import MODEL_FOR_TYPE
 from app.query import task_histogram
 from app.query.histogram import DAY, HOUR, MINUTE, chart_window
+from app.schema import MIGRATIONS
+from app.search import parse_search
 
 # As many tags as a filter takes: every count of every bar repeats them.
 TWENTY_TAGS = [*KNOWN_TAGS, *(f"other-{n}" for n in range(MAX_TAGS - len(KNOWN_TAGS)))]
@@ -170,3 +176,141 @@ def test_bad_input_is_422_naming_the_parameter(client, args, parameter):
     response = client.get("/tasks/histogram", query_string=args)
     assert response.status_code == 422
     assert parameter in {error["parameter"] for error in response.get_json()["errors"]}
+
+
+# -- a search's chart: on SQLite, counted from the search index between rowids -------------
+
+SEARCH_CHARTS = {
+    "a word": [("q", "llama")],
+    "a word, failed and running": [("q", "llama"), ("status", "failed"), ("status", "running")],
+    "two words, 60 days": [("q", "llama mmlu"), ("within_hours", "1440")],
+    "a phrase, 48 hours": [("q", '"support tickets"'), ("within_hours", "48")],
+    "a word, created in 20 days": [
+        ("q", "script"),
+        ("created_after", format_timestamp(NOW - timedelta(days=20, minutes=-41))),
+        ("created_before", format_timestamp(NOW - timedelta(days=2, minutes=13))),
+    ],
+    "a word, within 24 hours, created in 3 days": [
+        ("q", "llama"),
+        ("within_hours", "24"),
+        ("created_after", format_timestamp(NOW - timedelta(days=3))),
+    ],
+    "unicode, one type": [("q", "ÜNÏCODE"), ("task_type", "training")],
+    "no match": [("q", "zzzzzz")],
+}
+
+
+def chart_filter(args: list[tuple[str, str]]) -> TaskFilter:
+    """The filter of a chart's arguments, as the oracle takes it."""
+    fields: dict = {"statuses": (), "task_types": ()}
+    for key, value in args:
+        if key == "q":
+            fields["search"] = parse_search(value)
+        elif key in {"status", "task_type"}:
+            fields[f"{key}es" if key == "status" else f"{key}s"] += (value,)
+        elif key == "within_hours":
+            fields[key] = int(value)
+        else:
+            fields[key] = datetime.fromisoformat(value)
+    return TaskFilter(**{key: value for key, value in fields.items() if value != ()})
+
+
+@pytest.mark.parametrize("name", list(SEARCH_CHARTS))
+def test_a_search_s_chart_is_the_oracle_s(client, tasks, name):
+    """On every engine. The known tasks are written in no time order: on SQLite most of
+    them are kept apart as out of order, and counted from their rows."""
+    args = SEARCH_CHARTS[name]
+    response = client.get("/tasks/histogram", query_string=args)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == histogram(tasks, chart_filter(args))
+
+
+def out_of_order(engine: sa.Engine) -> dict[str, set[int]]:
+    """The rowids each SQLite task table keeps apart (revision 0015)."""
+    with engine.connect() as connection:
+        return {
+            model.__tablename__: set(
+                connection.exec_driver_sql(
+                    f"SELECT task_rowid FROM {model.__tablename__}_out_of_order"
+                ).scalars()
+            )
+            for model in MODEL_FOR_TYPE.values()
+        }
+
+
+def in_created_order(engine: sa.Engine) -> bool:
+    """Whether the tasks not kept apart have a created_at that never decreases as their
+    rowid grows, in every table: what counting between rowids relies on."""
+    kept = out_of_order(engine)
+    with engine.connect() as connection:
+        for model in MODEL_FOR_TYPE.values():
+            table = model.__tablename__
+            rows = connection.exec_driver_sql(
+                f"SELECT rowid, created_at FROM {table} ORDER BY rowid"
+            )
+            times = [at for rowid, at in rows if rowid not in kept[table]]
+            if times != sorted(times):
+                return False
+    return True
+
+
+def charts_are_the_oracle_s(app, tasks: list[dict]) -> None:
+    """Every search chart equals the oracle's, counted between rowids."""
+    client = app.test_client()
+    for name, args in SEARCH_CHARTS.items():
+        with statements_run(app) as sent:
+            answer = client.get("/tasks/histogram", query_string=args).get_json()
+        assert answer == histogram(tasks, chart_filter(args)), name
+        if name != "no match":
+            assert any("_out_of_order" in statement for statement in sent), name
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_tasks_written_as_they_are_created_are_counted_between_rowids(scratch_app, scratch_engine):
+    """Written in created order, no task is kept apart, and a search's chart is the
+    oracle's; then tasks written late with an earlier created_at, created_at changed and
+    tasks deleted in plain SQL are kept apart or let go, and the charts stay the oracle's."""
+    tasks = sorted(known_tasks(), key=lambda task: task["created_at"])
+    insert_tasks(scratch_engine, tasks)
+    assert out_of_order(scratch_engine) == {
+        model.__tablename__: set() for model in MODEL_FOR_TYPE.values()
+    }
+    charts_are_the_oracle_s(scratch_app, tasks)
+
+    rng = random.Random(15)
+    late = [dict(task, id=uuid.uuid4()) for task in rng.sample(tasks, 40)]
+    insert_tasks(scratch_engine, late)
+    tasks += late
+    moved = rng.sample(tasks, 30)
+    gone = rng.sample([task for task in tasks if task not in moved], 30)
+    with scratch_engine.begin() as connection:
+        for task in moved:
+            task["created_at"] += timedelta(hours=rng.choice([-50, -7, 3, 26]))
+            table = MODEL_FOR_TYPE[task["task_type"]].__table__
+            connection.execute(
+                sa.update(table)
+                .where(table.c.id == task["id"])
+                .values(created_at=task["created_at"])
+            )
+        for task in gone:
+            table = MODEL_FOR_TYPE[task["task_type"]].__table__
+            connection.execute(sa.delete(table).where(table.c.id == task["id"]))
+    tasks = [task for task in tasks if task not in gone]
+    kept = out_of_order(scratch_engine)
+    assert 0 < sum(len(rowids) for rowids in kept.values()) <= len(late) + len(moved)
+    assert in_created_order(scratch_engine)
+    charts_are_the_oracle_s(scratch_app, tasks)
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_an_upgrade_keeps_apart_the_tasks_already_out_of_order(scratch_app, scratch_engine):
+    """Revision 0015 sorts the tasks already there: after a downgrade and an upgrade over
+    tasks written in no order, what is kept apart is what the triggers kept."""
+    insert_tasks(scratch_engine, known_tasks())
+    written = out_of_order(scratch_engine)
+    with scratch_app.app_context():
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0014")
+        flask_migrate.upgrade(directory=str(MIGRATIONS))
+    assert out_of_order(scratch_engine) == written
+    assert in_created_order(scratch_engine)
+    charts_are_the_oracle_s(scratch_app, known_tasks())

@@ -38,6 +38,11 @@ from app.query.counts import (
     facet_template,
     gathered_facet_template,
 )
+from app.query.created_order import (
+    first_rowids_template,
+    out_of_order_template,
+    rowid_bars_template,
+)
 from app.query.gauges import silent_template
 from app.query.histogram import EPOCH, grouped_template
 from app.query.lookups import with_lookups
@@ -1218,3 +1223,38 @@ def test_sqlite_reads_no_table_where_no_task_has_the_words(seeded):
     )
     assert rows == same_rows and {row.task_type for row in rows} == {"evaluation"}
     assert steps * 3 < walked_all, (steps, walked_all)
+
+
+# A search's chart on SQLite: its matches between two rowids, from the search index alone;
+# the exceptions by their created_at (app/query/created_order.py).
+
+
+@pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)
+def test_sqlite_search_chart_reads_the_index_between_rowids_and_the_exceptions_by_time(seeded):
+    task_filter = TaskFilter(search=parse_search("llama"))
+    shape, values = shape_of(task_filter, NOW)
+    edges = {f"edge_{index}": NOW - timedelta(hours=3 * (4 - index)) for index in range(5)}
+    firsts = {f"first_{t}_{index}": 100 * index for t in shape.task_types for index in range(5)}
+    window = {"chart_lower": NOW - timedelta(hours=12), "chart_upper": NOW}
+    rowid_plan = sqlite_plan(
+        seeded, template_sql(seeded, rowid_bars_template(shape, 4), values | firsts)
+    )
+    index_reads = [step for step in rowid_plan if "VIRTUAL TABLE" in step]
+    assert len(index_reads) == 25 and all(":M" in step and "><" in step for step in index_reads)
+    assert not any(
+        f"{model.__tablename__} " in f"{step} "
+        for model in MODEL_FOR_TYPE.values()
+        for step in rowid_plan
+    )
+    kept_plan = sqlite_plan(
+        seeded, template_sql(seeded, out_of_order_template(shape, 10800), values | window)
+    )
+    kept_reads = [step for step in kept_plan if "_out_of_order" in step]
+    assert len(kept_reads) == 5 and all(
+        "created_at>? AND created_at<?" in step.replace("=", "") for step in kept_reads
+    ), kept_plan
+    firsts_plan = sqlite_plan(
+        seeded, template_sql(seeded, first_rowids_template(shape.task_types, 4), edges)
+    )
+    scans = [step for step in firsts_plan if step.startswith("SCAN") and "CONSTANT ROW" not in step]
+    assert not scans and sum("USING COVERING INDEX" in step for step in firsts_plan) == 50

@@ -14,7 +14,9 @@ whole hour of the window; what it cannot serve is read from the tables: an edge 
 "Created between…" range inside an hour, the hours before a time window's start (there a
 task matches only if still active or finished since), and every other filter. The tables
 are read as one range of an index per table, and how they are counted is one of the engine
-differences (see `engine_shape`).
+differences (see `engine_shape`). On SQLite a search of words with types, statuses and time
+alone is counted from the search index between rowids, from a time window's start on
+(app/query/created_order.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ import sqlalchemy as sa
 
 from app.filters import TaskFilter, format_timestamp
 from app.models import UTCDateTime, sql_constant
+from app.query.created_order import (
+    counted_in_created_order,
+    first_rowids,
+    out_of_order_template,
+    rowid_bars_template,
+)
 from app.query.engines import BucketStart, Executor, NotIndexed, dialect_name, engine_shape
 from app.query.lookups import looked_up_first
 from app.query.rollup import hourly_buckets, summary_serves
@@ -329,21 +337,71 @@ def add_counts(into: list[dict[str, int]], part: list[dict[str, int]], offset: i
             into[offset + index][status] += tasks
 
 
+def part_of(window: ChartWindow, lower: datetime, upper: datetime) -> ChartWindow:
+    """The bars of `window` between two moments, drawn as `window` draws them."""
+    return ChartWindow(lower, upper, window.step, bars_between(lower, upper, window.step))
+
+
+def first_bar(window: ChartWindow, part: ChartWindow) -> int:
+    """Which bar of `window` the first bar of `part` is."""
+    return (part.grid_start - window.grid_start) // timedelta(seconds=window.step)
+
+
+def created_order_counts(
+    executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
+) -> list[dict[str, int]]:
+    """Zero-filled counts per status for each bar, from the search index between rowids
+    (app/query/created_order.py), and the tasks kept apart from their rows."""
+    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    found = [model.task_type for model in chosen_models(shape)]
+    shape = replace(shape, task_types=tuple(t for t in found if t not in shape.search_absent))
+    if not shape.task_types:
+        return counts
+    edges = {f"edge_{index}": edge for index, edge in enumerate(window.edges())}
+    firsts = first_rowids(executor, shape, edges)
+    for row in executor.execute(rowid_bars_template(shape, window.bars), values | firsts):
+        counts[row.bar][row.status] += row.tasks
+    bounds = {"chart_lower": window.lower, "chart_upper": window.upper}
+    for row in executor.execute(out_of_order_template(shape, window.step), values | bounds):
+        counts[bucket_index(row.bucket, window)][row.status] += row.tasks
+    return counts
+
+
+def served_apart(
+    executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
+) -> tuple[datetime, datetime] | None:
+    """The part of the window counted without reading each task's row, if any: whole
+    hours from the hourly summary, or from a time window's start on, a search's matches
+    between rowids. Counted from the tables only where every task created matches."""
+    hours = summary_hours(shape, values, window)
+    if hours is not None:
+        return EPOCH + timedelta(hours=hours.start), EPOCH + timedelta(hours=hours.stop)
+    if counted_in_created_order(shape, dialect_name(executor)):
+        lower = min(max(window.lower, values.get("since", window.lower)), window.upper)
+        return (lower, window.upper) if lower < window.upper else None
+    return None
+
+
 def count_buckets(
     executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
 ) -> list[dict[str, int]]:
-    """Zero-filled counts per status for each bar: the whole hours from the summary where it
-    serves the filter, the rest from the tables."""
-    hours = summary_hours(shape, values, window)
-    if hours is None:
+    """Zero-filled counts per status for each bar: the part `served_apart` serves its way,
+    the rest from the tables."""
+    served = served_apart(executor, shape, values, window)
+    if served is None:
         return table_counts(executor, shape, values, window)
     counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
-    served = [EPOCH + timedelta(hours=hour) for hour in (hours.start, hours.stop)]
     for lower, upper in ((window.lower, served[0]), (served[1], window.upper)):
         if lower < upper:
-            part = ChartWindow(lower, upper, window.step, bars_between(lower, upper, window.step))
-            offset = (part.grid_start - window.grid_start) // timedelta(seconds=window.step)
-            add_counts(counts, table_counts(executor, shape, values, part), offset)
+            part = part_of(window, lower, upper)
+            add_counts(counts, table_counts(executor, shape, values, part), first_bar(window, part))
+    hours = summary_hours(shape, values, window)
+    if hours is None:
+        part = part_of(window, *served)
+        add_counts(
+            counts, created_order_counts(executor, shape, values, part), first_bar(window, part)
+        )
+        return counts
     per_bucket = window.step // HOUR
     first_bucket = (window.grid_start - EPOCH) // timedelta(seconds=window.step)
     for bucket, status, tasks in hourly_buckets(

@@ -347,6 +347,13 @@ def reach_template(terms: int, unpaired: tuple[int, ...], up_to: int) -> sa.Sele
     return sa.select(*counts)
 
 
+@functools.cache
+def fts5_table(model: TaskModel) -> sa.TableClause:
+    """A task table's FTS5 index on SQLite (revision 0010), one object per table, so that
+    a column of it written apart from `index_count_members` refers to the same table."""
+    return sa.table(f"{model.__tablename__}_search", sa.column("rowid", sa.Integer()))
+
+
 def index_count_members(
     model: TaskModel,
     statuses: tuple[str, ...],
@@ -363,7 +370,7 @@ def index_count_members(
     each = [(status,) for status in statuses] or [()]
     if index == "words":
         return [words_count_member(model, part, column, words, unpaired) for part in each]
-    table = sa.table(f"{model.__tablename__}_search", sa.column("rowid"))
+    table = fts5_table(model)
     match = _search_value("search_match")
     return [
         sa.select(column)
