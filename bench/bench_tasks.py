@@ -163,6 +163,21 @@ VIEW_CASES = (
         ),
         40,
     ),
+    # A search's chart: a word a sixth of the tasks hold, a phrase, and a word beside a
+    # status, each over the page's default week, read from the search index.
+    ViewCase("histogram, q=llama, last 7 days", "/tasks/histogram", (("q", "llama"),), 40),
+    ViewCase(
+        'histogram, q="support tickets", last 7 days',
+        "/tasks/histogram",
+        (("q", '"support tickets"'),),
+        40,
+    ),
+    ViewCase(
+        "histogram, q=cuda memory, failed, last 7 days",
+        "/tasks/histogram",
+        (("q", "cuda memory"), ("status", "failed")),
+        40,
+    ),
     ViewCase(
         "histogram, training, 24 h",
         "/tasks/histogram",

@@ -44,7 +44,7 @@ from app.query.created_order import (
     rowid_bars_template,
 )
 from app.query.gauges import silent_template
-from app.query.histogram import EPOCH, grouped_template
+from app.query.histogram import EPOCH, grouped_template, words_template
 from app.query.lookups import with_lookups
 from app.query.pages import (
     fetch_page,
@@ -1129,7 +1129,7 @@ def test_sqlite_counts_a_search_by_status_in_its_index_alone(seeded, statuses):
 def test_postgresql_counts_a_search_of_words_in_its_words_tables_alone(seeded, q, statuses):
     """Words, phrases of two words (a pair of neighbours, revision 0013), types and statuses
     are all in the words tables (revision 0011): each count is an index-only scan of their
-    (word, status, id) keys, no task table is read."""
+    (word, status, created_at, id) keys, no task table is read."""
     task_filter = TaskFilter(search=parse_search(q), statuses=statuses)
     shape, values = shape_of(task_filter, NOW)
     for template in capped_count_templates(shape, True, index="words"):
@@ -1258,3 +1258,29 @@ def test_sqlite_search_chart_reads_the_index_between_rowids_and_the_exceptions_b
     )
     scans = [step for step in firsts_plan if step.startswith("SCAN") and "CONSTANT ROW" not in step]
     assert not scans and sum("USING COVERING INDEX" in step for step in firsts_plan) == 50
+
+
+# A search's chart on PostgreSQL and MariaDB: a range of each words table's key per status,
+# the index alone (revision 0016).
+
+
+@pytest.mark.parametrize("seeded", ["postgresql", "mariadb"], indirect=True)
+@pytest.mark.parametrize("q", ["llama", "llama mmlu", '"support tickets"'])
+def test_a_search_chart_reads_the_words_tables_key_alone(seeded, q):
+    task_filter = TaskFilter(search=parse_search(q))
+    shape, values = shape_of(task_filter, NOW)
+    values |= {"chart_lower": NOW - timedelta(days=7), "chart_upper": NOW}
+    statement = words_template(shape, 3 * 3600).params(values)
+    if seeded.dialect.name == "postgresql":
+        scans = table_scans(postgresql_generic_plan(seeded, statement))
+        reads = {
+            (node["Relation Name"], node["Node Type"], node.get("Index Name")) for node, _ in scans
+        }
+        assert reads == {
+            (f"{model.__tablename__}_words", "Index Only Scan", f"pk_{model.__tablename__}_words")
+            for model in MODEL_FOR_TYPE.values()
+        }
+    else:
+        tables = mariadb_tables(seeded, sql_of(seeded, statement))
+        assert tables and {t["table_name"] for t in tables} <= {"word_0", "word_1"}
+        assert all(t["key"] == "PRIMARY" and t.get("using_index") for t in tables), tables

@@ -27,17 +27,6 @@ from app.query.engines import BucketStart, Executor
 from app.query.search import fts5_table, index_count_members
 from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models
 
-# The first rowid of a bar that no task of the table, created then or later, begins: past
-# every rowid, so that the bar and those after it count nothing.
-PAST_EVERY_ROWID = 2**63 - 1
-
-
-def counted_in_created_order(shape: Shape, dialect: str) -> bool:
-    """Whether a chart of `shape` is counted from the search index by rowids: a search of
-    words on SQLite, with types, statuses and time alone."""
-    per_task = shape.tags or shape.error_group or shape.actor or shape.stalled or shape.cursor
-    return dialect == "sqlite" and bool(shape.search_phrases) and not (per_task or shape.search_ids)
-
 
 def out_of_order_table(model: TaskModel) -> sa.TableClause:
     """The tasks of a table kept apart by revision 0015: their rowids and created_at."""
@@ -92,7 +81,8 @@ def first_rowid(model: TaskModel, edge: sa.BindParameter[Any]) -> sa.ScalarSelec
 @functools.lru_cache(maxsize=64)
 def first_rowids_template(task_types: tuple[str, ...], bars: int) -> sa.Select[Any]:
     """One row: for each table and edge (:edge_0 … :edge_<bars>), the first rowid from it
-    on (`first_rowid`), as `<task_type>_<edge>`."""
+    on (`first_rowid`), as `<task_type>_<edge>`; and the rowid after the table's last, as
+    `<task_type>_next`."""
     from app.models import MODEL_FOR_TYPE
 
     columns = []
@@ -101,6 +91,9 @@ def first_rowids_template(task_types: tuple[str, ...], bars: int) -> sa.Select[A
         for index in range(bars + 1):
             edge = sa.bindparam(f"edge_{index}", type_=UTCDateTime())
             columns.append(first_rowid(model, edge).label(f"{task_type}_{index}"))
+        rowid = sa.literal_column(f"{model.__tablename__}.rowid", sa.Integer())
+        last = sa.select(sa.func.max(rowid)).select_from(model.__table__).scalar_subquery()
+        columns.append((sa.func.coalesce(last, 0) + 1).label(f"{task_type}_next"))
     return sa.select(*columns)
 
 
@@ -180,10 +173,18 @@ def out_of_order_template(shape: Shape, step: int) -> sa.CompoundSelect:
 
 
 def first_rowids(executor: Executor, shape: Shape, edges: dict[str, Any]) -> dict[str, int]:
-    """The bound values :first_<task_type>_<edge> of `rowid_bars_template`."""
+    """The bound values :first_<task_type>_<edge> of `rowid_bars_template`.
+
+    Where no task of a table was created at or after an edge, the bar from it on begins
+    past the table's last rowid as it was read here: a task written before the matches are
+    read, a moment later, then falls outside every bar, as if it had been written after.
+    """
     template = first_rowids_template(shape.task_types, len(edges) - 1)
     found = executor.execute(template, edges).one()._mapping
-    return {
-        f"first_{name}": PAST_EVERY_ROWID if rowid is None else rowid
-        for name, rowid in found.items()
-    }
+    firsts = {}
+    for task_type in shape.task_types:
+        after_last = found[f"{task_type}_next"]
+        for index in range(len(edges)):
+            rowid = found[f"{task_type}_{index}"]
+            firsts[f"first_{task_type}_{index}"] = after_last if rowid is None else rowid
+    return firsts

@@ -14,14 +14,16 @@ whole hour of the window; what it cannot serve is read from the tables: an edge 
 "Created between…" range inside an hour, the hours before a time window's start (there a
 task matches only if still active or finished since), and every other filter. The tables
 are read as one range of an index per table, and how they are counted is one of the engine
-differences (see `engine_shape`). On SQLite a search of words with types, statuses and time
-alone is counted from the search index between rowids, from a time window's start on
-(app/query/created_order.py).
+differences (see `engine_shape`). A search of words with types, statuses and time alone is
+counted from its index, from a time window's start on: on SQLite FTS5's matches between
+rowids (app/query/created_order.py), on PostgreSQL and MariaDB a range of the words tables'
+(word, status, created_at, id) key per status.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +33,6 @@ import sqlalchemy as sa
 from app.filters import TaskFilter, format_timestamp
 from app.models import UTCDateTime, sql_constant
 from app.query.created_order import (
-    counted_in_created_order,
     first_rowids,
     out_of_order_template,
     rowid_bars_template,
@@ -39,6 +40,7 @@ from app.query.created_order import (
 from app.query.engines import BucketStart, Executor, NotIndexed, dialect_name, engine_shape
 from app.query.lookups import looked_up_first
 from app.query.rollup import hourly_buckets, summary_serves
+from app.query.search import words_matches
 from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models, shape_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -347,15 +349,19 @@ def first_bar(window: ChartWindow, part: ChartWindow) -> int:
     return (part.grid_start - window.grid_start) // timedelta(seconds=window.step)
 
 
+def where_found(shape: Shape) -> Shape:
+    """The shape without the tables where no task holds the search's words."""
+    found = tuple(t for t in shape.task_types if t not in shape.search_absent)
+    return replace(shape, task_types=found)
+
+
 def created_order_counts(
     executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
 ) -> list[dict[str, int]]:
     """Zero-filled counts per status for each bar, from the search index between rowids
     (app/query/created_order.py), and the tasks kept apart from their rows."""
     counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
-    found = [model.task_type for model in chosen_models(shape)]
-    shape = replace(shape, task_types=tuple(t for t in found if t not in shape.search_absent))
-    if not shape.task_types:
+    if not (shape := where_found(shape)).task_types:
         return counts
     edges = {f"edge_{index}": edge for index, edge in enumerate(window.edges())}
     firsts = first_rowids(executor, shape, edges)
@@ -367,19 +373,90 @@ def created_order_counts(
     return counts
 
 
+@functools.lru_cache(maxsize=256)
+def words_template(shape: Shape, step: int) -> sa.CompoundSelect:
+    """(task_type, bucket, status, tasks) rows: each table's matches created in
+    [:chart_lower, :chart_upper), grouped, from its words table alone: a range of the
+    (word, status, created_at, id) key per status (revision 0016)."""
+    members = []
+    for model in chosen_models(shape):
+        matches = words_matches(model, shape.search_words, shape.search_unpaired)
+        first = matches.first
+        bucket = BucketStart(first.c.created_at, sql_constant(step))
+        statuses = [sql_constant(status) for status in shape.statuses or STATUSES]
+        members.append(
+            sa.select(
+                sql_constant(model.task_type).label("task_type"),
+                bucket.label("bucket"),
+                first.c.status,
+                sa.func.count().label("tasks"),
+            )
+            .select_from(matches.source)
+            .where(
+                *matches.conditions,
+                first.c.status.in_(statuses),
+                first.c.created_at >= sa.bindparam("chart_lower", type_=UTCDateTime()),
+                first.c.created_at < sa.bindparam("chart_upper", type_=UTCDateTime()),
+            )
+            .group_by(bucket, first.c.status)
+        )
+    return sa.union_all(*members)
+
+
+def words_counts(
+    executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
+) -> list[dict[str, int]]:
+    """Zero-filled counts per status for each bar, from the words tables alone."""
+    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    if not (shape := where_found(shape)).task_types:
+        return counts
+    bounds = {"chart_lower": window.lower, "chart_upper": window.upper}
+    for row in executor.execute(words_template(shape, window.step), values | bounds):
+        counts[bucket_index(row.bucket, window)][row.status] += row.tasks
+    return counts
+
+
+def index_serves(shape: Shape, dialect: str) -> bool:
+    """Whether a search's index counts the chart's tasks without their rows: words with
+    types, statuses and time alone, in SQLite's FTS5 between rowids or in the words tables
+    of PostgreSQL and MariaDB (those a term longer than they hold cannot use)."""
+    per_task = shape.tags or shape.error_group or shape.actor or shape.stalled or shape.cursor
+    if per_task or shape.search_ids or not shape.search_phrases:
+        return False
+    index = engine_shape(dialect).search_index
+    return index == "fts5" or (index == "words" and bool(shape.search_words))
+
+
 def served_apart(
     executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
-) -> tuple[datetime, datetime] | None:
-    """The part of the window counted without reading each task's row, if any: whole
-    hours from the hourly summary, or from a time window's start on, a search's matches
-    between rowids. Counted from the tables only where every task created matches."""
+) -> tuple[datetime, datetime, Callable[..., list[dict[str, int]]]] | None:
+    """The part of the window counted without reading each task's row, if any, and how:
+    whole hours from the hourly summary, or from a time window's start on a search's
+    matches from its index. Only where every task created matches the time window."""
     hours = summary_hours(shape, values, window)
     if hours is not None:
-        return EPOCH + timedelta(hours=hours.start), EPOCH + timedelta(hours=hours.stop)
-    if counted_in_created_order(shape, dialect_name(executor)):
-        lower = min(max(window.lower, values.get("since", window.lower)), window.upper)
-        return (lower, window.upper) if lower < window.upper else None
-    return None
+        lower, upper = (EPOCH + timedelta(hours=hour) for hour in (hours.start, hours.stop))
+        return lower, upper, summary_counts
+    dialect = dialect_name(executor)
+    if not index_serves(shape, dialect):
+        return None
+    lower = min(max(window.lower, values.get("since", window.lower)), window.upper)
+    if lower == window.upper:
+        return None
+    return lower, window.upper, created_order_counts if dialect == "sqlite" else words_counts
+
+
+def summary_counts(
+    executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
+) -> list[dict[str, int]]:
+    """Zero-filled counts per status for each bar of whole hours, from the hourly summary."""
+    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    per_bucket = window.step // HOUR
+    first_bucket = (window.grid_start - EPOCH) // timedelta(seconds=window.step)
+    start, stop = hour_number(window.lower), hour_number(window.upper)
+    for bucket, status, tasks in hourly_buckets(executor, shape, start, stop, per_bucket):
+        counts[bucket - first_bucket][status] += tasks
+    return counts
 
 
 def count_buckets(
@@ -391,23 +468,13 @@ def count_buckets(
     if served is None:
         return table_counts(executor, shape, values, window)
     counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
-    for lower, upper in ((window.lower, served[0]), (served[1], window.upper)):
-        if lower < upper:
-            part = part_of(window, lower, upper)
-            add_counts(counts, table_counts(executor, shape, values, part), first_bar(window, part))
-    hours = summary_hours(shape, values, window)
-    if hours is None:
-        part = part_of(window, *served)
-        add_counts(
-            counts, created_order_counts(executor, shape, values, part), first_bar(window, part)
-        )
-        return counts
-    per_bucket = window.step // HOUR
-    first_bucket = (window.grid_start - EPOCH) // timedelta(seconds=window.step)
-    for bucket, status, tasks in hourly_buckets(
-        executor, shape, hours.start, hours.stop, per_bucket
-    ):
-        counts[bucket - first_bucket][status] += tasks
+    lower, upper, serve = served
+    parts = [(window.lower, lower, table_counts), (lower, upper, serve)]
+    for start, end, count in [*parts, (upper, window.upper, table_counts)]:
+        if start < end:
+            part = part_of(window, start, end)
+            found = count(executor, shape=shape, values=values, window=part)
+            add_counts(counts, found, first_bar(window, part))
     return counts
 
 

@@ -11,9 +11,9 @@ On SQLite the index also holds each task's status (revision 0010), and a search 
 before the tables are read (`look_up_reach`): whether each table has a match at all. A table
 without one is not read; a count of words, statuses and types alone is read from the index
 alone (`index_count_members`). PostgreSQL and MariaDB keep a table of each task's words and
-pairs of neighbouring words beside its status (revisions 0011 to 0013), from which such a
-count is read too: alone for words and phrases of two words, and led to the few rows whose
-text is tested for a longer phrase. On MariaDB, and on PostgreSQL for a page beside one
+pairs of neighbouring words beside its status and created_at (revisions 0011 to 0016), from
+which such a count is read too: alone for words and phrases of two words, and led to the few
+rows whose text is tested for a longer phrase. On MariaDB, and on PostgreSQL for a page beside one
 status few tasks have (`page_probes` in app/query/lookups.py), the words tables also find
 the rows: each row a member walks is tested with one step into the key per term
 (`probe_conditions`), and a table where the terms are rare hands its few matches over
@@ -233,17 +233,22 @@ def search_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
 
 
 def words_table(model: TaskModel) -> sa.TableClause:
-    """A task table's table of words and pairs (revisions 0011 to 0013)."""
+    """A task table's table of words and pairs (revisions 0011 to 0013), each beside its
+    task's status, created_at and id, the key in that order (revision 0016)."""
     return sa.table(
-        f"{model.__tablename__}_words", sa.column("word"), sa.column("status"), sa.column("id")
+        f"{model.__tablename__}_words",
+        sa.column("word"),
+        sa.column("status"),
+        sa.column("created_at", model.created_at.type),
+        sa.column("id"),
     )
 
 
 def probe_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bool]]:
     """A member's search on MariaDB (and on PostgreSQL for a page beside a rare status), in
     its words tables: each term (a word, or a pair of neighbouring words of a phrase, see
-    `search_terms`) is one step into the row's part of the (word, status, id) key, and each
-    phrase of three words or more is its `LIKE` besides.
+    `search_terms`) is one step into the row's part of the (word, status, created_at, id)
+    key, and each phrase of three words or more is its `LIKE` besides.
 
     A scalar subquery, which MariaDB runs for each row the member walks: as EXISTS or IN it
     would turn it into a join that gathers every match of a common word and sorts them (a
@@ -260,6 +265,7 @@ def probe_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[bo
         probe = sa.select(sql_constant(1)).where(
             words.c.word == _search_value(f"search_word_{index}"),
             words.c.status == model.status,
+            words.c.created_at == model.created_at,
             words.c.id == model.id,
         )
         conditions.append(probe.scalar_subquery().is_not(None))
@@ -380,6 +386,40 @@ def index_count_members(
     ]
 
 
+@dataclass(frozen=True)
+class WordsMatches:
+    """A table's tasks that hold every term, in its words table: the first term's entries
+    (`first`, one per task), what to read them from, and the conditions."""
+
+    first: sa.Alias
+    source: sa.FromClause
+    conditions: list[sa.ColumnElement[bool]]
+
+
+def words_matches(model: TaskModel, words: int, unpaired: tuple[int, ...] = ()) -> WordsMatches:
+    """A range of the (word, status, created_at, id) key for the first term, and a step
+    into the key for each other term of each task found. Phrases of three words or more
+    (`unpaired`) are then tested on the rows of those tasks alone."""
+    table = words_table(model)
+    first = table.alias("word_0")
+    conditions = [first.c.word == _search_value("search_word_0")]
+    for index in range(1, words):
+        other = table.alias(f"word_{index}")
+        conditions.append(
+            sa.exists().where(
+                other.c.word == _search_value(f"search_word_{index}"),
+                other.c.status == first.c.status,
+                other.c.created_at == first.c.created_at,
+                other.c.id == first.c.id,
+            )
+        )
+    source: sa.FromClause = first
+    if unpaired:
+        source = first.join(model, model.id == first.c.id)
+        conditions += phrase_likes(model, unpaired)
+    return WordsMatches(first, source, conditions)
+
+
 def words_count_member(
     model: TaskModel,
     statuses: tuple[str, ...],
@@ -388,28 +428,12 @@ def words_count_member(
     unpaired: tuple[int, ...] = (),
 ) -> sa.Select[Any]:
     """`column` over a table's tasks that hold every term (`search_terms`), of the one status
-    given (or any), from its words table: a range of the (word, status, id) key for the
-    first term, and a step into the key for each other term of each task found. Phrases of
-    three words or more (`unpaired`) are then tested on the rows of those tasks alone."""
-    table = words_table(model)
-    first = table.alias("word_0")
-    conditions = [first.c.word == _search_value("search_word_0")]
+    given (or any), from its words table (`words_matches`)."""
+    matches = words_matches(model, words, unpaired)
+    conditions = list(matches.conditions)
     if statuses:
-        conditions.append(first.c.status == sql_constant(statuses[0]))
-    for index in range(1, words):
-        other = table.alias(f"word_{index}")
-        conditions.append(
-            sa.exists().where(
-                other.c.word == _search_value(f"search_word_{index}"),
-                other.c.status == first.c.status,
-                other.c.id == first.c.id,
-            )
-        )
-    member = sa.select(column).select_from(first)
-    if unpaired:
-        member = member.join(model, model.id == first.c.id)
-        conditions += phrase_likes(model, unpaired)
-    return member.where(*conditions)
+        conditions.append(matches.first.c.status == sql_constant(statuses[0]))
+    return sa.select(column).select_from(matches.source).where(*conditions)
 
 
 def counted_from_index(shape: Shape, index: SearchIndex) -> bool:
