@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from oracle import NOW, expected, facets, insert_tasks, make_task
 from werkzeug.datastructures import MultiDict
 
-from app.filters import TaskFilter, parse_filter
+from app.filters import TaskFilter, parse_filter, read_cursor
 from app.models import MODEL_FOR_TYPE, TrainingTask, db
 from app.openapi import search_schema
 from app.query import pages
@@ -561,4 +561,25 @@ def test_a_common_word_s_first_page_is_read_among_the_newest_tasks(app, tasks, m
         rows = page_among_newest(connection, looked_up, shape, values)
     assert rows is not None
     assert [str(row.id) for row in rows] == expected(tasks, task_filter)[:4]  # one past the page
+    assert any("rowid BETWEEN" in statement for statement in statements)
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_a_common_word_s_last_page_is_read_among_the_oldest_tasks(app, client, tasks, monkeypatch):
+    """Below the last page's cursor each table holds fewer than 20 tasks: all of them are
+    in its list, between their rowids, and that is the page though it is not full."""
+    monkeypatch.setattr(pages, "HORIZON_ROWS", (20,))
+    matching = expected(tasks, search_filter("llama"))
+    response = client.get("/tasks", query_string={"q": "llama", "limit": len(matching) - 2})
+    cursor = response.get_json()["next_cursor"]
+    task_filter = replace(
+        search_filter("llama", limit=10), cursor=read_cursor(cursor, "test-secret")
+    )
+    with app.app_context(), statements_run(app) as statements:
+        connection = db.session.connection()
+        looked_up = with_lookups(connection, task_filter)
+        shape, values = page_shape_of(looked_up, NOW)
+        rows = page_among_newest(connection, looked_up, shape, values)
+    assert rows is not None
+    assert [str(row.id) for row in rows] == matching[-2:]
     assert any("rowid BETWEEN" in statement for statement in statements)

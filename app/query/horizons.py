@@ -11,8 +11,11 @@ cursor or `created_before`): the table's list holds the rowids between their low
 highest, and the oldest created_at among them (its horizon) bounds the walk. That answer is
 the page when it is full and every horizon lies strictly before its last row: each task
 that belongs on the page is then newer than its table's horizon, so among those newest
-tasks and in their list. Otherwise the page is read among more of them (words among a
-status few tasks have), and at last whole (words few recent tasks hold, the last page).
+tasks and in their list. A table that holds fewer tasks than that below the bound has them
+all in its list (its horizon is before every task), and a page whose tables are all such is
+the page however few rows it holds: the last pages of a word many tasks hold read only the
+oldest tasks' list. Otherwise the page is read among more of them (words among a status
+few tasks have), and at last whole (words few recent tasks hold).
 Nothing is assumed of how rowids follow created_at: a module writes a task when it creates
 it, so the newest tasks hold the highest rowids and the lists are short, and tasks written
 out of that order only lengthen them. The horizons are looked up in a statement of their
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -39,15 +42,24 @@ from app.query.shapes import Shape, Values
 HORIZON_ROWS = (1_000, 16_000)
 
 Upper = Literal["cursor", "before"] | None
+# The horizon of a table that holds fewer tasks than asked for below the bound: before every
+# task, so that its walk goes to its end, all its tasks in its list.
+BEFORE_EVERY_TASK = datetime(1, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class Horizon:
-    """A table's newest tasks: the oldest created_at, the lowest and the highest rowid."""
+    """A table's newest tasks: the oldest created_at, the lowest and the highest rowid
+    (None for a table without a task below the bound)."""
 
     created_at: datetime
-    floor: int
-    ceiling: int
+    floor: int | None
+    ceiling: int | None
+
+    @property
+    def holds_every_task(self) -> bool:
+        """Whether every task of the table below the bound is among them."""
+        return self.created_at == BEFORE_EVERY_TASK
 
 
 def horizons_apply(shape: Shape) -> bool:
@@ -115,16 +127,16 @@ def horizons_template(task_types: tuple[str, ...], upper: Upper) -> sa.CompoundS
 def look_up_horizons(
     executor: Executor, shape: Shape, values: Values, newest: int
 ) -> dict[str, Horizon]:
-    """The horizon of each table the page reads that holds at least `newest` tasks."""
+    """The horizon of each table the page reads (`BEFORE_EVERY_TASK` where it holds fewer
+    than `newest` tasks below the bound)."""
     tables = searched_tables(shape)
     if not tables:
         return {}
     template = horizons_template(tables, upper_bound(shape))
     values = values | {"newest": newest, "last_newest": newest - 1}
     return {
-        row.task_type: Horizon(row.created_at, row.floor, row.ceiling)
+        row.task_type: Horizon(row.created_at or BEFORE_EVERY_TASK, row.floor, row.ceiling)
         for row in executor.execute(template, values)
-        if row.created_at is not None
     }
 
 
@@ -139,8 +151,10 @@ def horizon_values(horizons: dict[str, Horizon]) -> Values:
 
 
 def page_is_whole(horizons: dict[str, Horizon], rows: list[Any], wanted: int) -> bool:
-    """Whether rows read within the horizons are the page: `wanted` of them, and none of
-    the tasks past a horizon newer than the last."""
+    """Whether rows read within the horizons are the page: every task below the bound was
+    in them, or `wanted` rows and none of the tasks past a horizon newer than the last."""
+    if all(horizon.holds_every_task for horizon in horizons.values()):
+        return True
     if len(rows) < wanted:
         return False
     last = rows[-1].created_at

@@ -228,7 +228,7 @@ def page_among_newest(
     for newest in HORIZON_ROWS:
         horizons = look_up_horizons(executor, shape, values, newest)
         if not horizons:
-            return None  # no table holds more: the page is read whole at the same cost
+            return None  # no table is read
         statement = page_template(replace(shape, search_horizon=tuple(horizons)), merged)
         bounds = values | page_values(task_filter) | horizon_values(horizons)
         rows = [TaskRow(*row) for row in executor.execute(statement, bounds)]
