@@ -25,6 +25,7 @@ from app.query.shapes import (
     chosen_models,
     shape_of,
     split_by_window,
+    tables_with_matches,
 )
 
 # Totals are exact up to here, then reported as "at least this many" unless asked for exact.
@@ -95,7 +96,11 @@ def count_members(
 
     With a search `index` (SQLite's FTS5, PostgreSQL's words tables), a search by words,
     types and statuses alone is counted in it without the tables (see `counted_from_index`).
+    The tables where the lookups found no match are left out while any other is read: on
+    MariaDB each member is a statement of its own.
     """
+    if found := tables_with_matches(shape):
+        shape = replace(shape, task_types=found)
     if counted_from_index(shape, index):
         return [
             member

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from app.models import MODEL_FOR_TYPE, sql_constant
 from app.query.engines import Executor
-from app.query.shapes import Shape, Values
+from app.query.shapes import Shape, Values, tables_with_matches
 
 # How many of a table's newest tasks a page is read among, before it is read whole: enough
 # to hold a page of words one task in twenty has, read in well under a millisecond; then
@@ -70,14 +70,6 @@ def horizons_apply(shape: Shape) -> bool:
     return bool(newest_first and shape.search_phrases and not shape.search_ids) and not (
         bounded_below
     )
-
-
-def searched_tables(shape: Shape) -> tuple[str, ...]:
-    """The tables the page reads: those asked for, where the words are at all and the
-    actor acted on some task (a table given a horizon but read as none would hold the
-    page back to the next, larger horizon)."""
-    skipped = set(shape.search_absent) | set(shape.actor_absent)
-    return tuple(t for t in shape.task_types if t not in skipped)
 
 
 def upper_bound(shape: Shape) -> Upper:
@@ -129,7 +121,8 @@ def look_up_horizons(
 ) -> dict[str, Horizon]:
     """The horizon of each table the page reads (`BEFORE_EVERY_TASK` where it holds fewer
     than `newest` tasks below the bound)."""
-    tables = searched_tables(shape)
+    # A table given a horizon but read as none would hold the page back to the next one.
+    tables = tables_with_matches(shape)
     if not tables:
         return {}
     template = horizons_template(tables, upper_bound(shape))

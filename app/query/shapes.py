@@ -219,6 +219,13 @@ def chosen_models(shape: Shape) -> list[TaskModel]:
     return [MODEL_FOR_TYPE[task_type] for task_type in shape.task_types]
 
 
+def tables_with_matches(shape: Shape) -> tuple[str, ...]:
+    """The tables asked for where the search's words are at all and the actor acted on
+    some task, as far as the lookups tell: a member of any other matches nothing."""
+    skipped = set(shape.search_absent) | set(shape.actor_absent)
+    return tuple(t for t in shape.task_types if t not in skipped)
+
+
 def keyset_condition(model: TaskModel, order: Order) -> sa.ColumnElement[bool]:
     """Rows strictly after the cursor (:cursor_at, :cursor_id) in the listing's order.
 
