@@ -22,8 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.models import TaskModel, UTCDateTime, sql_constant
-from app.query.engines import BucketStart, Executor
+from app.models import MODEL_FOR_TYPE, TaskModel, UTCDateTime, sql_constant
+from app.query.engines import BucketStart, Executor, sqlite_rowid
 from app.query.search import fts5_table, index_count_members
 from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models
 
@@ -63,13 +63,13 @@ def first_rowid(model: TaskModel, edge: sa.BindParameter[Any]) -> sa.ScalarSelec
         sa.select(earliest_table.c.created_at)
         .where(
             earliest_table.c.created_at >= edge,
-            in_created_order(model, sa.literal_column("earliest.rowid")),
+            in_created_order(model, sqlite_rowid("earliest")),
         )
         .order_by(earliest_table.c.created_at)
         .limit(sql_constant(1))
         .scalar_subquery()
     )
-    rowid = sa.literal_column("tied.rowid", sa.Integer())
+    rowid = sqlite_rowid("tied")
     return (
         sa.select(sa.func.min(rowid))
         .select_from(tied_table)
@@ -83,15 +83,13 @@ def first_rowids_template(task_types: tuple[str, ...], bars: int) -> sa.Select[A
     """One row: for each table and edge (:edge_0 … :edge_<bars>), the first rowid from it
     on (`first_rowid`), as `<task_type>_<edge>`; and the rowid after the table's last, as
     `<task_type>_next`."""
-    from app.models import MODEL_FOR_TYPE
-
     columns = []
     for task_type in task_types:
         model = MODEL_FOR_TYPE[task_type]
         for index in range(bars + 1):
             edge = sa.bindparam(f"edge_{index}", type_=UTCDateTime())
             columns.append(first_rowid(model, edge).label(f"{task_type}_{index}"))
-        rowid = sa.literal_column(f"{model.__tablename__}.rowid", sa.Integer())
+        rowid = sqlite_rowid(model.__tablename__)
         last = sa.select(sa.func.max(rowid)).select_from(model.__table__).scalar_subquery()
         columns.append((sa.func.coalesce(last, 0) + 1).label(f"{task_type}_next"))
     return sa.select(*columns)
@@ -149,7 +147,7 @@ def out_of_order_template(shape: Shape, step: int) -> sa.CompoundSelect:
     members = []
     for model in chosen_models(shape):
         kept = out_of_order_table(model)
-        rowid = sa.literal_column(f"{model.__tablename__}.rowid", sa.Integer())
+        rowid = sqlite_rowid(model.__tablename__)
         bucket = BucketStart(model.created_at, sql_constant(step))
         members.append(
             sa.select(

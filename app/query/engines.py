@@ -271,6 +271,11 @@ def _exists_per_row_postgresql(element: ExistsPerRow, compiler: Any, **kw: Any) 
     return compiler.process(kept.exists(), **kw)
 
 
+def sqlite_rowid(table: str) -> sa.ColumnElement[int]:
+    """SQLite's rowid of a table (or of an alias), which the models do not declare."""
+    return sa.literal_column(f"{table}.rowid", sa.Integer())
+
+
 class NotIndexed(sa.sql.expression.ColumnElement[Any]):
     """A column, written so that an engine cannot read a range of its index for it.
 

@@ -41,7 +41,15 @@ from app.query.engines import BucketStart, Executor, NotIndexed, dialect_name, e
 from app.query.lookups import looked_up_first
 from app.query.rollup import hourly_buckets, summary_serves
 from app.query.search import words_matches
-from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models, shape_of
+from app.query.shapes import (
+    STATUSES,
+    Shape,
+    branch_conditions,
+    chosen_models,
+    reads_each_task,
+    shape_of,
+    tables_with_matches,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MINUTE, HOUR, DAY = 60, 3600, 86400
@@ -278,6 +286,26 @@ def grouped_template(shape: Shape, step: int) -> sa.CompoundSelect:
     return sa.union_all(*members)
 
 
+def zero_counts(window: ChartWindow) -> list[dict[str, int]]:
+    """A count of 0 for each status of each bar."""
+    return [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+
+
+def add_grouped_rows(
+    executor: Executor,
+    statement: sa.CompoundSelect,
+    values: dict[str, Any],
+    window: ChartWindow,
+    counts: list[dict[str, int]],
+) -> list[dict[str, int]]:
+    """Add the (bucket, status, tasks) rows a grouped statement reads over the window's
+    bounds (:chart_lower, :chart_upper) to `counts`, each to its bar."""
+    bounds = {"chart_lower": window.lower, "chart_upper": window.upper}
+    for row in executor.execute(statement, values | bounds):
+        counts[bucket_index(row.bucket, window)][row.status] += row.tasks
+    return counts
+
+
 def bucket_index(bucket: Any, window: ChartWindow) -> int:
     """Which bar a grouped row's bucket start (a datetime or epoch seconds) is."""
     if not isinstance(bucket, datetime):
@@ -291,7 +319,7 @@ def table_counts(
     executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
 ) -> list[dict[str, int]]:
     """Zero-filled counts per status for each bar, read from the tables the engine's way."""
-    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    counts = zero_counts(window)
     # An actor's listed or gathered tasks are at most ten thousand rows a table to group,
     # where each of the ranges' hundreds of counts would bind or gather them again.
     ranges = engine_shape(dialect_name(executor)).histogram == "ranges"
@@ -300,11 +328,7 @@ def table_counts(
         for row in executor.execute(ranges_template(shape, window.bars), values | edges):
             counts[row.bar][row.status] += row.tasks
         return counts
-    bounds = {"chart_lower": window.lower, "chart_upper": window.upper}
-    statement = grouped_template(shape, window.step)
-    for row in executor.execute(statement, values | bounds):
-        counts[bucket_index(row.bucket, window)][row.status] += row.tasks
-    return counts
+    return add_grouped_rows(executor, grouped_template(shape, window.step), values, window, counts)
 
 
 def hour_number(moment: datetime) -> int:
@@ -351,8 +375,7 @@ def first_bar(window: ChartWindow, part: ChartWindow) -> int:
 
 def where_found(shape: Shape) -> Shape:
     """The shape without the tables where no task holds the search's words."""
-    found = tuple(t for t in shape.task_types if t not in shape.search_absent)
-    return replace(shape, task_types=found)
+    return replace(shape, task_types=tables_with_matches(shape))
 
 
 def created_order_counts(
@@ -360,17 +383,15 @@ def created_order_counts(
 ) -> list[dict[str, int]]:
     """Zero-filled counts per status for each bar, from the search index between rowids
     (app/query/created_order.py), and the tasks kept apart from their rows."""
-    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    counts = zero_counts(window)
     if not (shape := where_found(shape)).task_types:
         return counts
     edges = {f"edge_{index}": edge for index, edge in enumerate(window.edges())}
     firsts = first_rowids(executor, shape, edges)
     for row in executor.execute(rowid_bars_template(shape, window.bars), values | firsts):
         counts[row.bar][row.status] += row.tasks
-    bounds = {"chart_lower": window.lower, "chart_upper": window.upper}
-    for row in executor.execute(out_of_order_template(shape, window.step), values | bounds):
-        counts[bucket_index(row.bucket, window)][row.status] += row.tasks
-    return counts
+    kept_apart = out_of_order_template(shape, window.step)
+    return add_grouped_rows(executor, kept_apart, values, window, counts)
 
 
 @functools.lru_cache(maxsize=256)
@@ -407,21 +428,17 @@ def words_counts(
     executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
 ) -> list[dict[str, int]]:
     """Zero-filled counts per status for each bar, from the words tables alone."""
-    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    counts = zero_counts(window)
     if not (shape := where_found(shape)).task_types:
         return counts
-    bounds = {"chart_lower": window.lower, "chart_upper": window.upper}
-    for row in executor.execute(words_template(shape, window.step), values | bounds):
-        counts[bucket_index(row.bucket, window)][row.status] += row.tasks
-    return counts
+    return add_grouped_rows(executor, words_template(shape, window.step), values, window, counts)
 
 
 def index_serves(shape: Shape, dialect: str) -> bool:
     """Whether a search's index counts the chart's tasks without their rows: words with
     types, statuses and time alone, in SQLite's FTS5 between rowids or in the words tables
     of PostgreSQL and MariaDB (those a term longer than they hold cannot use)."""
-    per_task = shape.tags or shape.error_group or shape.actor or shape.stalled or shape.cursor
-    if per_task or shape.search_ids or not shape.search_phrases:
+    if reads_each_task(shape) or shape.search_ids or not shape.search_phrases:
         return False
     index = engine_shape(dialect).search_index
     return index == "fts5" or (index == "words" and bool(shape.search_words))
@@ -450,7 +467,7 @@ def summary_counts(
     executor: Executor, shape: Shape, values: dict[str, Any], window: ChartWindow
 ) -> list[dict[str, int]]:
     """Zero-filled counts per status for each bar of whole hours, from the hourly summary."""
-    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    counts = zero_counts(window)
     per_bucket = window.step // HOUR
     first_bucket = (window.grid_start - EPOCH) // timedelta(seconds=window.step)
     start, stop = hour_number(window.lower), hour_number(window.upper)
@@ -467,7 +484,7 @@ def count_buckets(
     served = served_apart(executor, shape, values, window)
     if served is None:
         return table_counts(executor, shape, values, window)
-    counts = [dict.fromkeys(STATUSES, 0) for _ in range(window.bars)]
+    counts = zero_counts(window)
     lower, upper, serve = served
     parts = [(window.lower, lower, table_counts), (lower, upper, serve)]
     for start, end, count in [*parts, (upper, window.upper, table_counts)]:

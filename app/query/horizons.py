@@ -33,7 +33,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from app.models import MODEL_FOR_TYPE, sql_constant
-from app.query.engines import Executor
+from app.query.engines import Executor, sqlite_rowid
 from app.query.shapes import Shape, Values, tables_with_matches
 
 # How many of a table's newest tasks a page is read among, before it is read whole: enough
@@ -101,7 +101,7 @@ def horizons_template(task_types: tuple[str, ...], upper: Upper) -> sa.CompoundS
     members = []
     for task_type in task_types:
         model = MODEL_FOR_TYPE[task_type]
-        rowid = sa.literal_column(f"{model.__tablename__}.rowid", sa.Integer()).label("row")
+        rowid = sqlite_rowid(model.__tablename__).label("row")
         last = newest_first(model, upper, model.created_at).offset(sa.bindparam("last_newest"))
         rows = newest_first(model, upper, rowid).limit(sa.bindparam("newest")).subquery()
         last = last.limit(sql_constant(1))

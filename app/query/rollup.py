@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from app.models import sql_constant
 from app.query.engines import Executor
-from app.query.shapes import STATUSES, Shape, _integer
+from app.query.shapes import STATUSES, Shape, _integer, reads_each_task
 
 # A (task_type, status) pair: the summary's key without its hour.
 Pair = tuple[str, str]
@@ -48,8 +48,7 @@ def summary_serves(shape: Shape) -> bool:
     A time window (`within_hours`) is served from its start on, where every task created
     matches it (a task finishes after it was created); the caller reads the hours before.
     """
-    per_task = shape.tags or shape.error_group or shape.actor or shape.stalled or shape.cursor
-    return not (per_task or shape.search_phrases or shape.search_ids)
+    return not (reads_each_task(shape) or shape.search_phrases or shape.search_ids)
 
 
 def summary_counts_every_hour(shape: Shape) -> bool:

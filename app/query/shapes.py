@@ -219,6 +219,12 @@ def chosen_models(shape: Shape) -> list[TaskModel]:
     return [MODEL_FOR_TYPE[task_type] for task_type in shape.task_types]
 
 
+def reads_each_task(shape: Shape) -> bool:
+    """Whether the filter tests what only a task's own row or events tell (a tag, an error
+    group, an actor, stalled, a cursor), which no summary or search index counts."""
+    return bool(shape.tags or shape.error_group or shape.actor or shape.stalled or shape.cursor)
+
+
 def tables_with_matches(shape: Shape) -> tuple[str, ...]:
     """The tables asked for where the search's words are at all and the actor acted on
     some task, as far as the lookups tell: a member of any other matches nothing."""
