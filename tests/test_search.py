@@ -548,17 +548,23 @@ def test_a_search_s_pages_read_among_the_newest_tasks_are_the_oracles(
     assert every_id(client, task_filter) == expected(tasks, task_filter)
 
 
+def read_among_newest(app, task_filter: TaskFilter) -> tuple[list | None, list[str]]:
+    """The filter's page as `page_among_newest` reads it (None where it is read whole), and
+    the statements sent."""
+    with app.app_context(), statements_run(app) as statements:
+        connection = db.session.connection()
+        looked_up = with_lookups(connection, task_filter)
+        shape, values = page_shape_of(looked_up, NOW)
+        return page_among_newest(connection, looked_up, shape, values), statements
+
+
 @pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
 def test_a_common_word_s_first_page_is_read_among_the_newest_tasks(app, tasks, monkeypatch):
     """The first page of a word most tables hold, read among each table's 20 newest tasks:
     their rowids alone are asked of FTS5, and that is the page."""
     monkeypatch.setattr(pages, "HORIZON_ROWS", (20,))
     task_filter = search_filter("llama", limit=3)
-    with app.app_context(), statements_run(app) as statements:
-        connection = db.session.connection()
-        looked_up = with_lookups(connection, task_filter)
-        shape, values = page_shape_of(looked_up, NOW)
-        rows = page_among_newest(connection, looked_up, shape, values)
+    rows, statements = read_among_newest(app, task_filter)
     assert rows is not None
     assert [str(row.id) for row in rows] == expected(tasks, task_filter)[:4]  # one past the page
     assert any("rowid BETWEEN" in statement for statement in statements)
@@ -575,11 +581,7 @@ def test_a_common_word_s_last_page_is_read_among_the_oldest_tasks(app, client, t
     task_filter = replace(
         search_filter("llama", limit=10), cursor=read_cursor(cursor, "test-secret")
     )
-    with app.app_context(), statements_run(app) as statements:
-        connection = db.session.connection()
-        looked_up = with_lookups(connection, task_filter)
-        shape, values = page_shape_of(looked_up, NOW)
-        rows = page_among_newest(connection, looked_up, shape, values)
+    rows, statements = read_among_newest(app, task_filter)
     assert rows is not None
     assert [str(row.id) for row in rows] == matching[-2:]
     assert any("rowid BETWEEN" in statement for statement in statements)

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.models import MODEL_FOR_TYPE, TaskModel, UTCDateTime, sql_constant
-from app.query.engines import BucketStart, Executor, sqlite_rowid
+from app.query.engines import Executor, bucket_counts, sqlite_rowid
 from app.query.search import fts5_table, index_count_members
 from app.query.shapes import STATUSES, Shape, branch_conditions, chosen_models
 
@@ -148,14 +148,9 @@ def out_of_order_template(shape: Shape, step: int) -> sa.CompoundSelect:
     for model in chosen_models(shape):
         kept = out_of_order_table(model)
         rowid = sqlite_rowid(model.__tablename__)
-        bucket = BucketStart(model.created_at, sql_constant(step))
         members.append(
-            sa.select(
-                sql_constant(model.task_type).label("task_type"),
-                bucket.label("bucket"),
-                model.status,
-                sa.func.count().label("tasks"),
-            )
+            bucket_counts(model.task_type, model.created_at, model.status, step)
+            .select_from(model)
             .where(
                 rowid.in_(
                     sa.select(kept.c.task_rowid).where(
@@ -165,7 +160,6 @@ def out_of_order_template(shape: Shape, step: int) -> sa.CompoundSelect:
                 ),
                 *branch_conditions(model, shape),
             )
-            .group_by(bucket, model.status)
         )
     return sa.union_all(*members)
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from app.models import TaskModel, UTCDateTime
+from app.models import TaskModel, UTCDateTime, sql_constant
 
 Executor = Session | sa.Connection
 PageShape = Literal["merge", "limited", "keys"]
@@ -180,6 +180,20 @@ class BucketStart(sa.sql.functions.FunctionElement[Any]):
 
     name = "bucket_start"
     inherit_cache = True
+
+
+def bucket_counts(
+    task_type: str, created_at: sa.ColumnElement[Any], status: sa.ColumnElement[Any], step: int
+) -> sa.Select[Any]:
+    """(task_type, bucket, status, tasks): a table's tasks counted per bucket of `step`
+    seconds and status, for the caller to give its FROM and WHERE."""
+    bucket = BucketStart(created_at, sql_constant(step))
+    return sa.select(
+        sql_constant(task_type).label("task_type"),
+        bucket.label("bucket"),
+        status,
+        sa.func.count().label("tasks"),
+    ).group_by(bucket, status)
 
 
 @compiles(BucketStart)

@@ -37,7 +37,13 @@ from app.query.created_order import (
     out_of_order_template,
     rowid_bars_template,
 )
-from app.query.engines import BucketStart, Executor, NotIndexed, dialect_name, engine_shape
+from app.query.engines import (
+    Executor,
+    NotIndexed,
+    bucket_counts,
+    dialect_name,
+    engine_shape,
+)
 from app.query.lookups import looked_up_first
 from app.query.rollup import hourly_buckets, summary_serves
 from app.query.search import words_matches
@@ -268,20 +274,14 @@ def grouped_template(shape: Shape, step: int) -> sa.CompoundSelect:
     """(task_type, bucket, status, count) rows: each table's window read once, grouped."""
     members = []
     for model in chosen_models(shape):
-        bucket = BucketStart(model.created_at, sql_constant(step))
         gathered = model.task_type in shape.actor_gathered
         members.append(
-            sa.select(
-                sql_constant(model.task_type).label("task_type"),
-                bucket.label("bucket"),
-                model.status,
-                sa.func.count().label("tasks"),
-            )
+            bucket_counts(model.task_type, model.created_at, model.status, step)
+            .select_from(model)
             .where(
                 *branch_conditions(model, shape),
                 *created_between(model, "chart_lower", "chart_upper", by_key=gathered),
             )
-            .group_by(bucket, model.status)
         )
     return sa.union_all(*members)
 
@@ -403,15 +403,9 @@ def words_template(shape: Shape, step: int) -> sa.CompoundSelect:
     for model in chosen_models(shape):
         matches = words_matches(model, shape.search_words, shape.search_unpaired)
         first = matches.first
-        bucket = BucketStart(first.c.created_at, sql_constant(step))
         statuses = [sql_constant(status) for status in shape.statuses or STATUSES]
         members.append(
-            sa.select(
-                sql_constant(model.task_type).label("task_type"),
-                bucket.label("bucket"),
-                first.c.status,
-                sa.func.count().label("tasks"),
-            )
+            bucket_counts(model.task_type, first.c.created_at, first.c.status, step)
             .select_from(matches.source)
             .where(
                 *matches.conditions,
@@ -419,7 +413,6 @@ def words_template(shape: Shape, step: int) -> sa.CompoundSelect:
                 first.c.created_at >= sa.bindparam("chart_lower", type_=UTCDateTime()),
                 first.c.created_at < sa.bindparam("chart_upper", type_=UTCDateTime()),
             )
-            .group_by(bucket, first.c.status)
         )
     return sa.union_all(*members)
 

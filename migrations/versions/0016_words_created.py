@@ -52,6 +52,18 @@ def revision_module(name: str) -> ModuleType:
     return script_directory().get_revision(name).module
 
 
+def copied_terms(table: str, with_created: bool) -> str:
+    """The SELECT of a words table's rows for the table made again: beside each term its
+    task's created_at, read from the task table, or not."""
+    words = f"{table}_words"
+    if not with_created:
+        return f"SELECT word, status, id FROM {words}"
+    return (
+        "SELECT words.word, words.status, tasks.created_at, words.id "
+        f"FROM {words} AS words JOIN {table} AS tasks ON tasks.id = words.id"
+    )
+
+
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
@@ -85,10 +97,6 @@ def postgresql_statements(table: str, with_created: bool) -> list[str]:
     words, rebuilt = f"{table}_words", f"{table}_words_rebuilt"
     key = KEY if with_created else EARLIER_KEY
     created_column = "created_at TIMESTAMPTZ NOT NULL, " if with_created else ""
-    selected = "words.word, words.status, tasks.created_at, words.id"
-    source = f"FROM {words} AS words JOIN {table} AS tasks ON tasks.id = words.id"
-    if not with_created:
-        selected, source = "word, status, id", f"FROM {words}"
     changed = "OLD.status IS DISTINCT FROM NEW.status OR OLD.search_text <> NEW.search_text"
     changed += " OR OLD.id <> NEW.id"
     if with_created:
@@ -98,7 +106,7 @@ def postgresql_statements(table: str, with_created: bool) -> list[str]:
         f"LOCK TABLE {table} IN SHARE MODE",
         f"CREATE TABLE {rebuilt} (word TEXT NOT NULL, status VARCHAR(16) NOT NULL, "
         f"{created_column}id UUID NOT NULL)",
-        f"INSERT INTO {rebuilt} ({', '.join(key)}) SELECT {selected} {source}",
+        f"INSERT INTO {rebuilt} ({', '.join(key)}) {copied_terms(table, with_created)}",
         f"DROP TABLE {words}",
         f"ALTER TABLE {rebuilt} RENAME TO {words}",
         f"ALTER TABLE {words} ADD CONSTRAINT pk_{words} PRIMARY KEY ({', '.join(key)})",
@@ -154,10 +162,6 @@ def mariadb_statements(table: str, with_created: bool) -> list[str]:
     words, rebuilt, old = f"{table}_words", f"{table}_words_rebuilt", f"{table}_words_old"
     key = KEY if with_created else EARLIER_KEY
     created_column = "created_at DATETIME(6) NOT NULL, " if with_created else ""
-    selected = "words.word, words.status, tasks.created_at, words.id"
-    source = f"FROM {words} AS words JOIN {table} AS tasks ON tasks.id = words.id"
-    if not with_created:
-        selected, source = "word, status, id", f"FROM {words}"
     order = ", ".join(str(position + 1) for position in range(len(key)))
     return [
         f"DROP TABLE IF EXISTS {rebuilt}, {old}",
@@ -165,7 +169,8 @@ def mariadb_statements(table: str, with_created: bool) -> list[str]:
         "word VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
         f"status VARCHAR(16) NOT NULL, {created_column}id CHAR(32) NOT NULL, "
         f"PRIMARY KEY ({', '.join(key)}))",
-        f"INSERT INTO {rebuilt} ({', '.join(key)}) SELECT {selected} {source} ORDER BY {order}",
+        f"INSERT INTO {rebuilt} ({', '.join(key)}) {copied_terms(table, with_created)} "
+        f"ORDER BY {order}",
         *(f"DROP TRIGGER IF EXISTS {words}_{suffix}" for suffix in ("insert", "delete", "update")),
         f"RENAME TABLE {words} TO {old}, {rebuilt} TO {words}",
         f"DROP TABLE {old}",
