@@ -50,6 +50,7 @@ from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
 from app import create_app
+from app.bulk import actor_tasks_made_after
 from app.cache import MemoryCache
 from app.config import normalise_database_url
 from app.demo import seed_demo, type_fields
@@ -357,7 +358,7 @@ def seed_events(engine: sa.Engine, modules: bool = True) -> None:
     each by its type's module, written by the database from the task tables in one pass;
     then PERSON's requests to stop (alone with `modules` false: a database seeded before
     they were)."""
-    with engine.connect() as connection:
+    with actor_tasks_made_after(engine), engine.connect() as connection:
         limit_statements(connection, SEEDING_LIMIT_MS)  # one statement per table and kind
         with connection.begin():
             if modules:

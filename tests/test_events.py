@@ -21,8 +21,8 @@ from app.demo import type_fields
 from app.events import record_event, task_events
 from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, EventKind, TaskEvent, db
-from app.query import count_facets, iter_tasks, task_histogram
-from app.query.actors import GATHERED_UP_TO, LISTED_UP_TO, ActorTasks, look_up_actor_tasks
+from app.query import actors, count_facets, iter_tasks, task_histogram
+from app.query.actors import LISTED_UP_TO, ActorTasks, look_up_actor_tasks
 from app.recorder import IllegalTransition, Recorder, TaskNotFound
 
 
@@ -334,16 +334,22 @@ def test_bad_actor_on_the_page_is_an_inline_message(client):
     assert page.by_id("actor").get("aria-invalid") == "true"
 
 
+def kept_share(task_filter: TaskFilter) -> tuple[tuple[str, str, int], ...]:
+    """The actor's kept counts, as the lookup reads them (in the app's context)."""
+    return look_up_actor_tasks(db.session, task_filter.actor or "").counted
+
+
 def read_row_by_row(task_filter: TaskFilter) -> TaskFilter:
     """The filter with none of its actor's tasks listed: each table tests every row."""
-    return replace(task_filter, actor_tasks=ActorTasks(task_filter.actor or "", ()))
+    share = ActorTasks(task_filter.actor or "", (), counted=kept_share(task_filter))
+    return replace(task_filter, actor_tasks=share)
 
 
 @pytest.mark.parametrize("task_filter", ACTOR_FILTERS, ids=lambda f: repr(f.to_args()))
 def test_actor_tasks_tested_row_by_row_are_the_oracles(app, tasks, task_filter):
     """The way a table is read where the actor acted on too many of its tasks to list."""
-    every_row = read_row_by_row(task_filter)
     with app.app_context():
+        every_row = read_row_by_row(task_filter)
         listed = [str(row.id) for row in iter_tasks(db.session, every_row, NOW, batch=7)]
         counts = count_facets(db.session, every_row, NOW).as_json()
     assert listed == expected(tasks, task_filter)
@@ -352,7 +358,10 @@ def test_actor_tasks_tested_row_by_row_are_the_oracles(app, tasks, task_filter):
 
 def gathered_by_the_statement(task_filter: TaskFilter) -> TaskFilter:
     """The filter with its actor's tasks gathered from task_event in every table."""
-    share = ActorTasks(task_filter.actor or "", (), gathered=tuple(MODEL_FOR_TYPE))
+    every_table = tuple(MODEL_FOR_TYPE)
+    share = ActorTasks(
+        task_filter.actor or "", (), gathered=every_table, counted=kept_share(task_filter)
+    )
     return replace(task_filter, actor_tasks=share)
 
 
@@ -360,8 +369,8 @@ def gathered_by_the_statement(task_filter: TaskFilter) -> TaskFilter:
 def test_actor_tasks_gathered_by_the_statement_are_the_oracles(app, tasks, task_filter):
     """The way a table is read where the actor acted on too many of its tasks to list and
     too few to walk for: the list, the counts and the chart."""
-    gathered = gathered_by_the_statement(task_filter)
     with app.app_context():
+        gathered = gathered_by_the_statement(task_filter)
         listed = [str(row.id) for row in iter_tasks(db.session, gathered, NOW, batch=7)]
         counts = count_facets(db.session, gathered, NOW).as_json()
         chart = task_histogram(db.session, gathered, NOW).as_json()
@@ -377,11 +386,21 @@ def event_rows(events: list[tuple[str, uuid.UUID, str]]) -> list[dict[str, Any]]
     ]
 
 
-def test_an_actors_tasks_are_looked_up_per_table(empty_engine):
+def test_an_actors_tasks_are_looked_up_per_table(empty_engine, monkeypatch):
     """Listed where few (none is a list too), gathered by the statement where more, left to
-    a test per row where many."""
+    a test per row where the kept counts hold more tasks than a gathering takes (a lower
+    threshold here, so that few tasks pass it). The events of tasks that are not there
+    (deleted, or not yet written) are gathered, not walked for."""
+    gathered_up_to = LISTED_UP_TO + 10
+    monkeypatch.setattr(actors, "GATHERED_UP_TO", gathered_up_to)
+    rng = random.Random(11)
+    moment = NOW - timedelta(hours=1)
+    many_tasks = [
+        make_task("synthesis", "running", moment, rng=rng) for _ in range(gathered_up_to + 1)
+    ]
+    insert_tasks(empty_engine, many_tasks)
+    many = [task["id"] for task in many_tasks]
     some = [uuid.uuid4() for _ in range(LISTED_UP_TO + 1)]
-    many = [uuid.uuid4() for _ in range(GATHERED_UP_TO + 1)]
     few = [uuid.uuid4() for _ in range(3)]
     events = [("training", task_id, "alice") for task_id in some for _ in range(2)]
     events += [("synthesis", task_id, "alice") for task_id in many]
@@ -394,6 +413,7 @@ def test_an_actors_tasks_are_looked_up_per_table(empty_engine):
     bounded = {"model_upload", "dataset_upload", "evaluation"}
     assert listed == {t: [] for t in bounded} | {"evaluation": sorted(few)}
     assert found.gathered == ("training",)
+    assert found.counted == (("synthesis", "running", gathered_up_to + 1),)
 
 
 @pytest.mark.parametrize(

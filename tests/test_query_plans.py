@@ -1012,6 +1012,42 @@ def test_an_actors_gathered_tasks_are_read_by_primary_key(seeded, gathered_actor
     assert not failing
 
 
+def table_reads(engine: sa.Engine, statement: Any, table: str) -> list[str]:
+    """How each engine's plan of the statement reads `table`: the index it uses, and on
+    SQLite whether it sorts."""
+    if engine.dialect.name == "sqlite":
+        plan = sqlite_plan(engine, sql_of(engine, statement))
+        return [step for step in plan if table in step or "TEMP B-TREE" in step]
+    if engine.dialect.name == "postgresql":
+        scans = table_scans(postgresql_generic_plan(engine, statement))
+        named = [node for node, _ in scans if node["Relation Name"] == table]
+        return [f"{node['Node Type']} {node.get('Index Name')}" for node in named]
+    tables = mariadb_tables(engine, sql_of(engine, statement))
+    return [f"{t['access_type']} {t.get('key')}" for t in tables if t["table_name"] == table]
+
+
+@pytest.mark.parametrize("seeded", ["sqlite", "postgresql", "mariadb"], indirect=True)
+def test_an_actors_gathered_page_walks_its_rows_of_actor_task(seeded, gathered_actor):
+    """A page of an actor's few thousand tasks of a table walks the actor's range of
+    actor_task's key in the listing's order, not every one of those tasks sorted: SQLite
+    merges its members as they come (its other page shape sorts each member's rows, as for
+    every table)."""
+    page_shape, values = page_shape_of(gathered_actor, NOW)
+    values |= page_values(gathered_actor)
+    walked = (
+        "SEARCH actor_task USING COVERING INDEX sqlite_autoindex_actor_task_1 "
+        "(actor=? AND task_type=?)",
+        "Index Only Scan actor_task_pkey",
+        "ref PRIMARY",
+    )
+    for merged in (True, False):
+        statement = page_template(page_shape, merged).params(values)
+        reads = table_reads(seeded, statement, "actor_task")
+        if not merged:
+            reads = [read for read in reads if "TEMP B-TREE" not in read]
+        assert reads and all(read in walked for read in reads), (merged, reads)
+
+
 @pytest.mark.parametrize("seeded", ["postgresql"], indirect=True)
 def test_postgresql_connections_plan_once_and_compile_nothing(seeded):
     """At ten million tasks a capped count's never-run exact branch is estimated past

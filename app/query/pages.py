@@ -13,7 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.filters import Cursor, Order, TaskFilter
-from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, UTCDateTime
+from app.models import MODEL_FOR_TYPE, TASK_TYPES, TaskModel, UTCDateTime, sql_constant
+from app.query.actors import ACTOR_TASKS
 from app.query.counts import Total, count_tasks
 from app.query.engines import Executor, dialect_name, engine_shape, pin_index
 from app.query.horizons import (
@@ -38,6 +39,7 @@ from app.query.shapes import (
     _integer,
     branch_conditions,
     chosen_models,
+    created_bounds_on,
     order_columns,
     page_shape_of,
     reads_every_finished_status,
@@ -65,6 +67,9 @@ def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> l
     """
     branches = []
     for model in chosen_models(shape):
+        if shape.page and model.task_type in shape.actor_gathered:
+            branches.append(actor_walk(model, shape, limited, columns))
+            continue
         # Listed ids are read by primary key: split, each part would bind them again.
         listed = model.task_type in shape.actor_listed + shape.actor_gathered
         for part in [shape] if listed else split_by_index(shape):
@@ -80,6 +85,41 @@ def task_branches(shape: Shape, limited: bool, columns: Any = list_columns) -> l
                 member = sa.select(sa.literal_column("*")).select_from(cut.subquery())
             branches.append(member)
     return branches
+
+
+def actor_walk(model: TaskModel, shape: Shape, limited: bool, columns: Any) -> sa.Select[Any]:
+    """A page's member of a table where the actor acted on a few thousand tasks: the
+    actor's rows of actor_task walked in the listing's order from the cursor, each task read
+    by key and tested against the rest of the filter (up to :member_rows of them if
+    `limited`).
+
+    The member's created_at and id are the walked rows' own copies, equal to the task's (the
+    triggers keep them so): in their order already, they let SQLite merge the members
+    without a sort. Gathered whole (as counts and charts still are), the member read every
+    one of the actor's tasks by key and sorted them: 7 to 10 ms a page for a person's 2,000
+    training runs, at any table size, on SQLite.
+    """
+    walked = ACTOR_TASKS
+    own = {"id": walked.c.task_id, "created_at": walked.c.created_at}
+    selected = [own[c.name].label(c.name) if c.name in own else c for c in columns(model)]
+    named = sa.bindparam("actor_named", type_=walked.c.actor.type, literal_execute=True)
+    rest = replace(shape, actor=False)
+    member = (
+        sa.select(*selected)
+        .select_from(walked.join(model, model.id == walked.c.task_id))
+        .where(
+            walked.c.actor == named,
+            walked.c.task_type == sql_constant(model.task_type),
+            *created_bounds_on(walked.c.created_at, walked.c.task_id, shape),
+            *branch_conditions(model, rest),
+            *walk_bounds(model, rest),
+        )
+    )
+    if not limited:
+        return member
+    order = order_columns(walked.c.created_at, walked.c.task_id, shape.order)
+    cut = member.order_by(*order).limit(_integer("member_rows"))
+    return sa.select(sa.literal_column("*")).select_from(cut.subquery())
 
 
 def walk_bounds(model: TaskModel, part: Shape) -> list[sa.ColumnElement[bool]]:

@@ -239,10 +239,28 @@ def keyset_condition(model: TaskModel, order: Order) -> sa.ColumnElement[bool]:
     created_at is what lets every engine use the index as a range, which neither the bare OR
     form nor (on MariaDB) the row-value form `(created_at, id) < (:ts, :id)` does.
     """
-    at, task_id = sa.bindparam("cursor_at"), sa.bindparam("cursor_id")
+    return keyset_on(model.created_at, model.id, order)
+
+
+def keyset_on(created_at: Any, task_id: Any, order: Order) -> sa.ColumnElement[bool]:
+    """`keyset_condition` on any two columns that hold a task's created_at and id."""
+    at, cursor_id = sa.bindparam("cursor_at"), sa.bindparam("cursor_id")
     if order == "desc":
-        return sa.and_(model.created_at <= at, sa.or_(model.created_at < at, model.id < task_id))
-    return sa.and_(model.created_at >= at, sa.or_(model.created_at > at, model.id > task_id))
+        return sa.and_(created_at <= at, sa.or_(created_at < at, task_id < cursor_id))
+    return sa.and_(created_at >= at, sa.or_(created_at > at, task_id > cursor_id))
+
+
+def created_bounds_on(created_at: Any, task_id: Any, shape: Shape) -> list[sa.ColumnElement[bool]]:
+    """The shape's created_at bounds and cursor, on any two columns that hold a task's
+    created_at and id (a floor of a window is left to the task's own row)."""
+    bounds = []
+    if shape.after:
+        bounds.append(created_at >= sa.bindparam("after"))
+    if shape.before:
+        bounds.append(created_at < sa.bindparam("before"))
+    if shape.cursor:
+        bounds.append(keyset_on(created_at, task_id, shape.order))
+    return bounds
 
 
 def window_condition(model: TaskModel, statuses: Sequence[str]) -> sa.ColumnElement[bool] | None:
