@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import flask_migrate
 import pytest
 import sqlalchemy as sa
+from conftest import statements_run
 from oracle import KNOWN_ACTORS, NOW, facets, insert_events, insert_tasks, known_tasks
 from test_cli import all_tasks
 from test_rollup import RAW_INSERT, run
@@ -22,7 +23,7 @@ from test_rollup import RAW_INSERT, run
 from app.bulk import actor_tasks_made_after
 from app.filters import TaskFilter
 from app.models import TaskEvent
-from app.query import counts
+from app.query import actors, counts
 from app.query.actors import ACTOR_COUNTS, ACTOR_TASKS
 from app.schema import MIGRATIONS
 
@@ -258,3 +259,54 @@ def test_exact_counts_of_an_actor_read_the_tables(scratch_app, counted):
     args = [("actor", "trainer"), ("count", "exact")]
     with pytest.raises(AssertionError, match="counted from the tables"):
         client.get("/tasks/counts", query_string=args)
+
+
+# -- a module's stalled tasks -----------------------------------------------------------------
+
+
+@pytest.fixture
+def made(scratch_app, scratch_engine, monkeypatch) -> list[dict]:
+    """The known tasks, every synthesis task also acted on by "maker" (as a module creates
+    its own), which is walked for there (a low threshold, so that few tasks pass it)."""
+    monkeypatch.setattr(actors, "GATHERED_UP_TO", 1)
+    tasks = known_tasks()
+    for task in tasks:
+        if task["task_type"] == "synthesis":
+            task["actors"] = (*task["actors"], "maker")
+    insert_tasks(scratch_engine, tasks)
+    insert_events(scratch_engine, tasks)
+    return tasks
+
+
+def stalled_synthesis_probes(statements: list[str]) -> list[str]:
+    """The statements that test a stalled synthesis task for an event of the actor."""
+    probe = "task_event.task_type = 'synthesis'"
+    return [s for s in statements if probe in s and "synthesis_task.updated_at" in s]
+
+
+def test_a_modules_stalled_chip_needs_no_test_of_the_module(scratch_app, made):
+    """Every running synthesis task is maker's: its stalled chip reads the table's stalled
+    tasks without probing task_event for each."""
+    client = scratch_app.test_client()
+    task_filter = TaskFilter(actor="maker")
+    with statements_run(scratch_app) as sent:
+        answer = client.get("/tasks/counts", query_string=task_filter.to_args()).get_json()
+    assert answer == facets(made, task_filter)
+    assert answer["stalled"]["value"] > 0
+    assert not stalled_synthesis_probes(sent)
+
+
+def test_a_running_task_of_someone_else_keeps_the_test(scratch_app, scratch_engine, made):
+    running = next(t for t in made if (t["task_type"], t["status"]) == ("synthesis", "running"))
+    run(
+        scratch_engine,
+        "DELETE FROM task_event WHERE actor = 'maker' AND task_id = :id",
+        id=running["id"],
+    )
+    running["actors"] = tuple(a for a in running["actors"] if a != "maker")
+    client = scratch_app.test_client()
+    task_filter = TaskFilter(actor="maker")
+    with statements_run(scratch_app) as sent:
+        answer = client.get("/tasks/counts", query_string=task_filter.to_args()).get_json()
+    assert answer == facets(made, task_filter)
+    assert stalled_synthesis_probes(sent)

@@ -83,6 +83,8 @@ class ActorTasks:
     gathered: tuple[str, ...] = ()
     # (task_type, status, tasks): the kept counts of the actor's tasks, where not zero.
     counted: tuple[tuple[str, str, int], ...] = ()
+    # Walked tables whose running tasks are all the actor's (see `stalled_tables_covered`).
+    running_covered: tuple[str, ...] = ()
 
 
 def looked_up(task_filter: TaskFilter) -> ActorTasks | None:
@@ -121,6 +123,22 @@ def actor_tasks_template(task_type: str) -> sa.Select[tuple[uuid.UUID]]:
         .distinct()
         .limit(LISTED_UP_TO + 1)
     )
+
+
+def walked_tables(task_filter: TaskFilter) -> tuple[str, ...]:
+    """The tables where the filter's actor is tested row by row: neither listed nor gathered
+    (none before the lookup)."""
+    known = looked_up(task_filter)
+    if known is None:
+        return ()
+    bounded = {task_type for task_type, _ in known.listed} | set(known.gathered)
+    return tuple(t for t in TASK_TYPES if t not in bounded)
+
+
+def running_covered(task_filter: TaskFilter) -> tuple[str, ...]:
+    """The walked tables whose running tasks the filter carries as all its actor's."""
+    known = looked_up(task_filter)
+    return known.running_covered if known is not None else ()
 
 
 def gathered_tables(task_filter: TaskFilter) -> tuple[str, ...]:

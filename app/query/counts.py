@@ -11,10 +11,16 @@ import sqlalchemy as sa
 
 from app.filters import TaskFilter
 from app.models import MODEL_FOR_TYPE, TASK_TYPES, Status, TaskModel, sql_constant
-from app.query.actors import kept_counts
+from app.query.actors import kept_counts, looked_up, walked_tables
 from app.query.engines import EngineShape, Executor, SearchIndex, dialect_name, engine_shape
 from app.query.lookups import looked_up_first
-from app.query.rollup import HoursRead, Pair, newest_hours, summary_counts_every_hour
+from app.query.rollup import (
+    HoursRead,
+    Pair,
+    every_hour,
+    newest_hours,
+    summary_counts_every_hour,
+)
 from app.query.rows import list_columns
 from app.query.search import counted_from_index, index_count_members
 from app.query.shapes import (
@@ -445,7 +451,28 @@ def count_stalled(
     """
     if running == Total(0, "eq"):
         return running
-    return count_tasks(executor, replace(task_filter, stalled=True), now)
+    stalled = with_running_covered(executor, replace(task_filter, stalled=True))
+    return count_tasks(executor, stalled, now)
+
+
+def with_running_covered(executor: Executor, task_filter: TaskFilter) -> TaskFilter:
+    """The filter, carrying the tables where its actor is tested row by row and every
+    running task is the actor's (its kept count of them is the hourly summary's), where a
+    stalled count then needs no test of the actor.
+
+    A module's own running tasks are all of its table's: tested one by one, a capped count
+    of its stalled tasks probed task_event 10,001 times (52 ms at ten million tasks, on
+    SQLite). A task that becomes running after the lookup, someone else's, is not stalled:
+    whoever moved it was heard from then.
+    """
+    known, walked = looked_up(task_filter), walked_tables(task_filter)
+    if known is None or not walked:
+        return task_filter
+    running = Status.RUNNING.value
+    kept = kept_counts(task_filter)
+    table = every_hour(executor, walked, running)
+    covered = tuple(t for t in walked if kept[t, running] and kept[t, running] == table.get(t))
+    return replace(task_filter, actor_tasks=replace(known, running_covered=covered))
 
 
 def sum_of(parts: list[Total]) -> Total:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -99,6 +100,25 @@ def newest_hours(executor: Executor, pairs: tuple[Pair, ...], hours: int) -> dic
     return {
         (row.task_type, row.status): HoursRead(int(row.tasks), row.hours < hours) for row in rows
     }
+
+
+@functools.lru_cache(maxsize=64)
+def every_hour_template(task_types: tuple[str, ...], status: str) -> sa.Select[Any]:
+    """(task_type, tasks): each type's tasks of the status in every hour, a range of the
+    summary's key per type."""
+    return (
+        sa.select(HOURLY_COUNTS.c.task_type, sa.func.sum(HOURLY_COUNTS.c.tasks))
+        .where(_in(HOURLY_COUNTS.c.task_type, task_types))
+        .where(HOURLY_COUNTS.c.status == sql_constant(status))
+        .group_by(HOURLY_COUNTS.c.task_type)
+    )
+
+
+def every_hour(executor: Executor, task_types: tuple[str, ...], status: str) -> dict[str, int]:
+    """How many tasks of each type have the status now, added up over every hour (the rows
+    of queued and running tasks that moved on are zeros, which add nothing)."""
+    rows = executor.execute(every_hour_template(task_types, status))
+    return {task_type: int(tasks) for task_type, tasks in rows}
 
 
 def _in(column: sa.ColumnElement[str], values: tuple[str, ...]) -> sa.ColumnElement[bool]:

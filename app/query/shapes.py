@@ -25,7 +25,7 @@ from app.models import (
     UTCDateTime,
     sql_constant,
 )
-from app.query.actors import gathered_tables, listed_ids
+from app.query.actors import gathered_tables, listed_ids, running_covered
 from app.query.engines import ExistsPerRow, Greatest, RunningHeardBefore, SecondsBefore
 from app.query.search import (
     search_conditions,
@@ -55,9 +55,10 @@ class Shape:
     say that the members carry those tests (see `actor_condition`, `stalled_condition`);
     `actor_listed` names the tables whose tasks the actor acted on are bound as a list,
     `actor_gathered` those where the statement gathers them, `actor_absent` those where it
-    acted on none. `search_absent` names the tables where no task has the search's words
-    (see app/query/search.py). `search_words` counts the terms
-    the words tables are asked for (words, and pairs of neighbouring words, see
+    acted on none; beside `stalled`, `actor_running_covered` names those whose running tasks
+    are all the actor's, where the actor is not tested. `search_absent` names the tables
+    where no task has the search's words (see app/query/search.py). `search_words` counts
+    the terms the words tables are asked for (words, and pairs of neighbouring words, see
     `search_terms`), and `search_unpaired` names the phrases of three words or more, whose
     text is tested besides. On MariaDB, once its terms are looked up, `search_probed` says
     that each row is tested in the words tables, and `search_gathered` names the tables
@@ -80,6 +81,7 @@ class Shape:
     actor_listed: tuple[str, ...] = ()
     actor_gathered: tuple[str, ...] = ()
     actor_absent: tuple[str, ...] = ()
+    actor_running_covered: tuple[str, ...] = ()
     stalled: bool = False
     search_phrases: int = 0
     search_ids: int = 0
@@ -155,6 +157,7 @@ def shape_of(task_filter: TaskFilter, now: datetime) -> tuple[Shape, Values]:
         actor_listed=tuple(t for t, ids in actor_listed.items() if ids),
         actor_gathered=gathered_tables(task_filter),
         actor_absent=tuple(t for t, ids in actor_listed.items() if not ids),
+        actor_running_covered=running_covered(task_filter) if task_filter.stalled else (),
         stalled=task_filter.stalled,
         search_phrases=len(search.phrases) if search else 0,
         search_ids=len(search.ids) if search else 0,
@@ -422,6 +425,8 @@ def actor_condition(model: TaskModel, shape: Shape) -> sa.ColumnElement[bool]:
     """
     if model.task_type in shape.actor_absent:
         return sa.false()
+    if model.task_type in shape.actor_running_covered:
+        return sa.true()  # a stalled task is running, and every running task is the actor's
     if model.task_type in shape.actor_listed:
         return model.id.in_(sa.bindparam(f"actor_ids_{model.task_type}", expanding=True))
     actor = TaskEvent.actor == sa.bindparam("actor", type_=TaskEvent.actor.type)
