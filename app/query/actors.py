@@ -8,8 +8,9 @@ million tasks, 1.2 s on SQLite and 4 s on PostgreSQL for one first page. So befo
 tasks are read, each table's share of the actor's tasks is looked up:
 
 - the database keeps how many tasks of each type and status each actor's events name
-  (`actor_task_count`, kept by triggers, see migrations/versions/0017_actor_counts.py);
-  one read of the actor's few rows tells each table's share;
+  (`actor_task_count`) and a row of each of those tasks in created order (`actor_task`),
+  both kept by triggers (see migrations/versions/0017_actor_tasks.py); one read of the
+  actor's few counts tells each table's share;
 - none: the table's member matches nothing, and the engine reads none of its rows;
 - up to `LISTED_UP_TO` tasks: their ids, read from task_event's (actor, task_type,
   task_id) index, are bound as a list, and the member reads those rows by primary key, as
@@ -17,8 +18,9 @@ tasks are read, each table's share of the actor's tasks is looked up:
   (app/query/histogram.py), so that a statement binds each list a few times at most;
 - up to `GATHERED_UP_TO`: too many to bind, and too few for a walk (a person who cancelled
   2,000 runs of a table of two million: a page walks 50,000 rows to find 50 of them, and a
-  count walks the whole table). The member gathers them from the same index, in the
-  statement, and reads those rows by primary key;
+  count walks the whole table). A page walks the actor's rows of actor_task in its order
+  and reads each task by primary key (`actor_walk`, app/query/pages.py); a count or a
+  chart gathers them from the same index, in the statement, and reads those rows by key;
 - more: the member tests each row it walks, which then finds matches densely.
 
 Whether a table has none or a few is told by the index itself, as the list is read: the
@@ -83,7 +85,8 @@ class ActorTasks:
     gathered: tuple[str, ...] = ()
     # (task_type, status, tasks): the kept counts of the actor's tasks, where not zero.
     counted: tuple[tuple[str, str, int], ...] = ()
-    # Walked tables whose running tasks are all the actor's (see `stalled_tables_covered`).
+    # Walked tables whose running tasks are all the actor's (see `with_running_covered` in
+    # app/query/counts.py).
     running_covered: tuple[str, ...] = ()
 
 
