@@ -221,11 +221,10 @@ def count_tasks(executor: Executor, task_filter: TaskFilter, now: datetime) -> T
     if task_filter.exact_count:
         exact = exact_count_template(shape, engine.search_index)
         return Total(executor.execute(exact, values).scalar_one(), "eq")
+    statuses = shape.statuses or STATUSES
     if counted_by_actor(shape):
         matrix = kept_counts(task_filter)
-        statuses = shape.statuses or STATUSES
         return Total.capped(sum(matrix[t, s] for t in shape.task_types for s in statuses))
-    statuses = shape.statuses or STATUSES
     if summary_counts_every_hour(shape) and not set(statuses) <= set(ACTIVE):
         pairs = pairs_of(shape.task_types, statuses)
         return summary_totals(executor, {"total": pairs})["total"]
@@ -465,13 +464,13 @@ def with_running_covered(executor: Executor, task_filter: TaskFilter) -> TaskFil
     SQLite). A task that becomes running after the lookup, someone else's, is not stalled:
     whoever moved it was heard from then.
     """
-    known, walked = looked_up(task_filter), walked_tables(task_filter)
+    known, running = looked_up(task_filter), Status.RUNNING.value
+    kept = kept_counts(task_filter)
+    walked = tuple(t for t in walked_tables(task_filter) if kept[t, running])
     if known is None or not walked:
         return task_filter
-    running = Status.RUNNING.value
-    kept = kept_counts(task_filter)
     table = every_hour(executor, walked, running)
-    covered = tuple(t for t in walked if kept[t, running] and kept[t, running] == table.get(t))
+    covered = tuple(t for t in walked if kept[t, running] == table.get(t))
     return replace(task_filter, actor_tasks=replace(known, running_covered=covered))
 
 

@@ -235,29 +235,29 @@ def tables_with_matches(shape: Shape) -> tuple[str, ...]:
     return tuple(t for t in shape.task_types if t not in skipped)
 
 
-def keyset_condition(model: TaskModel, order: Order) -> sa.ColumnElement[bool]:
-    """Rows strictly after the cursor (:cursor_at, :cursor_id) in the listing's order.
+def keyset_on(created_at: Any, task_id: Any, order: Order) -> sa.ColumnElement[bool]:
+    """Rows strictly after the cursor (:cursor_at, :cursor_id) in the listing's order, on
+    two columns that hold a task's created_at and id (its table's, or actor_task's).
 
     Written as `created_at <= :ts AND (created_at < :ts OR id < :id)`: the leading range on
     created_at is what lets every engine use the index as a range, which neither the bare OR
     form nor (on MariaDB) the row-value form `(created_at, id) < (:ts, :id)` does.
     """
-    return keyset_on(model.created_at, model.id, order)
-
-
-def keyset_on(created_at: Any, task_id: Any, order: Order) -> sa.ColumnElement[bool]:
-    """`keyset_condition` on any two columns that hold a task's created_at and id."""
     at, cursor_id = sa.bindparam("cursor_at"), sa.bindparam("cursor_id")
     if order == "desc":
         return sa.and_(created_at <= at, sa.or_(created_at < at, task_id < cursor_id))
     return sa.and_(created_at >= at, sa.or_(created_at > at, task_id > cursor_id))
 
 
-def created_bounds_on(created_at: Any, task_id: Any, shape: Shape) -> list[sa.ColumnElement[bool]]:
+def created_bounds_on(
+    created_at: Any, task_id: Any, shape: Shape, floor: sa.ColumnElement[Any] | None = None
+) -> list[sa.ColumnElement[bool]]:
     """The shape's created_at bounds and cursor, on any two columns that hold a task's
-    created_at and id (a floor of a window is left to the task's own row)."""
+    created_at and id; `floor`, if given, is the lower bound in place of `after`."""
     bounds = []
-    if shape.after:
+    if floor is not None:
+        bounds.append(created_at >= floor)
+    elif shape.after:
         bounds.append(created_at >= sa.bindparam("after"))
     if shape.before:
         bounds.append(created_at < sa.bindparam("before"))
@@ -354,15 +354,9 @@ def branch_conditions(model: TaskModel, shape: Shape) -> list[sa.ColumnElement[b
         conditions.append(model.error_group == sa.bindparam("error_group"))
     if shape.window and (window := window_condition(model, shape.statuses)) is not None:
         conditions.append(window)
-    if has_floor(shape):
-        # The floor holds `after` when that is higher: one bound a side.
-        conditions.append(model.created_at >= window_floor(model, shape))
-    elif shape.after:
-        conditions.append(model.created_at >= sa.bindparam("after"))
-    if shape.before:
-        conditions.append(model.created_at < sa.bindparam("before"))
-    if shape.cursor:
-        conditions.append(keyset_condition(model, shape.order))
+    # The floor holds `after` when that is higher: one bound a side.
+    floor = window_floor(model, shape) if has_floor(shape) else None
+    conditions += created_bounds_on(model.created_at, model.id, shape, floor)
     if shape.stalled:
         conditions.append(stalled_condition(model, shape))
     if shape.actor:
