@@ -91,6 +91,47 @@ def test_a_search_among_stalled_tasks_finds_what_the_oracle_finds(client, tasks,
     assert body == facets(tasks, search_filter(q, stalled=True))
 
 
+# The last one's fifth word is past the terms the words tables are asked for: its text is
+# tested on the rows the first four find.
+@pytest.mark.parametrize(
+    "q", ["llama", "llama mmlu", '"3 mini 4k"', '"support tickets"', "llama 3 1 8b support"]
+)
+@pytest.mark.parametrize("tag", [None, "exp-2"], ids=["no tag", "a tag"])
+def test_a_search_s_stalled_counts_are_the_oracle_s(client, tasks, q, tag):
+    """Capped counts, the chip and every count of `stalled=true`: on PostgreSQL and MariaDB
+    read from the running tasks that hold the words, beside a tag from the tag's."""
+    args = [("q", q), *([("tag", tag)] if tag else [])]
+    wanted = search_filter(q, stalled=True, tags=(tag,) if tag else ())
+    body = client.get("/tasks/counts", query_string=args).get_json()
+    assert body["stalled"] == {"value": len(expected(tasks, wanted)), "relation": "eq"}
+    body = client.get("/tasks/counts", query_string=[*args, ("stalled", "true")]).get_json()
+    assert body == facets(tasks, wanted)
+
+
+def test_a_search_s_stalled_count_starts_from_the_running_tasks_that_hold_its_words(
+    app, engine_kind
+):
+    """In the words tables where the engine has them, a range of each table's running tasks
+    holding the words, rather than every stalled task of the table with its text tested;
+    beside a tag, the tag's running tasks."""
+
+    def stalled_counts(args: dict[str, str]) -> list[str]:
+        sent = counts_statements(app, args)
+        return [s for s in sent if "llama" in s and "updated_at" in s]
+
+    stalled, stalled_tag = (
+        stalled_counts({"q": "llama"}),
+        stalled_counts({"q": "llama", "tag": "exp-2"}),
+    )
+    assert stalled and stalled_tag
+    if engine_kind == "sqlite":
+        assert all("_search MATCH" in statement for statement in stalled)
+        return
+    assert all("_words AS word_0" in statement for statement in stalled)
+    assert all("word_0.status = 'running'" in statement for statement in stalled)
+    assert not any("word_0.status = 'running'" in statement for statement in stalled_tag)
+
+
 @pytest.mark.parametrize("q", ["llama", "script", "zzzq", '"support tickets"'])
 def test_counts_follow_the_search(client, tasks, q):
     body = client.get("/tasks/counts", query_string={"q": q, "count": "exact"}).get_json()

@@ -102,12 +102,16 @@ def count_members(
     """`column` over each table's matches, the time window split so each reads one range.
 
     With a search `index` (SQLite's FTS5, PostgreSQL's words tables), a search by words,
-    types and statuses alone is counted in it without the tables (see `counted_from_index`).
+    types and statuses alone is counted in it without the tables (see `counted_from_index`),
+    and in the words tables a stalled count reads the running tasks holding the words (see
+    `running_matches`) where `stalled_matches_first`.
     The tables where the lookups found no match are left out while any other is read: on
     MariaDB each member is a statement of its own.
     """
     if found := tables_with_matches(shape):
         shape = replace(shape, task_types=found)
+    if index == "words" and stalled_matches_first(shape):
+        shape = replace(shape, search_running=True)
     if counted_from_index(shape, index):
         return [
             member
@@ -126,6 +130,16 @@ def count_members(
         for model in chosen_models(shape)
         for half in split_by_window(shape)
     ]
+
+
+def stalled_matches_first(shape: Shape) -> bool:
+    """Whether a stalled count of a search starts from the running tasks holding its words.
+
+    Not beside a tag or an actor, whose own ranges of running tasks are read instead: at a
+    million tasks, `q=support tickets&tag=exp-7` has 30 running tasks in the tag's range
+    and 1,946 holding the words.
+    """
+    return bool(shape.stalled and shape.search_words and not shape.tags and not shape.actor)
 
 
 @functools.lru_cache(maxsize=512)

@@ -64,7 +64,9 @@ class Shape:
     that each row is tested in the words tables, and `search_gathered` names the tables
     whose few matches are handed over instead of walked for (see `probe_conditions`). On
     SQLite, `search_horizon` names the tables whose page reads only their newest rows and
-    their matches among them (see app/query/horizons.py).
+    their matches among them (see app/query/horizons.py). `search_running` says that a
+    stalled count reads the running tasks holding the words from the words tables (see
+    `running_matches`).
     """
 
     task_types: tuple[str, ...]
@@ -91,6 +93,7 @@ class Shape:
     search_probed: bool = False
     search_gathered: tuple[str, ...] = ()
     search_horizon: tuple[str, ...] = ()
+    search_running: bool = False
 
 
 def created_bounds(
