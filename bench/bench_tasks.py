@@ -353,16 +353,14 @@ def seed(engine: sa.Engine, tasks: int) -> None:
     seed_events(engine)
 
 
-def seed_events(engine: sa.Engine, modules: bool = True) -> None:
+def seed_events(engine: sa.Engine) -> None:
     """A "created" event for every task and a "started" one for every task that started,
     each by its type's module, written by the database from the task tables in one pass;
-    then PERSON's requests to stop (alone with `modules` false: a database seeded before
-    they were)."""
+    then PERSON's requests to stop."""
     with actor_tasks_made_after(engine), engine.connect() as connection:
         limit_statements(connection, SEEDING_LIMIT_MS)  # one statement per table and kind
         with connection.begin():
-            if modules:
-                write_events(connection)
+            write_events(connection)
             write_person_events(connection)
     refresh_statistics(engine)
     print("  seeded the tasks' events", file=sys.stderr)
@@ -403,14 +401,15 @@ def write_person_events(connection: sa.Connection) -> None:
     connection.execute(sa.insert(TaskEvent).from_select(columns, rows))
 
 
-def events_seeded(engine: sa.Engine, actor: str | None = None) -> bool:
-    """Whether the bench's events (or `actor`'s) are there (a database seeded before they
-    were is not)."""
+def seeding_finished(engine: sa.Engine) -> bool:
+    """Whether PERSON's tasks are in actor_task: the last rows a seeding makes (see
+    `seed_events`), after the objects dropped for the load (the words tables, each actor's
+    tasks), which the models do not show, are made again."""
+    if not sa.inspect(engine).has_table("actor_task"):
+        return False
+    found = sa.text("SELECT 1 FROM actor_task WHERE actor = :actor LIMIT 1")
     with engine.connect() as connection:
-        found = sa.select(TaskEvent.id).limit(1)
-        if actor is not None:
-            found = found.where(TaskEvent.actor == actor)
-        return connection.execute(found).first() is not None
+        return connection.execute(found, {"actor": PERSON}).first() is not None
 
 
 def prepare(url: str, tasks: int, reseed: bool) -> None:
@@ -419,24 +418,22 @@ def prepare(url: str, tasks: int, reseed: bool) -> None:
     A database seeded by an earlier version is upgraded as a production one would be
     (`init-db`); one that then still differs from the models (indexes of its own that the
     planner could pick) stops the run, so that every run measures the declared indexes.
+    One whose seeding stopped before the end (`seeding_finished`) is seeded again.
     """
     create_database_if_missing(url)
     app = bench_app(url)
     with app.app_context():
         engine = db.engine
         try:
-            if reseed or seeded_tasks(engine) != tasks:
+            reused = not reseed and seeded_tasks(engine) == tasks
+            if reused:
+                for step in upgrade_database():
+                    print(f"  {step}", file=sys.stderr)
+            if not (reused and seeding_finished(engine)):
                 print(f"Seeding {tasks:,} tasks into {engine.url!r}", file=sys.stderr)
                 drop_schema(engine)
                 upgrade_database()
                 seed(engine, tasks)
-            else:
-                for step in upgrade_database():
-                    print(f"  {step}", file=sys.stderr)
-                if not events_seeded(engine):
-                    seed_events(engine)
-                elif not events_seeded(engine, PERSON):
-                    seed_events(engine, modules=False)
             if drift := schema_drift(engine):
                 raise SystemExit(f"{engine.url!r} differs from the models; --reseed: {drift}")
         finally:
