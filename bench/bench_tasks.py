@@ -11,7 +11,8 @@ size to the largest: each case is timed at every size, one right after the other
 machine's drift over a run does not pass for growth. Each database is seeded once with its
 demo tasks (a fixed random seed and a fixed clock, so the data and the time window are the
 same on every run; loaded in bulk, see app/bulk.py) and reused while it holds exactly those
-tasks, upgraded to the newest revision as `init-db` would; `--reseed` starts afresh.
+tasks and its seeding finished, upgraded to the newest revision as `init-db` would;
+`--reseed` starts afresh.
 
 For every filter case the script times, through the Flask test client: the first page, page 50
 by offset (offset 980, limit 20), a page DEPTH rows deep by cursor (or as deep as the matches
