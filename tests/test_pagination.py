@@ -9,6 +9,7 @@ from itertools import count
 
 import pytest
 from oracle import NOW, STATUSES, expected, insert_tasks, known_tasks, make_task, sort_key
+from test_cache import app_over
 
 from app.filters import TaskFilter
 from app.models import TASK_TYPES
@@ -249,3 +250,20 @@ def test_a_cursor_with_non_ascii_characters_is_422(client, token):
     response = client.get("/tasks", query_string={"cursor": token})
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["parameter"] == "cursor"
+
+
+def test_servers_that_share_the_secret_key_continue_each_other_s_walk(known_database):
+    """Behind one address, each page may be asked of another server: a cursor one signed
+    is read by every server given the same SECRET_KEY, and refused by one that is not."""
+    url, tasks = known_database
+    with (
+        app_over(url) as first,
+        app_over(url) as second,
+        app_over(url, SECRET_KEY="another-secret") as stranger,
+    ):
+        cursor = page(first.test_client(), [("limit", "7")])["next_cursor"]
+        following = page(second.test_client(), [("limit", "7"), ("cursor", cursor)])
+        refused = stranger.test_client().get("/tasks", query_string={"cursor": cursor})
+    assert [item["id"] for item in following["items"]] == expected(tasks, TaskFilter())[7:14]
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"][0]["parameter"] == "cursor"
