@@ -288,7 +288,7 @@ REWRITTEN = ("status", "created_at", "updated_at", "started_at", "finished_at", 
 @st.composite
 def writes_in_sql(draw: st.DrawFn, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Up to eight of the tasks, each either rewritten (its REWRITTEN columns taken from a
-    new random task of the same rules) or deleted (as the dict None)."""
+    new random task of the same rules) or deleted (its id marked "delete")."""
     chosen = draw(st.lists(st.sampled_from(tasks), max_size=8, unique_by=lambda t: t["id"]))
     writes = []
     for task in chosen:
